@@ -1,1 +1,21 @@
-//! placeholder
+//! Cinder's client library: the reference implementation of everything a client must do
+//! that the server cannot do for it: hold keys, sign requests, verify what comes back.
+//!
+//! # Layout
+//! - [`identity`]: a user's private keys and the bundle that publishes them.
+//! - [`profile`]: the local profile file (mode 0600): identity and pinned keys.
+//! - [`api`]: [`Client`], one method per endpoint, signing requests where required.
+//! - [`directory`]: fetching other users' keys and following their rotation chains
+//!   against pinned versions.
+//! - [`error`]: the one error type, each variant a sentence a person can read.
+
+pub mod api;
+pub mod directory;
+pub mod error;
+pub mod identity;
+pub mod profile;
+
+pub use api::Client;
+pub use error::ClientError;
+pub use identity::Identity;
+pub use profile::Profile;

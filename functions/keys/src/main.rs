@@ -1,1 +1,16 @@
-fn main() {}
+//! Lambda entry point for the key directory and invite inboxes: read config once, build
+//! the store once, then serve the shared router for every invocation.
+
+use std::sync::Arc;
+
+use cinder_aws::{Config, DynamoStore};
+use cinder_server::Clock;
+use cinder_server::keys::{KeysState, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let store = DynamoStore::from_env(Config::from_env()?).await;
+    let state = KeysState::new(Arc::new(store), Clock::system());
+    lambda_http::run(router(state)).await
+}

@@ -1,1 +1,326 @@
-//! placeholder
+//! The AWS store: Cinder's storage traits on DynamoDB, as the Lambda functions run them.
+//!
+//! # Layout
+//! - [`Config`]: the table names, read once from the environment.
+//! - [`DynamoStore`]: one client, every record store; items mapped with `serde_dynamo`.
+//! - [`schema`]: each table's key schema and TTL attribute, the same as `template.yaml`'s,
+//!   for test harnesses and local tooling that create tables.
+//!
+//! DynamoDB's TTL deletes expired items lazily (typically within two days), so every read
+//! here filters on `expires_at` against the caller's `now`, and conditional writes treat an
+//! expired item as absent.
+
+pub mod schema;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
+use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+/// How many lookups of a batch run at once.
+const LOOKUP_CONCURRENCY: usize = 16;
+
+/// Why configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or not Unicode.
+    #[error("environment variable {0} must be set")]
+    Missing(&'static str),
+}
+
+/// Table names, one per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Key bundles: partition `user_id`, sort `version`.
+    pub keys: String,
+    /// Invite inboxes: partition `owner`, sort `id`, TTL `expires_at`.
+    pub inbox: String,
+    /// Spent request nonces: partition `id`, TTL `expires_at`.
+    pub nonces: String,
+}
+
+impl Tables {
+    /// Names with a common prefix, as the test harness and local tools use.
+    pub fn prefixed(prefix: &str) -> Self {
+        Self {
+            keys: format!("{prefix}keys"),
+            inbox: format!("{prefix}inbox"),
+            nonces: format!("{prefix}nonces"),
+        }
+    }
+}
+
+/// The AWS store's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where each record lives.
+    pub tables: Tables,
+}
+
+impl Config {
+    /// Reads `KEYS_TABLE`, `INBOX_TABLE` and `NONCES_TABLE`. Endpoint, region and
+    /// credentials come from the AWS SDK's own variables (`AWS_ENDPOINT_URL`, …).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+        Ok(Self {
+            tables: Tables {
+                keys: var("KEYS_TABLE")?,
+                inbox: var("INBOX_TABLE")?,
+                nonces: var("NONCES_TABLE")?,
+            },
+        })
+    }
+}
+
+/// Every Cinder record store on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+impl DynamoStore {
+    /// A store over an existing client.
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// A store configured the way a Lambda is: SDK defaults from the environment.
+    pub async fn from_env(config: Config) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&sdk), config.tables)
+    }
+}
+
+fn backend<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Backend(DisplayErrorContext(err).to_string())
+}
+
+/// Maps a failed conditional write to [`StoreError::Conflict`], anything else to a backend error.
+fn conditional<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match err.as_service_error().and_then(ProvideErrorMetadata::code) {
+        Some("ConditionalCheckFailedException") => StoreError::Conflict,
+        _ => backend(err),
+    }
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: std::collections::HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn s(value: impl ToString) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn insert(&self, bundle: &KeyBundle) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.keys)
+            .set_item(Some(to_item(bundle)?))
+            .condition_expression("attribute_not_exists(user_id)")
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn current(&self, user: &UserId) -> Result<Option<KeyBundle>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.keys)
+            .key_condition_expression("user_id = :u")
+            .expression_attribute_values(":u", s(user))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.items.unwrap_or_default().into_iter().next().map(from_item).transpose()
+    }
+
+    async fn current_many(&self, users: &[UserId]) -> Result<Vec<KeyBundle>, StoreError> {
+        let found: Vec<Option<KeyBundle>> = futures::stream::iter(users.iter().copied())
+            .map(|u| async move { self.current(&u).await })
+            .buffer_unordered(LOOKUP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn chain(&self, user: &UserId, after: u64, limit: usize) -> Result<Vec<KeyBundle>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.keys)
+            .key_condition_expression("user_id = :u AND version > :v")
+            .expression_attribute_values(":u", s(user))
+            .expression_attribute_values(":v", n(after))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.items.unwrap_or_default().into_iter().map(from_item).collect()
+    }
+}
+
+#[async_trait]
+impl NonceStore for DynamoStore {
+    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.nonces)
+            .item("id", s(key))
+            .item("expires_at", n(expires_at.0))
+            // TTL may not have deleted an expired nonce yet; such a row no longer counts.
+            .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now.0))
+            .send()
+            .await;
+        match put.map_err(conditional) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An inbox item: the envelope plus its partition key.
+#[derive(Serialize, Deserialize)]
+struct InboxItem {
+    owner: UserId,
+    #[serde(flatten)]
+    envelope: Envelope,
+}
+
+#[async_trait]
+impl InboxStore for DynamoStore {
+    async fn put(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+        let item = InboxItem {
+            owner: *owner,
+            envelope: envelope.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.inbox)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        owner: &UserId,
+        after: Option<EnvelopeId>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        let mut start = None;
+        // A filtered Query page can come back short, so keep reading until the page is full
+        // or the partition is exhausted.
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.tables.inbox)
+                .expression_attribute_values(":o", s(owner))
+                .filter_expression("expires_at > :now")
+                .expression_attribute_values(":now", n(now.0))
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            query = match after {
+                Some(after) => query
+                    .key_condition_expression("#o = :o AND id > :after")
+                    .expression_attribute_values(":after", s(after)),
+                None => query.key_condition_expression("#o = :o"),
+            };
+            let page = query
+                .expression_attribute_names("#o", "owner")
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item::<InboxItem>(item)?.envelope);
+            }
+            start = page.last_evaluated_key;
+            if out.len() >= limit || start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn count(&self, owner: &UserId, now: Timestamp) -> Result<usize, StoreError> {
+        let mut total = 0usize;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.inbox)
+                .key_condition_expression("#o = :o")
+                .filter_expression("expires_at > :now")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":o", s(owner))
+                .expression_attribute_values(":now", n(now.0))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            total += usize::try_from(page.count).unwrap_or(0);
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn delete(&self, owner: &UserId, id: &EnvelopeId, now: Timestamp) -> Result<bool, StoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.inbox)
+            .key("owner", s(owner))
+            .key("id", s(id))
+            .condition_expression("expires_at > :now")
+            .expression_attribute_values(":now", n(now.0))
+            .send()
+            .await;
+        match deleted.map_err(conditional) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

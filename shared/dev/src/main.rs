@@ -1,1 +1,42 @@
-fn main() {}
+//! `cinder-dev`: runs every Cinder function locally on the embedded store.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use cinder_server::Clock;
+
+/// Runs every Cinder function on one local port, over SQLite in a data folder that
+/// survives restarts. No AWS, no Docker.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, env = "CINDER_DEV_ADDR", default_value = "127.0.0.1:8787")]
+    addr: String,
+    /// Folder for the database; created on first run.
+    #[arg(long, env = "CINDER_DATA_DIR", default_value = ".cinder/dev")]
+    data_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let store = cinder_dev::open_store(&args.data_dir)?;
+    let listener = cinder_dev::bind(&args.addr).await?;
+    let addr = listener.local_addr()?;
+    println!("cinder-dev: serving http://{addr} (data in {})", args.data_dir.display());
+    println!("cinder-dev: try `cinder --server http://{addr} keys publish`; Ctrl-C stops");
+    let shutdown = async {
+        // If the signal cannot be awaited, keep serving until the process is killed.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    cinder_dev::serve(listener, cinder_dev::app(store, Clock::system()), shutdown).await?;
+    Ok(())
+}

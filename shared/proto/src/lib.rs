@@ -16,7 +16,7 @@ pub mod encoding;
 pub mod ids;
 pub mod keys;
 
-pub use api::{ErrorBody, ErrorCode};
+pub use api::{Envelope, ErrorBody, ErrorCode};
 pub use auth::{RequestSignature, Signer};
 pub use encoding::{Blob, HpkePublicKey, Nonce, Signature, VerifyKey};
 pub use ids::{EnvelopeId, Timestamp, UserId};

@@ -1,1 +1,26 @@
-//! placeholder
+//! The server core every Cinder function shares: domain rules, storage traits, HTTP routers
+//! and the one error scheme. Lambda binaries and the dev server only wire stores into these
+//! routers; nothing here knows which database or which runtime it runs on.
+//!
+//! # Layout
+//! - [`error`]: the one error type and the one place it becomes an HTTP status and code.
+//! - [`store`]: one storage trait per record; implementations live in `cinder-sqlite` and
+//!   `cinder-aws` and pass the same conformance suite.
+//! - [`clock`]: the time source, injected so tests set `now` instead of sleeping.
+//! - [`auth`]: request authentication: signature, window, replay; reused by every function.
+//! - [`extract`]: axum extractors that parse bodies, paths and signatures at the edge.
+//! - [`routing`]: fallbacks and the access log every finished router gets.
+//! - [`keys`]: the key directory and invite inboxes: domain rules and router.
+
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod routing;
+pub mod store;
+
+pub use auth::Auth;
+pub use clock::Clock;
+pub use error::{Error, Result};
+pub use store::StoreError;

@@ -1,1 +1,315 @@
-//! placeholder
+//! The embedded store: Cinder's storage traits on SQLite, one file on disk.
+//!
+//! # Layout
+//! - [`SqliteStore`]: one connection behind a mutex; every call runs on tokio's blocking
+//!   pool so the async runtime never waits on disk.
+//! - `schema`: the tables, versioned with `PRAGMA user_version`.
+//! - trait impls: one block per record store, in the order of `cinder_server::store`.
+//!
+//! Expired rows are filtered on every read and swept now and then on writes, which is
+//! what DynamoDB's lazy TTL deletion forces on the AWS store too.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
+use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Sweep expired rows once per this many writes.
+const SWEEP_EVERY: u64 = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS key_bundles (
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    bundle  TEXT NOT NULL,
+    PRIMARY KEY (user_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nonces (
+    id         TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    owner      TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    envelope   TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+/// Why the store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite refused the file or the schema.
+    #[error("cannot open the SQLite store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer Cinder.
+    #[error("the SQLite store has schema version {0}, newer than this build understands")]
+    TooNew(i64),
+}
+
+/// Cinder's records in one SQLite database.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    writes: AtomicU64,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database, for tests and benchmarks.
+    pub fn in_memory() -> Result<Self, OpenError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, OpenError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > 1 {
+            return Err(OpenError::TooNew(version));
+        }
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction half-applied
+            // (SQLite rolls it back), so a poisoned lock is safe to keep using.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+
+    /// Whether this write should also sweep expired rows.
+    fn sweep_due(&self) -> bool {
+        self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn to_sql_int(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{n} does not fit SQLite's INTEGER")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert(&self, bundle: &KeyBundle) -> Result<(), StoreError> {
+        let user = bundle.user_id.to_string();
+        let version = to_sql_int(bundle.version)?;
+        let json = encode(bundle)?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO key_bundles (user_id, version, bundle) VALUES (?1, ?2, ?3)",
+                params![user, version, json],
+            )
+            .map(drop)
+            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+        })
+        .await
+    }
+
+    async fn current(&self, user: &UserId) -> Result<Option<KeyBundle>, StoreError> {
+        let user = user.to_string();
+        self.run(move |c| {
+            let row: Option<String> = c
+                .query_row(
+                    "SELECT bundle FROM key_bundles WHERE user_id = ?1 ORDER BY version DESC LIMIT 1",
+                    params![user],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.as_deref().map(decode).transpose()
+        })
+        .await
+    }
+
+    async fn current_many(&self, users: &[UserId]) -> Result<Vec<KeyBundle>, StoreError> {
+        let users: Vec<String> = users.iter().map(ToString::to_string).collect();
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT bundle FROM key_bundles WHERE user_id = ?1 ORDER BY version DESC LIMIT 1",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(users.len());
+            for user in users {
+                let row: Option<String> = stmt.query_row(params![user], |r| r.get(0)).optional().map_err(backend)?;
+                if let Some(text) = row {
+                    out.push(decode(&text)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn chain(&self, user: &UserId, after: u64, limit: usize) -> Result<Vec<KeyBundle>, StoreError> {
+        let user = user.to_string();
+        let after = to_sql_int(after)?;
+        let limit = to_sql_int(limit as u64)?;
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT bundle FROM key_bundles WHERE user_id = ?1 AND version > ?2 ORDER BY version ASC LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![user, after, limit], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(|t| decode(&t))).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl NonceStore for SqliteStore {
+    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        let expires = to_sql_int(expires_at.0)?;
+        let now = to_sql_int(now.0)?;
+        let sweep = self.sweep_due();
+        self.run(move |c| {
+            if sweep {
+                c.execute("DELETE FROM nonces WHERE expires_at <= ?1", params![now])
+                    .map_err(backend)?;
+            }
+            // Insert, or take over a row that has expired but not yet been swept.
+            let changed = c
+                .execute(
+                    "INSERT INTO nonces (id, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at
+                     WHERE nonces.expires_at <= ?3",
+                    params![key, expires, now],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl InboxStore for SqliteStore {
+    async fn put(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+        let owner = owner.to_string();
+        let id = envelope.id.to_string();
+        let expires = to_sql_int(envelope.expires_at.0)?;
+        let now = to_sql_int(envelope.created_at.0)?;
+        let json = encode(envelope)?;
+        let sweep = self.sweep_due();
+        self.run(move |c| {
+            if sweep {
+                c.execute("DELETE FROM inbox WHERE expires_at <= ?1", params![now])
+                    .map_err(backend)?;
+            }
+            c.execute(
+                "INSERT INTO inbox (owner, id, expires_at, envelope) VALUES (?1, ?2, ?3, ?4)",
+                params![owner, id, expires, json],
+            )
+            .map(drop)
+            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        owner: &UserId,
+        after: Option<EnvelopeId>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let owner = owner.to_string();
+        // Ids are fixed-width lowercase hex, so text order is id order; "" precedes all.
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let limit = to_sql_int(limit as u64)?;
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT envelope FROM inbox WHERE owner = ?1 AND id > ?2 AND expires_at > ?3
+                     ORDER BY id ASC LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![owner, after, now, limit], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(|t| decode(&t))).collect()
+        })
+        .await
+    }
+
+    async fn count(&self, owner: &UserId, now: Timestamp) -> Result<usize, StoreError> {
+        let owner = owner.to_string();
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let n: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM inbox WHERE owner = ?1 AND expires_at > ?2",
+                    params![owner, now],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            usize::try_from(n).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+
+    async fn delete(&self, owner: &UserId, id: &EnvelopeId, now: Timestamp) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        let id = id.to_string();
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let live = c
+                .execute(
+                    "DELETE FROM inbox WHERE owner = ?1 AND id = ?2 AND expires_at > ?3",
+                    params![owner, id, now],
+                )
+                .map_err(backend)?;
+            // An expired row goes too, but does not count as found.
+            c.execute("DELETE FROM inbox WHERE owner = ?1 AND id = ?2", params![owner, id])
+                .map_err(backend)?;
+            Ok(live == 1)
+        })
+        .await
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Client`]: one method per endpoint. Requests that need a signature are signed with the
+//! caller's identity; a `stale_request` answer corrects for the server's clock and is
+//! retried once with a fresh nonce.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use cinder_proto::api::{ChainPage, DropEnvelope, EnvelopePage, LookupRequest, LookupResponse};
+use cinder_proto::{Blob, Envelope, EnvelopeId, ErrorBody, ErrorCode, KeyBundle, Nonce, RequestSignature, Signer, Timestamp, UserId};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{ClientError, Identity};
+
+/// The dev server's address, where a client points when told nothing else.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
+/// A connection to one Cinder server.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// Seconds to add to the local clock to match the server's, learnt from `stale_request`.
+    clock_offset: AtomicI64,
+}
+
+impl Client {
+    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8787`).
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base_url.trim_end_matches('/').to_owned(),
+            clock_offset: AtomicI64::new(0),
+        }
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Publishes a first key bundle.
+    pub async fn publish(&self, bundle: &KeyBundle) -> Result<KeyBundle, ClientError> {
+        self.call(Method::POST, "/keys", Some(bundle), None).await
+    }
+
+    /// A user's current bundle, unverified: prefer [`Client::verified_keys`].
+    pub async fn key(&self, user: UserId) -> Result<KeyBundle, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/keys/{user}"), None, None).await
+    }
+
+    /// Publishes the next version of the caller's keys.
+    pub async fn rotate(&self, bundle: &KeyBundle) -> Result<KeyBundle, ClientError> {
+        self.call(Method::PUT, &format!("/keys/{}", bundle.user_id), Some(bundle), None).await
+    }
+
+    /// One page of a user's key chain after version `after`.
+    pub async fn chain(&self, user: UserId, after: u64) -> Result<ChainPage, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/keys/{user}/chain?after={after}"), None, None)
+            .await
+    }
+
+    /// Current bundles of many users, unverified.
+    pub async fn lookup(&self, user_ids: Vec<UserId>) -> Result<LookupResponse, ClientError> {
+        self.call(Method::POST, "/keys/lookup", Some(&LookupRequest { user_ids }), None).await
+    }
+
+    /// Drops a sealed envelope into `to`'s inbox.
+    pub async fn drop_envelope(
+        &self,
+        me: &Identity,
+        to: UserId,
+        sealed: Vec<u8>,
+        ttl: Option<u64>,
+    ) -> Result<Envelope, ClientError> {
+        let body = DropEnvelope { sealed: Blob(sealed), ttl };
+        self.call(Method::POST, &format!("/inbox/{to}"), Some(&body), Some(me)).await
+    }
+
+    /// One page of the caller's own inbox.
+    pub async fn inbox(&self, me: &Identity, after: Option<EnvelopeId>, limit: Option<usize>) -> Result<EnvelopePage, ClientError> {
+        let mut path = format!("/inbox/{}", me.user_id());
+        let mut sep = '?';
+        if let Some(after) = after {
+            path.push_str(&format!("{sep}after={after}"));
+            sep = '&';
+        }
+        if let Some(limit) = limit {
+            path.push_str(&format!("{sep}limit={limit}"));
+        }
+        self.call::<(), _>(Method::GET, &path, None, Some(me)).await
+    }
+
+    /// Deletes one envelope from the caller's own inbox.
+    pub async fn delete_envelope(&self, me: &Identity, id: EnvelopeId) -> Result<(), ClientError> {
+        self.call::<(), _>(Method::DELETE, &format!("/inbox/{}/{id}", me.user_id()), None, Some(me))
+            .await
+    }
+
+    /// Sends one request and decodes the answer; a signed request that was refused as
+    /// stale is retried once on the server's clock.
+    async fn call<B, T>(&self, method: Method, path: &str, body: Option<&B>, signer: Option<&Identity>) -> Result<T, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut retried = false;
+        loop {
+            let (status, server_time, text) = self.send(method.clone(), path, &bytes, signer).await?;
+            if status.is_success() {
+                let text = if text.is_empty() { b"null".as_slice() } else { &text };
+                return serde_json::from_slice(text).map_err(|e| self.unreadable(e.to_string()));
+            }
+            let body: ErrorBody = serde_json::from_slice(&text)
+                .map_err(|_| self.unreadable(format!("HTTP {status} without a Cinder error body")))?;
+            if body.code == ErrorCode::StaleRequest && !retried && signer.is_some() {
+                if let Some(server) = server_time {
+                    let local = i64::try_from(Timestamp::now().0).unwrap_or(i64::MAX);
+                    self.clock_offset.store(server.saturating_sub(local), Ordering::Relaxed);
+                    retried = true;
+                    continue;
+                }
+            }
+            return Err(ClientError::Api { status: status.as_u16(), body });
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+        signer: Option<&Identity>,
+    ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if !body.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        if let Some(me) = signer {
+            let mut nonce = [0u8; 16];
+            getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
+            let sig = RequestSignature::sign(
+                &me.signing_key(),
+                Signer::User(me.user_id()),
+                method.as_str(),
+                path,
+                body,
+                self.now(),
+                Nonce(nonce),
+            );
+            for (name, value) in sig.headers() {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let server_time = response
+            .headers()
+            .get("x-cinder-server-time")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let text = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        Ok((status, server_time, text.to_vec()))
+    }
+
+    fn now(&self) -> Timestamp {
+        let offset = self.clock_offset.load(Ordering::Relaxed);
+        Timestamp(Timestamp::now().0.saturating_add_signed(offset))
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.without_url().to_string(),
+        }
+    }
+
+    fn unreadable(&self, reason: String) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: format!("unexpected answer: {reason}"),
+        }
+    }
+}

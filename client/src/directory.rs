@@ -1,0 +1,89 @@
+//! Other users' keys, verified. A bundle from the server is accepted only if it chains,
+//! signature by signature, from the version this device pinned before, or, for a user seen
+//! for the first time, from a version 1 whose id derives from its key.
+
+use cinder_proto::{KeyBundle, UserId};
+
+use crate::{Client, ClientError};
+
+/// Checks that `chain` (oldest first) leads from `pinned` (or from scratch) to its last
+/// bundle, and returns that bundle.
+pub fn verify_chain(pinned: Option<&KeyBundle>, chain: &[KeyBundle]) -> Result<KeyBundle, ClientError> {
+    let bad = |why: String| ClientError::Verification(why);
+    let mut prev = pinned.cloned();
+    for bundle in chain {
+        match &prev {
+            None => bundle
+                .verify_genesis()
+                .map_err(|e| bad(format!("first key of {} does not verify: {e}", bundle.user_id)))?,
+            Some(p) => bundle
+                .verify_successor(p)
+                .map_err(|e| bad(format!("rotation to version {} does not verify: {e}", bundle.version)))?,
+        }
+        prev = Some(bundle.clone());
+    }
+    prev.ok_or_else(|| bad("the server returned no keys".into()))
+}
+
+impl Client {
+    /// Fetches `user`'s current bundle and proves it descends from `pinned`. Returns the
+    /// verified bundle, which the caller should pin in place of the old one.
+    pub async fn verified_keys(&self, user: UserId, pinned: Option<&KeyBundle>) -> Result<KeyBundle, ClientError> {
+        let current = self.key(user).await?;
+        if current.user_id != user {
+            return Err(ClientError::Verification("the server answered for another user".into()));
+        }
+        if let Some(p) = pinned {
+            if current.version < p.version {
+                return Err(ClientError::Verification(format!(
+                    "the server offers version {} of these keys but version {} was seen before",
+                    current.version, p.version
+                )));
+            }
+            if current.version == p.version {
+                return if &current == p {
+                    Ok(current)
+                } else {
+                    Err(ClientError::Verification("the server changed a pinned key without a rotation".into()))
+                };
+            }
+        }
+        let mut chain = Vec::new();
+        let mut after = pinned.map_or(0, |p| p.version);
+        loop {
+            let page = self.chain(user, after).await?;
+            let Some(last) = page.bundles.last() else { break };
+            after = last.version;
+            chain.extend(page.bundles);
+            if !page.more || after >= current.version {
+                break;
+            }
+        }
+        let verified = verify_chain(pinned, &chain)?;
+        if verified != current {
+            return Err(ClientError::Verification("the key chain does not end at the current keys".into()));
+        }
+        Ok(verified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Identity;
+    use cinder_proto::Timestamp;
+
+    #[test]
+    fn chains_verify_from_scratch_and_from_a_pin() {
+        let v1 = Identity::generate(Timestamp(1)).unwrap();
+        let v2 = v1.rotated(Timestamp(2)).unwrap();
+        let v3 = v2.rotated(Timestamp(3)).unwrap();
+        let all = [v1.bundle.clone(), v2.bundle.clone(), v3.bundle.clone()];
+        assert_eq!(verify_chain(None, &all).unwrap(), v3.bundle);
+        assert_eq!(verify_chain(Some(&v1.bundle), &all[1..]).unwrap(), v3.bundle);
+        // A chain that skips a link, or that starts from someone else's pin, is refused.
+        assert!(verify_chain(Some(&v1.bundle), &all[2..]).is_err());
+        let stranger = Identity::generate(Timestamp(1)).unwrap();
+        assert!(verify_chain(Some(&stranger.bundle), &all[1..]).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! The client's one error type. Each message is a sentence a CLI user can act on.
+
+use cinder_proto::{ErrorBody, ErrorCode};
+
+/// Everything a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached or answered with something that is not Cinder.
+    #[error("could not reach the Cinder server at {url}: {reason}")]
+    Unreachable {
+        /// Where we tried.
+        url: String,
+        /// What went wrong, as the HTTP library put it.
+        reason: String,
+    },
+    /// The server refused the request.
+    #[error("{}", describe(.status, .body))]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's error body.
+        body: ErrorBody,
+    },
+    /// What the server sent does not verify: it may be lying.
+    #[error("the server's answer failed verification: {0}")]
+    Verification(String),
+    /// The local profile could not be read or written.
+    #[error("the profile file {path} {reason}")]
+    Profile {
+        /// Its path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The operation needs an identity and the profile has none.
+    #[error("this profile has no identity yet; run `cinder keys publish` first")]
+    NoIdentity,
+    /// The system could not provide randomness.
+    #[error("the system's random number generator failed")]
+    Randomness,
+}
+
+impl ClientError {
+    /// The server's error code, if the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+}
+
+fn describe(status: &u16, body: &ErrorBody) -> String {
+    use ErrorCode as C;
+    let lead = match body.code {
+        C::UnknownUser => "No user with that id is in the key directory.",
+        C::AlreadyExists => "That already exists on the server.",
+        C::VersionConflict => "Someone else changed this first; fetch it again and retry.",
+        C::Unauthenticated => "The server did not accept this profile's signature; are these keys published on this server?",
+        C::StaleRequest => "This machine's clock is too far from the server's; fix the clock and retry.",
+        C::ReplayedRequest => "The server has already seen this exact request.",
+        C::Forbidden => "This identity is not allowed to do that.",
+        C::InvalidRotation => "The server refused the key rotation.",
+        C::RateLimited => "Too many attempts; wait a little and retry.",
+        C::Internal => "The server failed; try again later.",
+        _ => "The server refused the request.",
+    };
+    format!("{lead} ({status} {}: {})", body.code, body.message)
+}

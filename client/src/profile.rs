@@ -1,0 +1,110 @@
+//! The local profile: this device's identity and the keys it has pinned, in one JSON file
+//! written atomically with mode 0600. It never holds a password.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use cinder_proto::{KeyBundle, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientError, Identity};
+
+/// What one device knows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Profile {
+    /// This device's user, once published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// The newest verified bundle of every user this device has looked up. A later answer
+    /// must chain from it; anything else is refused.
+    #[serde(default)]
+    pub pins: BTreeMap<UserId, KeyBundle>,
+}
+
+impl Profile {
+    /// The default location: `$CINDER_HOME/profile.json`, else
+    /// `$XDG_CONFIG_HOME/cinder/profile.json`, else `~/.config/cinder/profile.json`.
+    pub fn default_path(cinder_home: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+        cinder_home
+            .or_else(|| xdg.map(|x| x.join("cinder")))
+            .or_else(|| home.map(|h| h.join(".config").join("cinder")))
+            .unwrap_or_else(|| PathBuf::from(".cinder"))
+            .join("profile.json")
+    }
+
+    /// Reads the profile at `path`; a missing file is an empty profile.
+    pub fn load(path: &Path) -> Result<Self, ClientError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| fail(path, format!("is not a valid profile: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(fail(path, format!("cannot be read: {e}"))),
+        }
+    }
+
+    /// Writes the profile to `path` atomically (temporary file, then rename), readable and
+    /// writable by the owner only.
+    pub fn save(&self, path: &Path) -> Result<(), ClientError> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| fail(path, format!("cannot be created: {e}")))?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| fail(path, format!("cannot be encoded: {e}")))?;
+        let tmp = path.with_extension("json.tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let write = || -> std::io::Result<()> {
+            let mut file = options.open(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| fail(path, format!("cannot be written: {e}")))
+    }
+
+    /// This profile's identity, or the error that says to make one.
+    pub fn identity(&self) -> Result<&Identity, ClientError> {
+        self.identity.as_ref().ok_or(ClientError::NoIdentity)
+    }
+}
+
+fn fail(path: &Path, reason: String) -> ClientError {
+    ClientError::Profile {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_profile_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("profile.json");
+        let mut profile = Profile::default();
+        profile.identity = Some(Identity::generate(cinder_proto::Timestamp(5)).unwrap());
+        profile.save(&path).unwrap();
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let back = Profile::load(&path).unwrap();
+        let (a, b) = (back.identity.unwrap(), profile.identity.unwrap());
+        assert_eq!(a.bundle, b.bundle);
+        assert_eq!(a.seeds.sign, b.seeds.sign);
+    }
+
+    #[test]
+    fn missing_profile_is_empty_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Profile::load(&dir.path().join("none.json")).unwrap().identity.is_none());
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, b"{not json").unwrap();
+        assert!(matches!(Profile::load(&bad), Err(ClientError::Profile { .. })));
+    }
+}

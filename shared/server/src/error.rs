@@ -1,0 +1,170 @@
+//! The one error type of the server and the one place it becomes a response.
+//!
+//! Handlers return [`Error`]; [`IntoResponse`] below picks the status and the stable
+//! [`ErrorCode`]. Caller mistakes are 4xx and logged at debug at most; internal failures are
+//! a generic 500, logged once here with their cause, never with a body or a key.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cinder_proto::{ErrorBody, ErrorCode, Timestamp};
+
+use crate::StoreError;
+
+/// Shorthand for results in the server.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON of the wrong shape.
+    #[error("invalid request body at `{field}`: {message}")]
+    InvalidBody {
+        /// Path to the offending field, `.` for the whole body.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A path segment or query parameter is malformed.
+    #[error("invalid {0}")]
+    InvalidParameter(String),
+    /// The body exceeds the endpoint's limit.
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The endpoint's limit in bytes.
+        limit: usize,
+    },
+    /// Missing, malformed or wrong signature, or unknown signer: deliberately one answer.
+    #[error("request signature is missing or invalid")]
+    Unauthenticated,
+    /// The request's timestamp is outside the window around `now`.
+    #[error("request timestamp is outside the accepted window")]
+    StaleRequest {
+        /// The server's time, returned so the client can correct its clock.
+        now: Timestamp,
+    },
+    /// This (signer, nonce) was seen before.
+    #[error("request was already received once")]
+    ReplayedRequest,
+    /// Authenticated, but the signer may not do this.
+    #[error("not allowed")]
+    Forbidden,
+    /// The user is not in the key directory.
+    #[error("no such user")]
+    UnknownUser,
+    /// The record does not exist.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The record exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// A concurrent writer got there first.
+    #[error("the record changed; read it again and retry")]
+    VersionConflict,
+    /// A key bundle whose id or self-signature does not check out.
+    #[error("invalid key bundle: {0}")]
+    InvalidBundle(String),
+    /// A rotation not signed by the current key.
+    #[error("rotation refused: {0}")]
+    InvalidRotation(String),
+    /// A bound was exceeded.
+    #[error("{message}")]
+    LimitExceeded {
+        /// The field at fault, if any.
+        field: Option<&'static str>,
+        /// Which bound, in words.
+        message: String,
+    },
+    /// No route for this path.
+    #[error("no such endpoint")]
+    NoRoute,
+    /// The path exists, the method does not.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// Storage failed.
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    /// A bug: an invariant the code relies on did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A bound was exceeded on `field`.
+    pub fn limit(field: &'static str, message: impl Into<String>) -> Self {
+        Self::LimitExceeded {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    /// The status and stable code for this error.
+    pub fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        use ErrorCode as C;
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, C::MalformedJson),
+            Self::InvalidBody { .. } => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBody),
+            Self::InvalidParameter(_) => (StatusCode::BAD_REQUEST, C::InvalidParameter),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge),
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, C::Unauthenticated),
+            Self::StaleRequest { .. } => (StatusCode::UNAUTHORIZED, C::StaleRequest),
+            Self::ReplayedRequest => (StatusCode::UNAUTHORIZED, C::ReplayedRequest),
+            Self::Forbidden => (StatusCode::FORBIDDEN, C::Forbidden),
+            Self::UnknownUser => (StatusCode::NOT_FOUND, C::UnknownUser),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
+            Self::AlreadyExists(_) => (StatusCode::CONFLICT, C::AlreadyExists),
+            Self::VersionConflict => (StatusCode::CONFLICT, C::VersionConflict),
+            Self::InvalidBundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBundle),
+            Self::InvalidRotation(_) => (StatusCode::FORBIDDEN, C::InvalidRotation),
+            Self::LimitExceeded { .. } => (StatusCode::UNPROCESSABLE_ENTITY, C::LimitExceeded),
+            Self::NoRoute => (StatusCode::NOT_FOUND, C::NoRoute),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::Store(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            // The cause stays in the log; the caller learns nothing from it.
+            tracing::error!(error = %self, cause = ?self, "request failed");
+            "the server failed to handle this request".to_owned()
+        } else {
+            tracing::debug!(?code, "request refused");
+            self.to_string()
+        };
+        let field = match &self {
+            Self::InvalidBody { field, .. } => Some(field.clone()),
+            Self::LimitExceeded { field, .. } => field.map(str::to_owned),
+            _ => None,
+        };
+        let mut response = (status, Json(ErrorBody { code, message, field })).into_response();
+        if let Self::StaleRequest { now } = self
+            && let Ok(value) = HeaderValue::from_str(&now.to_string())
+        {
+            response.headers_mut().insert("x-cinder-server-time", value);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Cinder-Ed25519"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let response = Error::Store(StoreError::Backend("table cinder-keys is gone".into())).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
