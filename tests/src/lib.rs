@@ -1,1 +1,18 @@
-//! placeholder
+//! Cinder's test harness, shared by every crate's integration tests.
+//!
+//! # Layout
+//! - [`moto`]: moto's server (the DynamoDB and S3 wire protocol), started once per test
+//!   process on a free 127.0.0.1 port, and fresh tables per test.
+//! - [`conformance`]: the one suite every storage implementation must pass; the
+//!   `conformance_suite!` macro turns it into tests for a given store.
+//! - [`fixtures`]: deterministic users, key bundles and signed requests.
+//! - [`router`]: driving a router in-process and reading its JSON answers.
+//! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
+//!   API Gateway events.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod conformance;
+pub mod fixtures;
+pub mod lambda;
+pub mod moto;
+pub mod router;

@@ -1,0 +1,213 @@
+//! The storage conformance suite. Every implementation of the storage traits runs every case
+//! here, through [`conformance_suite!`](crate::conformance_suite): the embedded store always,
+//! the DynamoDB store against moto. A case names the behaviour it proves.
+
+use std::sync::Arc;
+
+use cinder_proto::{Blob, Envelope, EnvelopeId, Timestamp, UserId};
+use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
+
+use crate::fixtures::User;
+
+/// What a store under test must implement.
+pub trait Store: KeyStore + InboxStore + NonceStore + 'static {}
+impl<T: KeyStore + InboxStore + NonceStore + 'static> Store for T {}
+
+/// Expands to one `#[tokio::test]` per conformance case, each on a store made by `$make`
+/// (an expression evaluating to a future of `Arc<impl Store>`).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            keys_current_is_the_highest_version,
+            keys_duplicate_version_conflicts_and_keeps_the_original,
+            keys_unknown_user_has_no_current,
+            keys_current_many_leaves_out_unknown_users,
+            keys_chain_is_ordered_bounded_and_after_exclusive,
+            keys_concurrent_inserts_of_one_version_have_one_winner,
+            nonces_are_accepted_once_until_they_expire,
+            nonces_concurrent_spends_have_one_winner,
+            inbox_lists_in_id_order_with_cursor_and_limit,
+            inbox_never_returns_or_counts_expired_envelopes,
+            inbox_delete_is_owner_scoped_and_reports_absence,
+            inbox_duplicate_id_conflicts);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make.await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+const T0: Timestamp = Timestamp(1_800_000_000);
+
+pub async fn keys_current_is_the_highest_version<S: Store>(store: Arc<S>) {
+    let v1 = User::new(1, T0);
+    let v2 = v1.rotated(2, T0.plus(10));
+    let v3 = v2.rotated(3, T0.plus(20));
+    for u in [&v1, &v3, &v2] {
+        store.insert(&u.bundle).await.unwrap();
+    }
+    assert_eq!(store.current(&v1.id()).await.unwrap(), Some(v3.bundle));
+}
+
+pub async fn keys_duplicate_version_conflicts_and_keeps_the_original<S: Store>(store: Arc<S>) {
+    let first = User::new(1, T0);
+    store.insert(&first.bundle).await.unwrap();
+    let mut impostor = first.bundle.clone();
+    impostor.created_at = T0.plus(1);
+    assert!(matches!(store.insert(&impostor).await, Err(StoreError::Conflict)));
+    assert_eq!(store.current(&first.id()).await.unwrap(), Some(first.bundle));
+}
+
+pub async fn keys_unknown_user_has_no_current<S: Store>(store: Arc<S>) {
+    assert_eq!(store.current(&UserId([9; 16])).await.unwrap(), None);
+    assert_eq!(store.chain(&UserId([9; 16]), 0, 10).await.unwrap(), vec![]);
+}
+
+pub async fn keys_current_many_leaves_out_unknown_users<S: Store>(store: Arc<S>) {
+    let a = User::new(1, T0);
+    let b = User::new(2, T0);
+    let b2 = b.rotated(3, T0.plus(5));
+    for bundle in [&a.bundle, &b.bundle, &b2.bundle] {
+        store.insert(bundle).await.unwrap();
+    }
+    let mut found = store.current_many(&[a.id(), UserId([0; 16]), b.id()]).await.unwrap();
+    found.sort_by_key(|x| x.user_id);
+    let mut expected = vec![a.bundle, b2.bundle];
+    expected.sort_by_key(|x| x.user_id);
+    assert_eq!(found, expected);
+}
+
+pub async fn keys_chain_is_ordered_bounded_and_after_exclusive<S: Store>(store: Arc<S>) {
+    let mut user = User::new(1, T0);
+    let mut all = vec![user.bundle.clone()];
+    for seed in 2..=6 {
+        user = user.rotated(seed, T0.plus(u64::from(seed)));
+        all.push(user.bundle.clone());
+    }
+    for b in all.iter().rev() {
+        store.insert(b).await.unwrap();
+    }
+    let id = all[0].user_id;
+    assert_eq!(store.chain(&id, 0, 100).await.unwrap(), all);
+    assert_eq!(store.chain(&id, 2, 2).await.unwrap(), all[2..4].to_vec());
+    assert_eq!(store.chain(&id, 6, 10).await.unwrap(), vec![]);
+}
+
+pub async fn keys_concurrent_inserts_of_one_version_have_one_winner<S: Store>(store: Arc<S>) {
+    let base = User::new(1, T0);
+    store.insert(&base.bundle).await.unwrap();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            let next = base.rotated(10 + i, T0.plus(1));
+            tokio::spawn(async move { (store.insert(&next.bundle).await, next.bundle) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(()), bundle) => winners.push(bundle),
+            (Err(StoreError::Conflict), _) => {}
+            (Err(e), _) => panic!("unexpected store error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins version 2");
+    assert_eq!(store.current(&base.id()).await.unwrap(), Some(winners.remove(0)));
+}
+
+pub async fn nonces_are_accepted_once_until_they_expire<S: Store>(store: Arc<S>) {
+    let expires = T0.plus(60);
+    assert!(store.remember("user:a/n1", expires, T0).await.unwrap());
+    assert!(!store.remember("user:a/n1", expires, T0.plus(30)).await.unwrap());
+    assert!(store.remember("user:b/n1", expires, T0).await.unwrap(), "keys are per signer");
+    // Once expired (whether or not the database has deleted it) the key is free again.
+    assert!(store.remember("user:a/n1", T0.plus(200), T0.plus(60)).await.unwrap());
+    assert!(!store.remember("user:a/n1", T0.plus(200), T0.plus(61)).await.unwrap());
+}
+
+pub async fn nonces_concurrent_spends_have_one_winner<S: Store>(store: Arc<S>) {
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.remember("user:c/same", T0.plus(60), T0).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += usize::from(t.await.unwrap());
+    }
+    assert_eq!(fresh, 1);
+}
+
+fn envelope(ms: u64, tag: u8, expires_at: Timestamp) -> Envelope {
+    Envelope {
+        id: EnvelopeId::new(ms, [tag; 8]),
+        sender: UserId([tag; 16]),
+        created_at: Timestamp(ms / 1000),
+        expires_at,
+        sealed: Blob(vec![tag; 40]),
+    }
+}
+
+pub async fn inbox_lists_in_id_order_with_cursor_and_limit<S: Store>(store: Arc<S>) {
+    let owner = UserId([1; 16]);
+    let other = UserId([2; 16]);
+    let ms = T0.0 * 1000;
+    let envs: Vec<_> = (0..5u8).map(|i| envelope(ms + u64::from(i), i, T0.plus(100))).collect();
+    for e in envs.iter().rev() {
+        store.put(&owner, e).await.unwrap();
+    }
+    store.put(&other, &envelope(ms, 9, T0.plus(100))).await.unwrap();
+
+    assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), envs);
+    assert_eq!(store.list(&owner, None, 2, T0).await.unwrap(), envs[..2].to_vec());
+    assert_eq!(store.list(&owner, Some(envs[1].id), 2, T0).await.unwrap(), envs[2..4].to_vec());
+    assert_eq!(store.list(&owner, Some(envs[4].id), 2, T0).await.unwrap(), vec![]);
+    assert_eq!(store.count(&owner, T0).await.unwrap(), 5);
+}
+
+pub async fn inbox_never_returns_or_counts_expired_envelopes<S: Store>(store: Arc<S>) {
+    let owner = UserId([1; 16]);
+    let ms = T0.0 * 1000;
+    let soon = envelope(ms, 1, T0.plus(10));
+    let later = envelope(ms + 1, 2, T0.plus(100));
+    let soon2 = envelope(ms + 2, 3, T0.plus(10));
+    for e in [&soon, &later, &soon2] {
+        store.put(&owner, e).await.unwrap();
+    }
+    assert_eq!(store.count(&owner, T0).await.unwrap(), 3);
+    let after = T0.plus(10);
+    assert_eq!(store.list(&owner, None, 10, after).await.unwrap(), vec![later.clone()]);
+    // A page limit smaller than the expired run still finds the live envelope behind it.
+    assert_eq!(store.list(&owner, None, 1, after).await.unwrap(), vec![later]);
+    assert_eq!(store.count(&owner, after).await.unwrap(), 1);
+    assert!(!store.delete(&owner, &soon.id, after).await.unwrap());
+}
+
+pub async fn inbox_delete_is_owner_scoped_and_reports_absence<S: Store>(store: Arc<S>) {
+    let owner = UserId([1; 16]);
+    let other = UserId([2; 16]);
+    let e = envelope(T0.0 * 1000, 1, T0.plus(100));
+    store.put(&owner, &e).await.unwrap();
+    assert!(!store.delete(&other, &e.id, T0).await.unwrap(), "another owner cannot delete it");
+    assert_eq!(store.count(&owner, T0).await.unwrap(), 1);
+    assert!(store.delete(&owner, &e.id, T0).await.unwrap());
+    assert!(!store.delete(&owner, &e.id, T0).await.unwrap());
+    assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), vec![]);
+}
+
+pub async fn inbox_duplicate_id_conflicts<S: Store>(store: Arc<S>) {
+    let owner = UserId([1; 16]);
+    let e = envelope(T0.0 * 1000, 1, T0.plus(100));
+    store.put(&owner, &e).await.unwrap();
+    let mut clash = e.clone();
+    clash.sealed = Blob(vec![0; 8]);
+    assert!(matches!(store.put(&owner, &clash).await, Err(StoreError::Conflict)));
+    assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), vec![e]);
+}

@@ -1,0 +1,79 @@
+//! moto's server as a real DynamoDB wire-protocol peer.
+//!
+//! One server per test process, started on first use on a free port and stopped when the
+//! process ends (a shell watchdog kills it once our pid is gone, since Rust statics are
+//! never dropped). Set `CINDER_MOTO_ENDPOINT` to use a server that is already running.
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use cinder_aws::{DynamoStore, Tables};
+
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+/// The endpoint of this process's moto server, starting it if needed.
+pub fn endpoint() -> &'static str {
+    ENDPOINT.get_or_init(|| {
+        if let Ok(url) = std::env::var("CINDER_MOTO_ENDPOINT") {
+            return url;
+        }
+        let port = free_port();
+        let script = r#"moto_server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!
+            while kill -0 "$2" 2>/dev/null && kill -0 "$m" 2>/dev/null; do sleep 1; done
+            kill "$m" 2>/dev/null"#;
+        Command::new("sh")
+            .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot run sh to start moto_server");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {addr}; install it with `make test-deps` \
+                 (pip install 'moto[server]')"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://{addr}")
+    })
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1");
+    listener.local_addr().expect("bound listener has an address").port()
+}
+
+/// A DynamoDB client pointed at moto with dummy credentials.
+pub fn client() -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .build();
+    Client::from_conf(config)
+}
+
+/// A unique table-name prefix, so tests sharing one moto never see each other's items.
+pub fn unique_prefix() -> String {
+    let mut r = [0u8; 6];
+    getrandom::fill(&mut r).expect("randomness");
+    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t{tag}-")
+}
+
+/// A store on fresh tables, created with the same schema as `template.yaml`.
+pub async fn fresh_store() -> (Arc<DynamoStore>, Tables) {
+    let client = client();
+    let tables = Tables::prefixed(&unique_prefix());
+    cinder_aws::schema::create_tables(&client, &tables)
+        .await
+        .expect("creating tables on moto");
+    (Arc::new(DynamoStore::new(client, tables.clone())), tables)
+}
