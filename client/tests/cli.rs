@@ -1,0 +1,130 @@
+//! The README walkthrough, for real: the `cinder` binary against the dev server's app on a
+//! free port, with profiles in a temporary folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Output;
+
+use cinder_server::Clock;
+
+/// Starts the dev server's app on 127.0.0.1:0 over a fresh data folder; returns its URL.
+async fn dev_server(data: &Path) -> String {
+    let store = cinder_dev::open_store(data).unwrap();
+    let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = cinder_dev::app(store, Clock::system());
+    tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+    url
+}
+
+/// Runs `cinder` with a server and profile, off the async runtime's threads.
+async fn cinder(server: &str, profile: &Path, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"));
+    cmd.arg("--server").arg(server).arg("--profile").arg(profile).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("not JSON: {}", stdout(o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_publish_get_rotate_and_follow_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let alice = dir.path().join("alice.json");
+    let bob = dir.path().join("bob.json");
+
+    // Alice publishes; her profile is private to her.
+    let published = cinder(&server, &alice, &["keys", "publish", "--json"]).await;
+    assert!(published.status.success(), "{}", stderr(&published));
+    let first = json(&published);
+    let alice_id = first["user_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["version"], 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Publishing twice is refused with a sentence, not a stack trace.
+    let twice = cinder(&server, &alice, &["keys", "publish"]).await;
+    assert!(!twice.status.success());
+    assert!(stderr(&twice).starts_with("error: the profile file"), "{}", stderr(&twice));
+
+    // Bob fetches and pins Alice's keys.
+    let got = cinder(&server, &bob, &["keys", "get", &alice_id, "--json"]).await;
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(json(&got), first);
+
+    // Alice rotates; Bob follows the chain from his pin to version 2.
+    let rotated = cinder(&server, &alice, &["keys", "rotate", "--json"]).await;
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let second = json(&rotated);
+    assert_eq!(second["version"], 2);
+    assert_ne!(second["sign_key"], first["sign_key"]);
+    let followed = cinder(&server, &bob, &["keys", "get", &alice_id, "--json"]).await;
+    assert!(followed.status.success(), "{}", stderr(&followed));
+    assert_eq!(json(&followed), second);
+
+    // Prose output names what a person needs.
+    let mine = cinder(&server, &alice, &["keys", "get"]).await;
+    assert!(stdout(&mine).contains(&format!("user id:      {alice_id}")), "{}", stdout(&mine));
+    assert!(stdout(&mine).contains("version:      2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_read_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let profile = dir.path().join("p.json");
+
+    let unknown = cinder(&server, &profile, &["keys", "get", &"0".repeat(32)]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).starts_with("error: No user with that id is in the key directory."),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let no_identity = cinder(&server, &profile, &["keys", "rotate"]).await;
+    assert!(stderr(&no_identity).contains("run `cinder keys publish` first"), "{}", stderr(&no_identity));
+
+    let down = cinder("http://127.0.0.1:9", &profile, &["keys", "get", &"0".repeat(32)]).await;
+    assert!(stderr(&down).starts_with("error: could not reach the Cinder server at http://127.0.0.1:9"), "{}", stderr(&down));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_keys_refuse_substitution_and_rollback() {
+    use cinder_client::{Client, ClientError, Identity};
+    use cinder_proto::Timestamp;
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(&dev_server(&dir.path().join("data")).await);
+    let v1 = Identity::generate(Timestamp::now()).unwrap();
+    client.publish(&v1.bundle).await.unwrap();
+    let v2 = v1.rotated(Timestamp::now()).unwrap();
+
+    // A pin of version 2 that the server does not have: the server looks rolled back.
+    let rollback = client.verified_keys(v1.user_id(), Some(&v2.bundle)).await;
+    assert!(matches!(rollback, Err(ClientError::Verification(ref m)) if m.contains("was seen before")), "{rollback:?}");
+
+    // A pin of version 1 that differs from what the server serves: a substituted key.
+    let mut other = v1.bundle.clone();
+    other.created_at = Timestamp(other.created_at.0 + 1);
+    let swapped = client.verified_keys(v1.user_id(), Some(&other)).await;
+    assert!(matches!(swapped, Err(ClientError::Verification(ref m)) if m.contains("without a rotation")), "{swapped:?}");
+
+    // After a real rotation, the old pin leads to the new keys.
+    client.rotate(&v2.bundle).await.unwrap();
+    assert_eq!(client.verified_keys(v1.user_id(), Some(&v1.bundle)).await.unwrap(), v2.bundle);
+    assert_eq!(client.verified_keys(v1.user_id(), None).await.unwrap(), v2.bundle);
+}
