@@ -5,7 +5,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use cinder_proto::api::{ChainPage, DropEnvelope, EnvelopePage, LookupRequest, LookupResponse};
-use cinder_proto::{Blob, Envelope, EnvelopeId, ErrorBody, ErrorCode, KeyBundle, Nonce, RequestSignature, Signer, Timestamp, UserId};
+use cinder_proto::{
+    Blob, Envelope, EnvelopeId, ErrorBody, ErrorCode, KeyBundle, Nonce, RequestSignature, Signer,
+    Timestamp, UserId,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,23 +49,41 @@ impl Client {
 
     /// A user's current bundle, unverified: prefer [`Client::verified_keys`].
     pub async fn key(&self, user: UserId) -> Result<KeyBundle, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/keys/{user}"), None, None).await
+        self.call::<(), _>(Method::GET, &format!("/keys/{user}"), None, None)
+            .await
     }
 
     /// Publishes the next version of the caller's keys.
     pub async fn rotate(&self, bundle: &KeyBundle) -> Result<KeyBundle, ClientError> {
-        self.call(Method::PUT, &format!("/keys/{}", bundle.user_id), Some(bundle), None).await
+        self.call(
+            Method::PUT,
+            &format!("/keys/{}", bundle.user_id),
+            Some(bundle),
+            None,
+        )
+        .await
     }
 
     /// One page of a user's key chain after version `after`.
     pub async fn chain(&self, user: UserId, after: u64) -> Result<ChainPage, ClientError> {
-        self.call::<(), _>(Method::GET, &format!("/keys/{user}/chain?after={after}"), None, None)
-            .await
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/keys/{user}/chain?after={after}"),
+            None,
+            None,
+        )
+        .await
     }
 
     /// Current bundles of many users, unverified.
     pub async fn lookup(&self, user_ids: Vec<UserId>) -> Result<LookupResponse, ClientError> {
-        self.call(Method::POST, "/keys/lookup", Some(&LookupRequest { user_ids }), None).await
+        self.call(
+            Method::POST,
+            "/keys/lookup",
+            Some(&LookupRequest { user_ids }),
+            None,
+        )
+        .await
     }
 
     /// Drops a sealed envelope into `to`'s inbox.
@@ -73,12 +94,21 @@ impl Client {
         sealed: Vec<u8>,
         ttl: Option<u64>,
     ) -> Result<Envelope, ClientError> {
-        let body = DropEnvelope { sealed: Blob(sealed), ttl };
-        self.call(Method::POST, &format!("/inbox/{to}"), Some(&body), Some(me)).await
+        let body = DropEnvelope {
+            sealed: Blob(sealed),
+            ttl,
+        };
+        self.call(Method::POST, &format!("/inbox/{to}"), Some(&body), Some(me))
+            .await
     }
 
     /// One page of the caller's own inbox.
-    pub async fn inbox(&self, me: &Identity, after: Option<EnvelopeId>, limit: Option<usize>) -> Result<EnvelopePage, ClientError> {
+    pub async fn inbox(
+        &self,
+        me: &Identity,
+        after: Option<EnvelopeId>,
+        limit: Option<usize>,
+    ) -> Result<EnvelopePage, ClientError> {
         let mut path = format!("/inbox/{}", me.user_id());
         let mut sep = '?';
         if let Some(after) = after {
@@ -93,39 +123,64 @@ impl Client {
 
     /// Deletes one envelope from the caller's own inbox.
     pub async fn delete_envelope(&self, me: &Identity, id: EnvelopeId) -> Result<(), ClientError> {
-        self.call::<(), _>(Method::DELETE, &format!("/inbox/{}/{id}", me.user_id()), None, Some(me))
-            .await
+        self.call::<(), _>(
+            Method::DELETE,
+            &format!("/inbox/{}/{id}", me.user_id()),
+            None,
+            Some(me),
+        )
+        .await
     }
 
     /// Sends one request and decodes the answer; a signed request that was refused as
     /// stale is retried once on the server's clock.
-    async fn call<B, T>(&self, method: Method, path: &str, body: Option<&B>, signer: Option<&Identity>) -> Result<T, ClientError>
+    async fn call<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        signer: Option<&Identity>,
+    ) -> Result<T, ClientError>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
         let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?,
+            Some(b) => {
+                serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?
+            }
             None => Vec::new(),
         };
         let mut retried = false;
         loop {
-            let (status, server_time, text) = self.send(method.clone(), path, &bytes, signer).await?;
+            let (status, server_time, text) =
+                self.send(method.clone(), path, &bytes, signer).await?;
             if status.is_success() {
-                let text = if text.is_empty() { b"null".as_slice() } else { &text };
+                let text = if text.is_empty() {
+                    b"null".as_slice()
+                } else {
+                    &text
+                };
                 return serde_json::from_slice(text).map_err(|e| self.unreadable(e.to_string()));
             }
-            let body: ErrorBody = serde_json::from_slice(&text)
-                .map_err(|_| self.unreadable(format!("HTTP {status} without a Cinder error body")))?;
-            if body.code == ErrorCode::StaleRequest && !retried && signer.is_some() {
-                if let Some(server) = server_time {
-                    let local = i64::try_from(Timestamp::now().0).unwrap_or(i64::MAX);
-                    self.clock_offset.store(server.saturating_sub(local), Ordering::Relaxed);
-                    retried = true;
-                    continue;
-                }
+            let body: ErrorBody = serde_json::from_slice(&text).map_err(|_| {
+                self.unreadable(format!("HTTP {status} without a Cinder error body"))
+            })?;
+            if body.code == ErrorCode::StaleRequest
+                && !retried
+                && signer.is_some()
+                && let Some(server) = server_time
+            {
+                let local = i64::try_from(Timestamp::now().0).unwrap_or(i64::MAX);
+                self.clock_offset
+                    .store(server.saturating_sub(local), Ordering::Relaxed);
+                retried = true;
+                continue;
             }
-            return Err(ClientError::Api { status: status.as_u16(), body });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            });
         }
     }
 
@@ -136,7 +191,9 @@ impl Client {
         body: &[u8],
         signer: Option<&Identity>,
     ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

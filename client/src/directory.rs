@@ -8,17 +8,26 @@ use crate::{Client, ClientError};
 
 /// Checks that `chain` (oldest first) leads from `pinned` (or from scratch) to its last
 /// bundle, and returns that bundle.
-pub fn verify_chain(pinned: Option<&KeyBundle>, chain: &[KeyBundle]) -> Result<KeyBundle, ClientError> {
+pub fn verify_chain(
+    pinned: Option<&KeyBundle>,
+    chain: &[KeyBundle],
+) -> Result<KeyBundle, ClientError> {
     let bad = |why: String| ClientError::Verification(why);
     let mut prev = pinned.cloned();
     for bundle in chain {
         match &prev {
-            None => bundle
-                .verify_genesis()
-                .map_err(|e| bad(format!("first key of {} does not verify: {e}", bundle.user_id)))?,
-            Some(p) => bundle
-                .verify_successor(p)
-                .map_err(|e| bad(format!("rotation to version {} does not verify: {e}", bundle.version)))?,
+            None => bundle.verify_genesis().map_err(|e| {
+                bad(format!(
+                    "first key of {} does not verify: {e}",
+                    bundle.user_id
+                ))
+            })?,
+            Some(p) => bundle.verify_successor(p).map_err(|e| {
+                bad(format!(
+                    "rotation to version {} does not verify: {e}",
+                    bundle.version
+                ))
+            })?,
         }
         prev = Some(bundle.clone());
     }
@@ -28,10 +37,16 @@ pub fn verify_chain(pinned: Option<&KeyBundle>, chain: &[KeyBundle]) -> Result<K
 impl Client {
     /// Fetches `user`'s current bundle and proves it descends from `pinned`. Returns the
     /// verified bundle, which the caller should pin in place of the old one.
-    pub async fn verified_keys(&self, user: UserId, pinned: Option<&KeyBundle>) -> Result<KeyBundle, ClientError> {
+    pub async fn verified_keys(
+        &self,
+        user: UserId,
+        pinned: Option<&KeyBundle>,
+    ) -> Result<KeyBundle, ClientError> {
         let current = self.key(user).await?;
         if current.user_id != user {
-            return Err(ClientError::Verification("the server answered for another user".into()));
+            return Err(ClientError::Verification(
+                "the server answered for another user".into(),
+            ));
         }
         if let Some(p) = pinned {
             if current.version < p.version {
@@ -44,7 +59,9 @@ impl Client {
                 return if &current == p {
                     Ok(current)
                 } else {
-                    Err(ClientError::Verification("the server changed a pinned key without a rotation".into()))
+                    Err(ClientError::Verification(
+                        "the server changed a pinned key without a rotation".into(),
+                    ))
                 };
             }
         }
@@ -52,7 +69,9 @@ impl Client {
         let mut after = pinned.map_or(0, |p| p.version);
         loop {
             let page = self.chain(user, after).await?;
-            let Some(last) = page.bundles.last() else { break };
+            let Some(last) = page.bundles.last() else {
+                break;
+            };
             after = last.version;
             chain.extend(page.bundles);
             if !page.more || after >= current.version {
@@ -61,7 +80,9 @@ impl Client {
         }
         let verified = verify_chain(pinned, &chain)?;
         if verified != current {
-            return Err(ClientError::Verification("the key chain does not end at the current keys".into()));
+            return Err(ClientError::Verification(
+                "the key chain does not end at the current keys".into(),
+            ));
         }
         Ok(verified)
     }
@@ -80,7 +101,10 @@ mod tests {
         let v3 = v2.rotated(Timestamp(3)).unwrap();
         let all = [v1.bundle.clone(), v2.bundle.clone(), v3.bundle.clone()];
         assert_eq!(verify_chain(None, &all).unwrap(), v3.bundle);
-        assert_eq!(verify_chain(Some(&v1.bundle), &all[1..]).unwrap(), v3.bundle);
+        assert_eq!(
+            verify_chain(Some(&v1.bundle), &all[1..]).unwrap(),
+            v3.bundle
+        );
         // A chain that skips a link, or that starts from someone else's pin, is refused.
         assert!(verify_chain(Some(&v1.bundle), &all[2..]).is_err());
         let stranger = Identity::generate(Timestamp(1)).unwrap();

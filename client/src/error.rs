@@ -56,8 +56,12 @@ fn describe(status: &u16, body: &ErrorBody) -> String {
         C::UnknownUser => "No user with that id is in the key directory.",
         C::AlreadyExists => "That already exists on the server.",
         C::VersionConflict => "Someone else changed this first; fetch it again and retry.",
-        C::Unauthenticated => "The server did not accept this profile's signature; are these keys published on this server?",
-        C::StaleRequest => "This machine's clock is too far from the server's; fix the clock and retry.",
+        C::Unauthenticated => {
+            "The server did not accept this profile's signature; are these keys published on this server?"
+        }
+        C::StaleRequest => {
+            "This machine's clock is too far from the server's; fix the clock and retry."
+        }
         C::ReplayedRequest => "The server has already seen this exact request.",
         C::Forbidden => "This identity is not allowed to do that.",
         C::InvalidRotation => "The server refused the key rotation.",

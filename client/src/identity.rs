@@ -35,7 +35,9 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("user_id", &self.bundle.user_id).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("user_id", &self.bundle.user_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,9 +52,12 @@ impl Identity {
     /// The next identity: fresh keys, bundle signed by the current key and the new one.
     pub fn rotated(&self, now: Timestamp) -> Result<Self, ClientError> {
         let seeds = Seeds::random()?;
-        let bundle = self
-            .bundle
-            .successor(&self.seeds.signing_key(), &seeds.signing_key(), seeds.hpke_public(), now);
+        let bundle = self.bundle.successor(
+            &self.seeds.signing_key(),
+            &seeds.signing_key(),
+            seeds.hpke_public(),
+            now,
+        );
         Ok(Self { bundle, seeds })
     }
 
@@ -69,7 +74,10 @@ impl Identity {
 
 impl Seeds {
     fn random() -> Result<Self, ClientError> {
-        let mut seeds = Self { sign: [0; 32], hpke: [0; 32] };
+        let mut seeds = Self {
+            sign: [0; 32],
+            hpke: [0; 32],
+        };
         getrandom::fill(&mut seeds.sign).map_err(|_| ClientError::Randomness)?;
         getrandom::fill(&mut seeds.hpke).map_err(|_| ClientError::Randomness)?;
         Ok(seeds)
@@ -81,7 +89,12 @@ impl Seeds {
     }
 
     /// The HPKE key pair.
-    pub fn hpke_keypair(&self) -> (<X25519HkdfSha256 as Kem>::PrivateKey, <X25519HkdfSha256 as Kem>::PublicKey) {
+    pub fn hpke_keypair(
+        &self,
+    ) -> (
+        <X25519HkdfSha256 as Kem>::PrivateKey,
+        <X25519HkdfSha256 as Kem>::PublicKey,
+    ) {
         X25519HkdfSha256::derive_keypair(&self.hpke)
     }
 

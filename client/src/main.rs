@@ -68,7 +68,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Keys(KeysCommand::Publish) => {
             let me = match &profile.identity {
                 // A profile whose first publish failed half-way publishes the same keys again.
-                Some(me) if me.bundle.version == 1 && is_unknown(client.key(me.user_id()).await) => me.clone(),
+                Some(me)
+                    if me.bundle.version == 1 && is_unknown(client.key(me.user_id()).await) =>
+                {
+                    me.clone()
+                }
                 Some(me) => {
                     return Err(ClientError::Profile {
                         path: path.display().to_string(),
@@ -121,7 +125,10 @@ fn is_unknown<T>(answer: Result<T, ClientError>) -> bool {
 fn show(cli: &Cli, headline: &str, bundle: &KeyBundle, profile: &std::path::Path) {
     if cli.json {
         // Serialising a bundle cannot fail: every field is a string or a number.
-        println!("{}", serde_json::to_string_pretty(bundle).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(bundle).unwrap_or_default()
+        );
         return;
     }
     println!("{headline}");

@@ -25,7 +25,11 @@ pub struct Profile {
 impl Profile {
     /// The default location: `$CINDER_HOME/profile.json`, else
     /// `$XDG_CONFIG_HOME/cinder/profile.json`, else `~/.config/cinder/profile.json`.
-    pub fn default_path(cinder_home: Option<PathBuf>, xdg: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    pub fn default_path(
+        cinder_home: Option<PathBuf>,
+        xdg: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> PathBuf {
         cinder_home
             .or_else(|| xdg.map(|x| x.join("cinder")))
             .or_else(|| home.map(|h| h.join(".config").join("cinder")))
@@ -36,7 +40,8 @@ impl Profile {
     /// Reads the profile at `path`; a missing file is an empty profile.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| fail(path, format!("is not a valid profile: {e}"))),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| fail(path, format!("is not a valid profile: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(fail(path, format!("cannot be read: {e}"))),
         }
@@ -45,9 +50,13 @@ impl Profile {
     /// Writes the profile to `path` atomically (temporary file, then rename), readable and
     /// writable by the owner only.
     pub fn save(&self, path: &Path) -> Result<(), ClientError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| fail(path, format!("cannot be created: {e}")))?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| fail(path, format!("cannot be encoded: {e}")))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| fail(path, format!("cannot be encoded: {e}")))?;
         let tmp = path.with_extension("json.tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -102,9 +111,17 @@ mod tests {
     #[test]
     fn missing_profile_is_empty_and_garbage_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Profile::load(&dir.path().join("none.json")).unwrap().identity.is_none());
+        assert!(
+            Profile::load(&dir.path().join("none.json"))
+                .unwrap()
+                .identity
+                .is_none()
+        );
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, b"{not json").unwrap();
-        assert!(matches!(Profile::load(&bad), Err(ClientError::Profile { .. })));
+        assert!(matches!(
+            Profile::load(&bad),
+            Err(ClientError::Profile { .. })
+        ));
     }
 }

@@ -20,8 +20,14 @@ async fn dev_server(data: &Path) -> String {
 /// Runs `cinder` with a server and profile, off the async runtime's threads.
 async fn cinder(server: &str, profile: &Path, args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"));
-    cmd.arg("--server").arg(server).arg("--profile").arg(profile).args(args);
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    cmd.arg("--server")
+        .arg(server)
+        .arg("--profile")
+        .arg(profile)
+        .args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -52,13 +58,20 @@ async fn walkthrough_publish_get_rotate_and_follow_the_chain() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     // Publishing twice is refused with a sentence, not a stack trace.
     let twice = cinder(&server, &alice, &["keys", "publish"]).await;
     assert!(!twice.status.success());
-    assert!(stderr(&twice).starts_with("error: the profile file"), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).starts_with("error: the profile file"),
+        "{}",
+        stderr(&twice)
+    );
 
     // Bob fetches and pins Alice's keys.
     let got = cinder(&server, &bob, &["keys", "get", &alice_id, "--json"]).await;
@@ -77,7 +90,11 @@ async fn walkthrough_publish_get_rotate_and_follow_the_chain() {
 
     // Prose output names what a person needs.
     let mine = cinder(&server, &alice, &["keys", "get"]).await;
-    assert!(stdout(&mine).contains(&format!("user id:      {alice_id}")), "{}", stdout(&mine));
+    assert!(
+        stdout(&mine).contains(&format!("user id:      {alice_id}")),
+        "{}",
+        stdout(&mine)
+    );
     assert!(stdout(&mine).contains("version:      2"));
 }
 
@@ -96,10 +113,23 @@ async fn errors_read_as_sentences() {
     );
 
     let no_identity = cinder(&server, &profile, &["keys", "rotate"]).await;
-    assert!(stderr(&no_identity).contains("run `cinder keys publish` first"), "{}", stderr(&no_identity));
+    assert!(
+        stderr(&no_identity).contains("run `cinder keys publish` first"),
+        "{}",
+        stderr(&no_identity)
+    );
 
-    let down = cinder("http://127.0.0.1:9", &profile, &["keys", "get", &"0".repeat(32)]).await;
-    assert!(stderr(&down).starts_with("error: could not reach the Cinder server at http://127.0.0.1:9"), "{}", stderr(&down));
+    let down = cinder(
+        "http://127.0.0.1:9",
+        &profile,
+        &["keys", "get", &"0".repeat(32)],
+    )
+    .await;
+    assert!(
+        stderr(&down).starts_with("error: could not reach the Cinder server at http://127.0.0.1:9"),
+        "{}",
+        stderr(&down)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,16 +145,31 @@ async fn pinned_keys_refuse_substitution_and_rollback() {
 
     // A pin of version 2 that the server does not have: the server looks rolled back.
     let rollback = client.verified_keys(v1.user_id(), Some(&v2.bundle)).await;
-    assert!(matches!(rollback, Err(ClientError::Verification(ref m)) if m.contains("was seen before")), "{rollback:?}");
+    assert!(
+        matches!(rollback, Err(ClientError::Verification(ref m)) if m.contains("was seen before")),
+        "{rollback:?}"
+    );
 
     // A pin of version 1 that differs from what the server serves: a substituted key.
     let mut other = v1.bundle.clone();
     other.created_at = Timestamp(other.created_at.0 + 1);
     let swapped = client.verified_keys(v1.user_id(), Some(&other)).await;
-    assert!(matches!(swapped, Err(ClientError::Verification(ref m)) if m.contains("without a rotation")), "{swapped:?}");
+    assert!(
+        matches!(swapped, Err(ClientError::Verification(ref m)) if m.contains("without a rotation")),
+        "{swapped:?}"
+    );
 
     // After a real rotation, the old pin leads to the new keys.
     client.rotate(&v2.bundle).await.unwrap();
-    assert_eq!(client.verified_keys(v1.user_id(), Some(&v1.bundle)).await.unwrap(), v2.bundle);
-    assert_eq!(client.verified_keys(v1.user_id(), None).await.unwrap(), v2.bundle);
+    assert_eq!(
+        client
+            .verified_keys(v1.user_id(), Some(&v1.bundle))
+            .await
+            .unwrap(),
+        v2.bundle
+    );
+    assert_eq!(
+        client.verified_keys(v1.user_id(), None).await.unwrap(),
+        v2.bundle
+    );
 }

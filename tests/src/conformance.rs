@@ -60,8 +60,14 @@ pub async fn keys_duplicate_version_conflicts_and_keeps_the_original<S: Store>(s
     store.insert(&first.bundle).await.unwrap();
     let mut impostor = first.bundle.clone();
     impostor.created_at = T0.plus(1);
-    assert!(matches!(store.insert(&impostor).await, Err(StoreError::Conflict)));
-    assert_eq!(store.current(&first.id()).await.unwrap(), Some(first.bundle));
+    assert!(matches!(
+        store.insert(&impostor).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.current(&first.id()).await.unwrap(),
+        Some(first.bundle)
+    );
 }
 
 pub async fn keys_unknown_user_has_no_current<S: Store>(store: Arc<S>) {
@@ -76,7 +82,10 @@ pub async fn keys_current_many_leaves_out_unknown_users<S: Store>(store: Arc<S>)
     for bundle in [&a.bundle, &b.bundle, &b2.bundle] {
         store.insert(bundle).await.unwrap();
     }
-    let mut found = store.current_many(&[a.id(), UserId([0; 16]), b.id()]).await.unwrap();
+    let mut found = store
+        .current_many(&[a.id(), UserId([0; 16]), b.id()])
+        .await
+        .unwrap();
     found.sort_by_key(|x| x.user_id);
     let mut expected = vec![a.bundle, b2.bundle];
     expected.sort_by_key(|x| x.user_id);
@@ -118,24 +127,50 @@ pub async fn keys_concurrent_inserts_of_one_version_have_one_winner<S: Store>(st
         }
     }
     assert_eq!(winners.len(), 1, "exactly one writer wins version 2");
-    assert_eq!(store.current(&base.id()).await.unwrap(), Some(winners.remove(0)));
+    assert_eq!(
+        store.current(&base.id()).await.unwrap(),
+        Some(winners.remove(0))
+    );
 }
 
 pub async fn nonces_are_accepted_once_until_they_expire<S: Store>(store: Arc<S>) {
     let expires = T0.plus(60);
     assert!(store.remember("user:a/n1", expires, T0).await.unwrap());
-    assert!(!store.remember("user:a/n1", expires, T0.plus(30)).await.unwrap());
-    assert!(store.remember("user:b/n1", expires, T0).await.unwrap(), "keys are per signer");
+    assert!(
+        !store
+            .remember("user:a/n1", expires, T0.plus(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.remember("user:b/n1", expires, T0).await.unwrap(),
+        "keys are per signer"
+    );
     // Once expired (whether or not the database has deleted it) the key is free again.
-    assert!(store.remember("user:a/n1", T0.plus(200), T0.plus(60)).await.unwrap());
-    assert!(!store.remember("user:a/n1", T0.plus(200), T0.plus(61)).await.unwrap());
+    assert!(
+        store
+            .remember("user:a/n1", T0.plus(200), T0.plus(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember("user:a/n1", T0.plus(200), T0.plus(61))
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn nonces_concurrent_spends_have_one_winner<S: Store>(store: Arc<S>) {
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.remember("user:c/same", T0.plus(60), T0).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .remember("user:c/same", T0.plus(60), T0)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut fresh = 0;
@@ -159,16 +194,30 @@ pub async fn inbox_lists_in_id_order_with_cursor_and_limit<S: Store>(store: Arc<
     let owner = UserId([1; 16]);
     let other = UserId([2; 16]);
     let ms = T0.0 * 1000;
-    let envs: Vec<_> = (0..5u8).map(|i| envelope(ms + u64::from(i), i, T0.plus(100))).collect();
+    let envs: Vec<_> = (0..5u8)
+        .map(|i| envelope(ms + u64::from(i), i, T0.plus(100)))
+        .collect();
     for e in envs.iter().rev() {
         store.put(&owner, e).await.unwrap();
     }
-    store.put(&other, &envelope(ms, 9, T0.plus(100))).await.unwrap();
+    store
+        .put(&other, &envelope(ms, 9, T0.plus(100)))
+        .await
+        .unwrap();
 
     assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), envs);
-    assert_eq!(store.list(&owner, None, 2, T0).await.unwrap(), envs[..2].to_vec());
-    assert_eq!(store.list(&owner, Some(envs[1].id), 2, T0).await.unwrap(), envs[2..4].to_vec());
-    assert_eq!(store.list(&owner, Some(envs[4].id), 2, T0).await.unwrap(), vec![]);
+    assert_eq!(
+        store.list(&owner, None, 2, T0).await.unwrap(),
+        envs[..2].to_vec()
+    );
+    assert_eq!(
+        store.list(&owner, Some(envs[1].id), 2, T0).await.unwrap(),
+        envs[2..4].to_vec()
+    );
+    assert_eq!(
+        store.list(&owner, Some(envs[4].id), 2, T0).await.unwrap(),
+        vec![]
+    );
     assert_eq!(store.count(&owner, T0).await.unwrap(), 5);
 }
 
@@ -183,9 +232,15 @@ pub async fn inbox_never_returns_or_counts_expired_envelopes<S: Store>(store: Ar
     }
     assert_eq!(store.count(&owner, T0).await.unwrap(), 3);
     let after = T0.plus(10);
-    assert_eq!(store.list(&owner, None, 10, after).await.unwrap(), vec![later.clone()]);
+    assert_eq!(
+        store.list(&owner, None, 10, after).await.unwrap(),
+        vec![later.clone()]
+    );
     // A page limit smaller than the expired run still finds the live envelope behind it.
-    assert_eq!(store.list(&owner, None, 1, after).await.unwrap(), vec![later]);
+    assert_eq!(
+        store.list(&owner, None, 1, after).await.unwrap(),
+        vec![later]
+    );
     assert_eq!(store.count(&owner, after).await.unwrap(), 1);
     assert!(!store.delete(&owner, &soon.id, after).await.unwrap());
 }
@@ -195,7 +250,10 @@ pub async fn inbox_delete_is_owner_scoped_and_reports_absence<S: Store>(store: A
     let other = UserId([2; 16]);
     let e = envelope(T0.0 * 1000, 1, T0.plus(100));
     store.put(&owner, &e).await.unwrap();
-    assert!(!store.delete(&other, &e.id, T0).await.unwrap(), "another owner cannot delete it");
+    assert!(
+        !store.delete(&other, &e.id, T0).await.unwrap(),
+        "another owner cannot delete it"
+    );
     assert_eq!(store.count(&owner, T0).await.unwrap(), 1);
     assert!(store.delete(&owner, &e.id, T0).await.unwrap());
     assert!(!store.delete(&owner, &e.id, T0).await.unwrap());
@@ -208,6 +266,9 @@ pub async fn inbox_duplicate_id_conflicts<S: Store>(store: Arc<S>) {
     store.put(&owner, &e).await.unwrap();
     let mut clash = e.clone();
     clash.sealed = Blob(vec![0; 8]);
-    assert!(matches!(store.put(&owner, &clash).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.put(&owner, &clash).await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), vec![e]);
 }

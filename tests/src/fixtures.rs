@@ -25,15 +25,33 @@ impl User {
     /// This user after one rotation to the key `[new_seed; 32]`.
     pub fn rotated(&self, new_seed: u8, now: Timestamp) -> Self {
         let key = SigningKey::from_bytes(&[new_seed; 32]);
-        let bundle = self
-            .bundle
-            .successor(&self.key, &key, HpkePublicKey([new_seed.wrapping_add(100); 32]), now);
+        let bundle = self.bundle.successor(
+            &self.key,
+            &key,
+            HpkePublicKey([new_seed.wrapping_add(100); 32]),
+            now,
+        );
         Self { key, bundle }
     }
 
     /// Signature headers for a request by this user.
-    pub fn sign(&self, method: &str, path: &str, body: &[u8], at: Timestamp) -> [(&'static str, String); 4] {
-        RequestSignature::sign(&self.key, Signer::User(self.id()), method, path, body, at, random_nonce()).headers()
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        at: Timestamp,
+    ) -> [(&'static str, String); 4] {
+        RequestSignature::sign(
+            &self.key,
+            Signer::User(self.id()),
+            method,
+            path,
+            body,
+            at,
+            random_nonce(),
+        )
+        .headers()
     }
 }
 

@@ -41,7 +41,10 @@ impl RuntimeApi {
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared);
@@ -72,12 +75,15 @@ impl RuntimeApi {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
     }
 
     /// Delivers one event and waits for the function's answer (`Err` for an invocation error).
     pub async fn invoke(&self, event: Value) -> Result<Value, Value> {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let id = format!("req-{n}");
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().unwrap().insert(id.clone(), tx);
@@ -97,8 +103,14 @@ async fn next(State(s): State<Shared>) -> (HeaderMap, String) {
         .as_millis()
         + 30_000;
     let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).unwrap());
-    headers.insert("lambda-runtime-deadline-ms", HeaderValue::from_str(&deadline.to_string()).unwrap());
+    headers.insert(
+        "lambda-runtime-aws-request-id",
+        HeaderValue::from_str(&id).unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        HeaderValue::from_str(&deadline.to_string()).unwrap(),
+    );
     headers.insert(
         "lambda-runtime-invoked-function-arn",
         HeaderValue::from_static("arn:aws:lambda:us-east-1:000000000000:function:cinder-test"),
@@ -107,12 +119,24 @@ async fn next(State(s): State<Shared>) -> (HeaderMap, String) {
     (headers, event.to_string())
 }
 
-async fn respond(State(s): State<Shared>, UrlPath(id): UrlPath<String>, body: String) -> StatusCode {
-    deliver(&s, &id, Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))))
+async fn respond(
+    State(s): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    deliver(
+        &s,
+        &id,
+        Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+    )
 }
 
 async fn fail(State(s): State<Shared>, UrlPath(id): UrlPath<String>, body: String) -> StatusCode {
-    deliver(&s, &id, Err(serde_json::from_str(&body).unwrap_or(Value::String(body))))
+    deliver(
+        &s,
+        &id,
+        Err(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+    )
 }
 
 async fn init_error(body: String) -> StatusCode {

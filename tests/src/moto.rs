@@ -22,14 +22,23 @@ pub fn endpoint() -> &'static str {
             return url;
         }
         let port = free_port();
-        let script = r#"moto_server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!
+        let script = r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!
             while kill -0 "$2" 2>/dev/null && kill -0 "$m" 2>/dev/null; do sleep 1; done
             kill "$m" 2>/dev/null"#;
-        Command::new("sh")
-            .args(["-c", script, "sh", &port.to_string(), &std::process::id().to_string()])
+        // The watchdog outlives this call on purpose: it ends with the test process.
+        let _watchdog = Command::new("sh")
+            .args([
+                "-c",
+                script,
+                "sh",
+                &port.to_string(),
+                &std::process::id().to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot run sh to start moto_server");
+        #[allow(clippy::zombie_processes)]
+        drop(_watchdog);
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(&addr).is_err() {
@@ -46,7 +55,10 @@ pub fn endpoint() -> &'static str {
 
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1");
-    listener.local_addr().expect("bound listener has an address").port()
+    listener
+        .local_addr()
+        .expect("bound listener has an address")
+        .port()
 }
 
 /// A DynamoDB client pointed at moto with dummy credentials.

@@ -23,7 +23,13 @@ impl Answer {
 }
 
 /// Sends one request with optional extra headers and a raw body.
-pub async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+pub async fn send(
+    app: &Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(path);
     if !body.is_empty() {
         req = req.header("content-type", "application/json");
@@ -44,5 +50,9 @@ pub async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, Stri
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("non-JSON answer: {bytes:?}"))
     };
-    Answer { status, headers, json }
+    Answer {
+        status,
+        headers,
+        json,
+    }
 }

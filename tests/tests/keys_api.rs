@@ -27,13 +27,19 @@ async fn backends() -> Vec<Backend> {
     let (clock, time) = Clock::manual(T0);
     let sqlite = Backend {
         name: "sqlite",
-        app: router(KeysState::new(Arc::new(SqliteStore::in_memory().unwrap()), clock)),
+        app: router(KeysState::new(
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            clock,
+        )),
         time,
     };
     let (clock, time) = Clock::manual(T0);
     let dynamo = Backend {
         name: "dynamodb",
-        app: router(KeysState::new(cinder_tests::moto::fresh_store().await.0, clock)),
+        app: router(KeysState::new(
+            cinder_tests::moto::fresh_store().await.0,
+            clock,
+        )),
         time,
     };
     vec![sqlite, dynamo]
@@ -48,7 +54,14 @@ async fn publish(app: &Router, user: &User) -> Answer {
 }
 
 /// A signed request by `user` at `at`.
-async fn signed(app: &Router, user: &User, method: &str, path: &str, json: Option<Value>, at: Timestamp) -> Answer {
+async fn signed(
+    app: &Router,
+    user: &User,
+    method: &str,
+    path: &str,
+    json: Option<Value>,
+    at: Timestamp,
+) -> Answer {
     let bytes = json.map(|j| body(&j)).unwrap_or_default();
     let headers = user.sign(method, path, &bytes, at);
     send(app, method, path, &headers, bytes).await
@@ -68,18 +81,37 @@ async fn publish_get_lookup_and_duplicate_publish() {
         assert_eq!(publish(&b.app, &bob).await.status, 201);
 
         let got = send(&b.app, "GET", &format!("/keys/{}", alice.id()), &[], vec![]).await;
-        assert_eq!((got.status.as_u16(), &got.json), (200, &created.json), "{}", b.name);
+        assert_eq!(
+            (got.status.as_u16(), &got.json),
+            (200, &created.json),
+            "{}",
+            b.name
+        );
 
         let nobody = UserId([0; 16]);
         let lookup = json!({ "user_ids": [bob.id(), nobody, alice.id(), bob.id()] });
         let found = send(&b.app, "POST", "/keys/lookup", &[], body(&lookup)).await;
         assert_eq!(found.status, 200, "{}", b.name);
-        let ids: Vec<_> = found.json["bundles"].as_array().unwrap().iter().map(|x| x["user_id"].clone()).collect();
-        assert_eq!(ids, vec![json!(bob.id()), json!(alice.id())], "request order, duplicates dropped");
+        let ids: Vec<_> = found.json["bundles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["user_id"].clone())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![json!(bob.id()), json!(alice.id())],
+            "request order, duplicates dropped"
+        );
         assert_eq!(found.json["missing"], json!([nobody]));
 
         let again = publish(&b.app, &alice).await;
-        assert_eq!((again.status.as_u16(), again.code()), (409, "already_exists"), "{}", b.name);
+        assert_eq!(
+            (again.status.as_u16(), again.code()),
+            (409, "already_exists"),
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -95,7 +127,12 @@ async fn rotation_extends_the_chain_and_only_the_current_key_may_sign_it() {
         let mut forged_bundle = forged.bundle.clone();
         forged_bundle.user_id = v1.id();
         let refused = send(&b.app, "PUT", &path, &[], body(&forged_bundle)).await;
-        assert_eq!((refused.status.as_u16(), refused.code()), (403, "invalid_rotation"), "{}", b.name);
+        assert_eq!(
+            (refused.status.as_u16(), refused.code()),
+            (403, "invalid_rotation"),
+            "{}",
+            b.name
+        );
 
         let ok = send(&b.app, "PUT", &path, &[], body(&v2.bundle)).await;
         assert_eq!(ok.status, 200, "{}: {:?}", b.name, ok.json);
@@ -103,12 +140,29 @@ async fn rotation_extends_the_chain_and_only_the_current_key_may_sign_it() {
         // The same rotation again, or another writer's rotation from version 1, is stale now.
         let rival = v1.rotated(4, T0.plus(11));
         let stale = send(&b.app, "PUT", &path, &[], body(&rival.bundle)).await;
-        assert_eq!((stale.status.as_u16(), stale.code()), (409, "version_conflict"), "{}", b.name);
+        assert_eq!(
+            (stale.status.as_u16(), stale.code()),
+            (409, "version_conflict"),
+            "{}",
+            b.name
+        );
 
         let chain = send(&b.app, "GET", &format!("{path}/chain?after=0"), &[], vec![]).await;
-        assert_eq!(chain.json["bundles"], json!([v1.bundle, v2.bundle]), "{}", b.name);
+        assert_eq!(
+            chain.json["bundles"],
+            json!([v1.bundle, v2.bundle]),
+            "{}",
+            b.name
+        );
         assert_eq!(chain.json["more"], json!(false));
-        let page = send(&b.app, "GET", &format!("{path}/chain?after=0&limit=1"), &[], vec![]).await;
+        let page = send(
+            &b.app,
+            "GET",
+            &format!("{path}/chain?after=0&limit=1"),
+            &[],
+            vec![],
+        )
+        .await;
         assert_eq!(page.json["bundles"], json!([v1.bundle]));
         assert_eq!(page.json["more"], json!(true));
 
@@ -135,7 +189,12 @@ async fn inbox_takes_drops_from_anyone_and_shows_them_only_to_the_owner() {
         let id = dropped.json["id"].as_str().unwrap().to_owned();
 
         let snooped = signed(&b.app, &bob, "GET", &inbox, None, T0).await;
-        assert_eq!((snooped.status.as_u16(), snooped.code()), (403, "forbidden"), "{}", b.name);
+        assert_eq!(
+            (snooped.status.as_u16(), snooped.code()),
+            (403, "forbidden"),
+            "{}",
+            b.name
+        );
 
         let listed = signed(&b.app, &alice, "GET", &inbox, None, T0).await;
         assert_eq!(listed.status, 200, "{}", b.name);
@@ -146,7 +205,12 @@ async fn inbox_takes_drops_from_anyone_and_shows_them_only_to_the_owner() {
         let deleted = signed(&b.app, &alice, "DELETE", &format!("{inbox}/{id}"), None, T0).await;
         assert_eq!(deleted.status, 204, "{}", b.name);
         let twice = signed(&b.app, &alice, "DELETE", &format!("{inbox}/{id}"), None, T0).await;
-        assert_eq!((twice.status.as_u16(), twice.code()), (404, "not_found"), "{}", b.name);
+        assert_eq!(
+            (twice.status.as_u16(), twice.code()),
+            (404, "not_found"),
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -158,11 +222,21 @@ async fn expired_envelopes_are_never_served() {
         publish(&b.app, &bob).await;
         let inbox = format!("/inbox/{}", alice.id());
         let short = json!({ "sealed": encode(b"short-lived"), "ttl": 60 });
-        assert_eq!(signed(&b.app, &bob, "POST", &inbox, Some(short), T0).await.status, 201);
+        assert_eq!(
+            signed(&b.app, &bob, "POST", &inbox, Some(short), T0)
+                .await
+                .status,
+            201
+        );
 
         b.time.set(T0.plus(59));
         let before = signed(&b.app, &alice, "GET", &inbox, None, T0.plus(59)).await;
-        assert_eq!(before.json["envelopes"].as_array().unwrap().len(), 1, "{}", b.name);
+        assert_eq!(
+            before.json["envelopes"].as_array().unwrap().len(),
+            1,
+            "{}",
+            b.name
+        );
 
         b.time.set(T0.plus(60));
         let after = signed(&b.app, &alice, "GET", &inbox, None, T0.plus(60)).await;
@@ -185,24 +259,62 @@ async fn request_signatures_are_checked_for_time_replay_and_key() {
             assert_eq!(ok.status, 201, "{} at {at}", b.name);
         }
         // Outside it: refused, with the server's time for the client to correct.
-        let stale = signed(&b.app, &bob, "POST", &inbox, Some(drop_body(10)), T0.plus(121)).await;
-        assert_eq!((stale.status.as_u16(), stale.code()), (401, "stale_request"), "{}", b.name);
-        assert_eq!(stale.headers["x-cinder-server-time"], T0.0.to_string().as_str());
+        let stale = signed(
+            &b.app,
+            &bob,
+            "POST",
+            &inbox,
+            Some(drop_body(10)),
+            T0.plus(121),
+        )
+        .await;
+        assert_eq!(
+            (stale.status.as_u16(), stale.code()),
+            (401, "stale_request"),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            stale.headers["x-cinder-server-time"],
+            T0.0.to_string().as_str()
+        );
 
         // The very same request twice: the second is a replay.
         let headers = bob.sign("POST", &inbox, &bytes, T0);
-        assert_eq!(send(&b.app, "POST", &inbox, &headers, bytes.clone()).await.status, 201);
+        assert_eq!(
+            send(&b.app, "POST", &inbox, &headers, bytes.clone())
+                .await
+                .status,
+            201
+        );
         let replay = send(&b.app, "POST", &inbox, &headers, bytes.clone()).await;
-        assert_eq!((replay.status.as_u16(), replay.code()), (401, "replayed_request"), "{}", b.name);
+        assert_eq!(
+            (replay.status.as_u16(), replay.code()),
+            (401, "replayed_request"),
+            "{}",
+            b.name
+        );
 
         // Signed for another body, path or by an unpublished user: one indistinct answer.
         let other_body = bob.sign("POST", &inbox, b"{}", T0);
         let other_path = bob.sign("POST", &format!("/inbox/{}", bob.id()), &bytes, T0);
         let unknown = stranger.sign("POST", &inbox, &bytes, T0);
-        for (what, headers) in [("body", other_body), ("path", other_path), ("signer", unknown)] {
+        for (what, headers) in [
+            ("body", other_body),
+            ("path", other_path),
+            ("signer", unknown),
+        ] {
             let refused = send(&b.app, "POST", &inbox, &headers, bytes.clone()).await;
-            assert_eq!((refused.status.as_u16(), refused.code()), (401, "unauthenticated"), "{}: {what}", b.name);
-            assert_eq!(refused.json["message"], "request signature is missing or invalid");
+            assert_eq!(
+                (refused.status.as_u16(), refused.code()),
+                (401, "unauthenticated"),
+                "{}: {what}",
+                b.name
+            );
+            assert_eq!(
+                refused.json["message"],
+                "request signature is missing or invalid"
+            );
         }
         let unsigned = send(&b.app, "POST", &inbox, &[], bytes.clone()).await;
         assert_eq!(unsigned.code(), "unauthenticated");
@@ -218,7 +330,12 @@ async fn a_full_inbox_refuses_more_drops_until_emptied() {
     publish(&b.app, &bob).await;
     let inbox = format!("/inbox/{}", alice.id());
     for _ in 0..cinder_proto::api::limits::MAX_INBOX {
-        assert_eq!(signed(&b.app, &bob, "POST", &inbox, Some(drop_body(1)), T0).await.status, 201);
+        assert_eq!(
+            signed(&b.app, &bob, "POST", &inbox, Some(drop_body(1)), T0)
+                .await
+                .status,
+            201
+        );
     }
     let full = signed(&b.app, &bob, "POST", &inbox, Some(drop_body(1)), T0).await;
     assert_eq!((full.status.as_u16(), full.code()), (422, "limit_exceeded"));
@@ -228,8 +345,23 @@ async fn a_full_inbox_refuses_more_drops_until_emptied() {
 /// Everything the bad-input table must leave untouched.
 async fn snapshot(app: &Router, alice: &User) -> Vec<Value> {
     let keys = send(app, "GET", &format!("/keys/{}", alice.id()), &[], vec![]).await;
-    let chain = send(app, "GET", &format!("/keys/{}/chain", alice.id()), &[], vec![]).await;
-    let inbox = signed(app, alice, "GET", &format!("/inbox/{}", alice.id()), None, T0).await;
+    let chain = send(
+        app,
+        "GET",
+        &format!("/keys/{}/chain", alice.id()),
+        &[],
+        vec![],
+    )
+    .await;
+    let inbox = signed(
+        app,
+        alice,
+        "GET",
+        &format!("/inbox/{}", alice.id()),
+        None,
+        T0,
+    )
+    .await;
     vec![keys.json, chain.json, inbox.json["envelopes"].clone()]
 }
 
@@ -240,7 +372,12 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
         publish(&b.app, &alice).await;
         publish(&b.app, &bob).await;
         let inbox = format!("/inbox/{}", alice.id());
-        assert_eq!(signed(&b.app, &bob, "POST", &inbox, Some(drop_body(5)), T0).await.status, 201);
+        assert_eq!(
+            signed(&b.app, &bob, "POST", &inbox, Some(drop_body(5)), T0)
+                .await
+                .status,
+            201
+        );
 
         let bundle = serde_json::to_value(&alice.bundle).unwrap();
         let with = |field: &str, value: Value| {
@@ -255,10 +392,14 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
         not_derived["user_id"] = json!(UserId([5; 16]));
         let rotated = alice.rotated(6, T0);
         let mut unsigned_rotation = serde_json::to_value(&rotated.bundle).unwrap();
-        unsigned_rotation.as_object_mut().unwrap().remove("prev_sig");
+        unsigned_rotation
+            .as_object_mut()
+            .unwrap()
+            .remove("prev_sig");
         let mut wrong_prev = rotated.bundle.clone();
         wrong_prev.prev_sig = Some(rotated.bundle.self_sig);
-        let too_many = json!({ "user_ids": (0..101u8).map(|i| UserId([i; 16])).collect::<Vec<_>>() });
+        let too_many =
+            json!({ "user_ids": (0..101u8).map(|i| UserId([i; 16])).collect::<Vec<_>>() });
         let big = vec![b' '; 70 * 1024];
         let keys_path = format!("/keys/{}", alice.id());
         let drop_ok = body(&drop_body(5));
@@ -266,67 +407,436 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
         let mut bad_sig = bob.sign("POST", &inbox, &drop_ok, T0);
         bad_sig[3].1 = encode(&[0u8; 64]);
         let replayed = bob.sign("POST", &inbox, &drop_ok, T0);
-        assert_eq!(send(&b.app, "POST", &inbox, &replayed, drop_ok.clone()).await.status, 201);
+        assert_eq!(
+            send(&b.app, "POST", &inbox, &replayed, drop_ok.clone())
+                .await
+                .status,
+            201
+        );
         let before = snapshot(&b.app, &alice).await;
 
-        type Case<'a> = (&'a str, &'a str, String, Vec<(&'static str, String)>, Vec<u8>, u16, &'a str, Option<&'a str>);
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            String,
+            Vec<(&'static str, String)>,
+            Vec<u8>,
+            u16,
+            &'a str,
+            Option<&'a str>,
+        );
         let cases: Vec<Case> = vec![
-            ("malformed json", "POST", "/keys".into(), vec![], b"{\"user_id\": ".to_vec(), 400, "malformed_json", None),
-            ("not json at all", "POST", "/keys".into(), vec![], b"hello".to_vec(), 400, "malformed_json", None),
-            ("wrong type", "POST", "/keys".into(), vec![], with("version", json!("one")), 422, "invalid_body", Some("version")),
-            ("missing field", "POST", "/keys".into(), vec![], with("sign_key", Value::Null), 422, "invalid_body", Some("sign_key")),
-            ("unknown field", "POST", "/keys".into(), vec![], with("admin", json!(true)), 422, "invalid_body", Some("admin")),
-            ("bad base64", "POST", "/keys".into(), vec![], with("hpke_key", json!("!!not base64!!")), 422, "invalid_body", Some("hpke_key")),
-            ("short key", "POST", "/keys".into(), vec![], with("hpke_key", json!(encode(&[1; 31]))), 422, "invalid_body", Some("hpke_key")),
-            ("long signature", "POST", "/keys".into(), vec![], with("self_sig", json!(encode(&[1; 65]))), 422, "invalid_body", Some("self_sig")),
-            ("key off the curve", "POST", "/keys".into(), vec![], with("sign_key", json!(encode(&off_curve))), 422, "invalid_body", Some("sign_key")),
-            ("oversized body", "POST", "/keys".into(), vec![], big.clone(), 413, "body_too_large", None),
-            ("oversized declared", "POST", "/keys".into(), vec![("content-length", big.len().to_string())], big, 413, "body_too_large", None),
-            ("duplicate publish", "POST", "/keys".into(), vec![], body(&alice.bundle), 409, "already_exists", None),
-            ("id not derived from key", "POST", "/keys".into(), vec![], body(&not_derived), 422, "invalid_bundle", None),
-            ("publish a rotation", "POST", "/keys".into(), vec![], body(&rotated.bundle), 422, "invalid_bundle", None),
-            ("rotation without prev_sig", "PUT", keys_path.clone(), vec![], body(&unsigned_rotation), 403, "invalid_rotation", None),
-            ("rotation with a bad prev_sig", "PUT", keys_path.clone(), vec![], body(&wrong_prev), 403, "invalid_rotation", None),
-            ("rotation for another path", "PUT", format!("/keys/{}", bob.id()), vec![], body(&rotated.bundle), 422, "invalid_bundle", None),
-            ("unknown user", "GET", format!("/keys/{}", UserId([0; 16])), vec![], vec![], 404, "unknown_user", None),
-            ("malformed user id", "GET", "/keys/ALICE".into(), vec![], vec![], 400, "invalid_parameter", None),
-            ("bad chain cursor", "GET", format!("{keys_path}/chain?after=x"), vec![], vec![], 400, "invalid_parameter", None),
-            ("zero page", "GET", format!("{keys_path}/chain?limit=0"), vec![], vec![], 422, "limit_exceeded", Some("limit")),
-            ("lookup too many", "POST", "/keys/lookup".into(), vec![], body(&too_many), 422, "limit_exceeded", Some("user_ids")),
-            ("bad signature", "POST", inbox.clone(), bad_sig.to_vec(), drop_ok.clone(), 401, "unauthenticated", None),
-            ("stale timestamp", "POST", inbox.clone(), stale.to_vec(), drop_ok.clone(), 401, "stale_request", None),
-            ("replayed nonce", "POST", inbox.clone(), replayed.to_vec(), drop_ok.clone(), 401, "replayed_request", None),
-            ("no route", "GET", "/nowhere".into(), vec![], vec![], 404, "no_route", None),
-            ("wrong method", "PATCH", "/keys".into(), vec![], vec![], 405, "method_not_allowed", None),
+            (
+                "malformed json",
+                "POST",
+                "/keys".into(),
+                vec![],
+                b"{\"user_id\": ".to_vec(),
+                400,
+                "malformed_json",
+                None,
+            ),
+            (
+                "not json at all",
+                "POST",
+                "/keys".into(),
+                vec![],
+                b"hello".to_vec(),
+                400,
+                "malformed_json",
+                None,
+            ),
+            (
+                "wrong type",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("version", json!("one")),
+                422,
+                "invalid_body",
+                Some("version"),
+            ),
+            (
+                "missing field",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("sign_key", Value::Null),
+                422,
+                "invalid_body",
+                Some("sign_key"),
+            ),
+            (
+                "unknown field",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("admin", json!(true)),
+                422,
+                "invalid_body",
+                Some("admin"),
+            ),
+            (
+                "bad base64",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("hpke_key", json!("!!not base64!!")),
+                422,
+                "invalid_body",
+                Some("hpke_key"),
+            ),
+            (
+                "short key",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("hpke_key", json!(encode(&[1; 31]))),
+                422,
+                "invalid_body",
+                Some("hpke_key"),
+            ),
+            (
+                "long signature",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("self_sig", json!(encode(&[1; 65]))),
+                422,
+                "invalid_body",
+                Some("self_sig"),
+            ),
+            (
+                "key off the curve",
+                "POST",
+                "/keys".into(),
+                vec![],
+                with("sign_key", json!(encode(&off_curve))),
+                422,
+                "invalid_body",
+                Some("sign_key"),
+            ),
+            (
+                "oversized body",
+                "POST",
+                "/keys".into(),
+                vec![],
+                big.clone(),
+                413,
+                "body_too_large",
+                None,
+            ),
+            (
+                "oversized declared",
+                "POST",
+                "/keys".into(),
+                vec![("content-length", big.len().to_string())],
+                big,
+                413,
+                "body_too_large",
+                None,
+            ),
+            (
+                "duplicate publish",
+                "POST",
+                "/keys".into(),
+                vec![],
+                body(&alice.bundle),
+                409,
+                "already_exists",
+                None,
+            ),
+            (
+                "id not derived from key",
+                "POST",
+                "/keys".into(),
+                vec![],
+                body(&not_derived),
+                422,
+                "invalid_bundle",
+                None,
+            ),
+            (
+                "publish a rotation",
+                "POST",
+                "/keys".into(),
+                vec![],
+                body(&rotated.bundle),
+                422,
+                "invalid_bundle",
+                None,
+            ),
+            (
+                "rotation without prev_sig",
+                "PUT",
+                keys_path.clone(),
+                vec![],
+                body(&unsigned_rotation),
+                403,
+                "invalid_rotation",
+                None,
+            ),
+            (
+                "rotation with a bad prev_sig",
+                "PUT",
+                keys_path.clone(),
+                vec![],
+                body(&wrong_prev),
+                403,
+                "invalid_rotation",
+                None,
+            ),
+            (
+                "rotation for another path",
+                "PUT",
+                format!("/keys/{}", bob.id()),
+                vec![],
+                body(&rotated.bundle),
+                422,
+                "invalid_bundle",
+                None,
+            ),
+            (
+                "unknown user",
+                "GET",
+                format!("/keys/{}", UserId([0; 16])),
+                vec![],
+                vec![],
+                404,
+                "unknown_user",
+                None,
+            ),
+            (
+                "malformed user id",
+                "GET",
+                "/keys/ALICE".into(),
+                vec![],
+                vec![],
+                400,
+                "invalid_parameter",
+                None,
+            ),
+            (
+                "bad chain cursor",
+                "GET",
+                format!("{keys_path}/chain?after=x"),
+                vec![],
+                vec![],
+                400,
+                "invalid_parameter",
+                None,
+            ),
+            (
+                "zero page",
+                "GET",
+                format!("{keys_path}/chain?limit=0"),
+                vec![],
+                vec![],
+                422,
+                "limit_exceeded",
+                Some("limit"),
+            ),
+            (
+                "lookup too many",
+                "POST",
+                "/keys/lookup".into(),
+                vec![],
+                body(&too_many),
+                422,
+                "limit_exceeded",
+                Some("user_ids"),
+            ),
+            (
+                "bad signature",
+                "POST",
+                inbox.clone(),
+                bad_sig.to_vec(),
+                drop_ok.clone(),
+                401,
+                "unauthenticated",
+                None,
+            ),
+            (
+                "stale timestamp",
+                "POST",
+                inbox.clone(),
+                stale.to_vec(),
+                drop_ok.clone(),
+                401,
+                "stale_request",
+                None,
+            ),
+            (
+                "replayed nonce",
+                "POST",
+                inbox.clone(),
+                replayed.to_vec(),
+                drop_ok.clone(),
+                401,
+                "replayed_request",
+                None,
+            ),
+            (
+                "no route",
+                "GET",
+                "/nowhere".into(),
+                vec![],
+                vec![],
+                404,
+                "no_route",
+                None,
+            ),
+            (
+                "wrong method",
+                "PATCH",
+                "/keys".into(),
+                vec![],
+                vec![],
+                405,
+                "method_not_allowed",
+                None,
+            ),
         ];
         for (name, method, path, headers, bytes, status, code, field) in cases {
             let answer = send(&b.app, method, &path, &headers, bytes).await;
-            assert_eq!((answer.status.as_u16(), answer.code()), (status, code), "{}: {name}: {:?}", b.name, answer.json);
-            assert!(answer.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: message");
+            assert_eq!(
+                (answer.status.as_u16(), answer.code()),
+                (status, code),
+                "{}: {name}: {:?}",
+                b.name,
+                answer.json
+            );
+            assert!(
+                answer.json["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{name}: message"
+            );
             if let Some(field) = field {
                 assert_eq!(answer.json["field"], field, "{}: {name}", b.name);
             }
         }
         // Signed cases that need a body built per signer.
-        let signed_cases: Vec<(&str, &User, &str, String, Option<Value>, u16, &str, Option<&str>)> = vec![
-            ("sealed too big", &bob, "POST", inbox.clone(), Some(drop_body(16 * 1024 + 1)), 422, "limit_exceeded", Some("sealed")),
-            ("sealed empty", &bob, "POST", inbox.clone(), Some(drop_body(0)), 422, "limit_exceeded", Some("sealed")),
-            ("ttl too long", &bob, "POST", inbox.clone(), Some(json!({"sealed": "AAAA", "ttl": 15 * 24 * 3600})), 422, "limit_exceeded", Some("ttl")),
-            ("drop to unknown user", &bob, "POST", format!("/inbox/{}", UserId([0; 16])), Some(drop_body(5)), 404, "unknown_user", None),
-            ("drop with wrong type", &bob, "POST", inbox.clone(), Some(json!({"sealed": 5})), 422, "invalid_body", Some("sealed")),
-            ("list another's inbox", &bob, "GET", inbox.clone(), None, 403, "forbidden", None),
-            ("delete unknown envelope", &alice, "DELETE", format!("{inbox}/{}", "0".repeat(32)), None, 404, "not_found", None),
-            ("bad envelope id", &alice, "DELETE", format!("{inbox}/xyz"), None, 400, "invalid_parameter", None),
-            ("page too large", &alice, "GET", format!("{inbox}?limit=101"), None, 422, "limit_exceeded", Some("limit")),
+        let signed_cases: Vec<(
+            &str,
+            &User,
+            &str,
+            String,
+            Option<Value>,
+            u16,
+            &str,
+            Option<&str>,
+        )> = vec![
+            (
+                "sealed too big",
+                &bob,
+                "POST",
+                inbox.clone(),
+                Some(drop_body(16 * 1024 + 1)),
+                422,
+                "limit_exceeded",
+                Some("sealed"),
+            ),
+            (
+                "sealed empty",
+                &bob,
+                "POST",
+                inbox.clone(),
+                Some(drop_body(0)),
+                422,
+                "limit_exceeded",
+                Some("sealed"),
+            ),
+            (
+                "ttl too long",
+                &bob,
+                "POST",
+                inbox.clone(),
+                Some(json!({"sealed": "AAAA", "ttl": 15 * 24 * 3600})),
+                422,
+                "limit_exceeded",
+                Some("ttl"),
+            ),
+            (
+                "drop to unknown user",
+                &bob,
+                "POST",
+                format!("/inbox/{}", UserId([0; 16])),
+                Some(drop_body(5)),
+                404,
+                "unknown_user",
+                None,
+            ),
+            (
+                "drop with wrong type",
+                &bob,
+                "POST",
+                inbox.clone(),
+                Some(json!({"sealed": 5})),
+                422,
+                "invalid_body",
+                Some("sealed"),
+            ),
+            (
+                "list another's inbox",
+                &bob,
+                "GET",
+                inbox.clone(),
+                None,
+                403,
+                "forbidden",
+                None,
+            ),
+            (
+                "delete unknown envelope",
+                &alice,
+                "DELETE",
+                format!("{inbox}/{}", "0".repeat(32)),
+                None,
+                404,
+                "not_found",
+                None,
+            ),
+            (
+                "bad envelope id",
+                &alice,
+                "DELETE",
+                format!("{inbox}/xyz"),
+                None,
+                400,
+                "invalid_parameter",
+                None,
+            ),
+            (
+                "page too large",
+                &alice,
+                "GET",
+                format!("{inbox}?limit=101"),
+                None,
+                422,
+                "limit_exceeded",
+                Some("limit"),
+            ),
         ];
         for (name, user, method, path, json, status, code, field) in signed_cases {
             let answer = signed(&b.app, user, method, &path, json, T0).await;
-            assert_eq!((answer.status.as_u16(), answer.code()), (status, code), "{}: {name}: {:?}", b.name, answer.json);
+            assert_eq!(
+                (answer.status.as_u16(), answer.code()),
+                (status, code),
+                "{}: {name}: {:?}",
+                b.name,
+                answer.json
+            );
             if let Some(field) = field {
                 assert_eq!(answer.json["field"], field, "{}: {name}", b.name);
             }
         }
-        assert_eq!(snapshot(&b.app, &alice).await, before, "{}: stored data changed", b.name);
+        assert_eq!(
+            snapshot(&b.app, &alice).await,
+            before,
+            "{}: stored data changed",
+            b.name
+        );
     }
 }
 
@@ -336,8 +846,21 @@ async fn storage_failures_are_a_generic_500() {
     let client = cinder_tests::moto::client();
     let store = cinder_aws::DynamoStore::new(client, cinder_aws::Tables::prefixed("missing-"));
     let app = router(KeysState::new(Arc::new(store), Clock::manual(T0).0));
-    let answer = send(&app, "GET", &format!("/keys/{}", UserId([1; 16])), &[], vec![]).await;
+    let answer = send(
+        &app,
+        "GET",
+        &format!("/keys/{}", UserId([1; 16])),
+        &[],
+        vec![],
+    )
+    .await;
     assert_eq!((answer.status.as_u16(), answer.code()), (500, "internal"));
-    assert_eq!(answer.json["message"], "the server failed to handle this request");
-    assert!(!answer.json.to_string().contains("missing-"), "no backend detail leaks");
+    assert_eq!(
+        answer.json["message"],
+        "the server failed to handle this request"
+    );
+    assert!(
+        !answer.json.to_string().contains("missing-"),
+        "no backend detail leaks"
+    );
 }

@@ -39,7 +39,10 @@ fn load(name: &str) -> Value {
 
 /// Fills the signature headers of a fixture for `user`, now.
 fn sign(mut event: Value, user: &User) -> Value {
-    let method = event["requestContext"]["http"]["method"].as_str().unwrap().to_owned();
+    let method = event["requestContext"]["http"]["method"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut path = event["rawPath"].as_str().unwrap().to_owned();
     if let Some(q) = event["rawQueryString"].as_str().filter(|q| !q.is_empty()) {
         path = format!("{path}?{q}");
@@ -56,11 +59,23 @@ fn answer(response: &Value) -> (u64, Value) {
     let status = response["statusCode"].as_u64().expect("statusCode");
     let body = response["body"].as_str().unwrap_or("");
     let body = if response["isBase64Encoded"] == json!(true) {
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body).unwrap()).unwrap()
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap(),
+        )
+        .unwrap()
     } else {
         body.to_owned()
     };
-    (status, if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap() })
+    (
+        status,
+        if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).unwrap()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +89,10 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
             ("KEYS_TABLE", tables.keys.clone()),
             ("INBOX_TABLE", tables.inbox.clone()),
             ("NONCES_TABLE", tables.nonces.clone()),
-            ("AWS_ENDPOINT_URL", cinder_tests::moto::endpoint().to_owned()),
+            (
+                "AWS_ENDPOINT_URL",
+                cinder_tests::moto::endpoint().to_owned(),
+            ),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
@@ -84,18 +102,78 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
 
     // WHEN the events of a short session arrive, THEN each gets the documented answer
     let steps: Vec<(&str, Option<&User>, u64, Box<dyn Fn(&Value)>)> = vec![
-        ("publish-alice.json", None, 201, Box::new(|b| assert_eq!(b["user_id"], json!(alice.id())))),
-        ("publish-bob-base64.json", None, 201, Box::new(|b| assert_eq!(b["user_id"], json!(bob.id())))),
-        ("publish-alice.json", None, 409, Box::new(|b| assert_eq!(b["code"], "already_exists"))),
-        ("get-alice.json", None, 200, Box::new(|b| assert_eq!(b, &serde_json::to_value(&alice.bundle).unwrap()))),
-        ("get-unknown.json", None, 404, Box::new(|b| assert_eq!(b["code"], "unknown_user"))),
-        ("lookup.json", None, 200, Box::new(|b| assert_eq!(b["bundles"].as_array().unwrap().len(), 2))),
-        ("chain-alice.json", None, 200, Box::new(|b| assert_eq!(b["bundles"][0]["version"], 1))),
-        ("drop-to-alice.json", Some(&bob), 201, Box::new(|b| assert_eq!(b["sender"], json!(bob.id())))),
-        ("list-alice-inbox.json", Some(&alice), 200, Box::new(|b| assert_eq!(b["envelopes"].as_array().unwrap().len(), 1))),
-        ("list-alice-inbox.json", Some(&bob), 403, Box::new(|b| assert_eq!(b["code"], "forbidden"))),
-        ("drop-to-alice.json", None, 401, Box::new(|b| assert_eq!(b["code"], "unauthenticated"))),
-        ("malformed.json", None, 400, Box::new(|b| assert_eq!(b["code"], "malformed_json"))),
+        (
+            "publish-alice.json",
+            None,
+            201,
+            Box::new(|b| assert_eq!(b["user_id"], json!(alice.id()))),
+        ),
+        (
+            "publish-bob-base64.json",
+            None,
+            201,
+            Box::new(|b| assert_eq!(b["user_id"], json!(bob.id()))),
+        ),
+        (
+            "publish-alice.json",
+            None,
+            409,
+            Box::new(|b| assert_eq!(b["code"], "already_exists")),
+        ),
+        (
+            "get-alice.json",
+            None,
+            200,
+            Box::new(|b| assert_eq!(b, &serde_json::to_value(&alice.bundle).unwrap())),
+        ),
+        (
+            "get-unknown.json",
+            None,
+            404,
+            Box::new(|b| assert_eq!(b["code"], "unknown_user")),
+        ),
+        (
+            "lookup.json",
+            None,
+            200,
+            Box::new(|b| assert_eq!(b["bundles"].as_array().unwrap().len(), 2)),
+        ),
+        (
+            "chain-alice.json",
+            None,
+            200,
+            Box::new(|b| assert_eq!(b["bundles"][0]["version"], 1)),
+        ),
+        (
+            "drop-to-alice.json",
+            Some(&bob),
+            201,
+            Box::new(|b| assert_eq!(b["sender"], json!(bob.id()))),
+        ),
+        (
+            "list-alice-inbox.json",
+            Some(&alice),
+            200,
+            Box::new(|b| assert_eq!(b["envelopes"].as_array().unwrap().len(), 1)),
+        ),
+        (
+            "list-alice-inbox.json",
+            Some(&bob),
+            403,
+            Box::new(|b| assert_eq!(b["code"], "forbidden")),
+        ),
+        (
+            "drop-to-alice.json",
+            None,
+            401,
+            Box::new(|b| assert_eq!(b["code"], "unauthenticated")),
+        ),
+        (
+            "malformed.json",
+            None,
+            400,
+            Box::new(|b| assert_eq!(b["code"], "malformed_json")),
+        ),
     ];
     for (file, signer, status, check) in steps {
         let event = load(file);
@@ -103,16 +181,29 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
             Some(user) => sign(event, user),
             None => event,
         };
-        let response = api.invoke(event).await.unwrap_or_else(|e| panic!("{file}: invocation error {e}"));
+        let response = api
+            .invoke(event)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: invocation error {e}"));
         let (got, body) = answer(&response);
         assert_eq!(got, status, "{file}: {body}");
-        assert_eq!(response["headers"]["content-type"], "application/json", "{file}");
+        assert_eq!(
+            response["headers"]["content-type"], "application/json",
+            "{file}"
+        );
         check(&body);
     }
 }
 
 /// One API Gateway HTTP API payload v2 event.
-fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Option<String>, base64: bool) -> Value {
+fn event(
+    route_key: &str,
+    method: &str,
+    raw_path: &str,
+    query: &str,
+    body: Option<String>,
+    base64: bool,
+) -> Value {
     let mut headers = json!({
         "accept": "application/json",
         "host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
@@ -148,7 +239,10 @@ fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Optio
         },
         "isBase64Encoded": base64
     });
-    if let Some(proxy) = route_key.contains("{proxy+}").then(|| raw_path.splitn(3, '/').nth(2).unwrap_or("")) {
+    if let Some(proxy) = route_key
+        .contains("{proxy+}")
+        .then(|| raw_path.splitn(3, '/').nth(2).unwrap_or(""))
+    {
         event["pathParameters"] = json!({ "proxy": proxy });
     }
     if !query.is_empty() {
@@ -162,7 +256,11 @@ fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Optio
     if let Some(body) = body {
         event["headers"]["content-type"] = json!("application/json");
         event["headers"]["content-length"] = json!(body.len().to_string());
-        event["body"] = json!(if base64 { base64::engine::general_purpose::STANDARD.encode(&body) } else { body });
+        event["body"] = json!(if base64 {
+            base64::engine::general_purpose::STANDARD.encode(&body)
+        } else {
+            body
+        });
     }
     event
 }
@@ -173,24 +271,123 @@ fn regenerate() {
     let (alice, bob) = (alice(), bob());
     let a = alice.id();
     let placeholder = |mut e: Value| {
-        for name in ["x-cinder-signer", "x-cinder-timestamp", "x-cinder-nonce", "x-cinder-signature"] {
+        for name in [
+            "x-cinder-signer",
+            "x-cinder-timestamp",
+            "x-cinder-nonce",
+            "x-cinder-signature",
+        ] {
             e["headers"][name] = json!("(signed by the test)");
         }
         e
     };
     let files = [
-        ("publish-alice.json", event("ANY /keys", "POST", "/keys", "", Some(serde_json::to_string(&alice.bundle).unwrap()), false)),
-        ("publish-bob-base64.json", event("ANY /keys", "POST", "/keys", "", Some(serde_json::to_string(&bob.bundle).unwrap()), true)),
-        ("get-alice.json", event("ANY /keys/{proxy+}", "GET", &format!("/keys/{a}"), "", None, false)),
-        ("get-unknown.json", event("ANY /keys/{proxy+}", "GET", &format!("/keys/{}", "0".repeat(32)), "", None, false)),
-        ("lookup.json", event("ANY /keys/{proxy+}", "POST", "/keys/lookup", "", Some(json!({"user_ids": [a, bob.id()]}).to_string()), false)),
-        ("chain-alice.json", event("ANY /keys/{proxy+}", "GET", &format!("/keys/{a}/chain"), "after=0&limit=10", None, false)),
-        ("drop-to-alice.json", placeholder(event("ANY /inbox/{proxy+}", "POST", &format!("/inbox/{a}"), "", Some(json!({"sealed": "c2VhbGVkIGludml0YXRpb24", "ttl": 3600}).to_string()), false))),
-        ("list-alice-inbox.json", placeholder(event("ANY /inbox/{proxy+}", "GET", &format!("/inbox/{a}"), "limit=10", None, false))),
-        ("malformed.json", event("ANY /keys", "POST", "/keys", "", Some("{\"user_id\": ".into()), false)),
+        (
+            "publish-alice.json",
+            event(
+                "ANY /keys",
+                "POST",
+                "/keys",
+                "",
+                Some(serde_json::to_string(&alice.bundle).unwrap()),
+                false,
+            ),
+        ),
+        (
+            "publish-bob-base64.json",
+            event(
+                "ANY /keys",
+                "POST",
+                "/keys",
+                "",
+                Some(serde_json::to_string(&bob.bundle).unwrap()),
+                true,
+            ),
+        ),
+        (
+            "get-alice.json",
+            event(
+                "ANY /keys/{proxy+}",
+                "GET",
+                &format!("/keys/{a}"),
+                "",
+                None,
+                false,
+            ),
+        ),
+        (
+            "get-unknown.json",
+            event(
+                "ANY /keys/{proxy+}",
+                "GET",
+                &format!("/keys/{}", "0".repeat(32)),
+                "",
+                None,
+                false,
+            ),
+        ),
+        (
+            "lookup.json",
+            event(
+                "ANY /keys/{proxy+}",
+                "POST",
+                "/keys/lookup",
+                "",
+                Some(json!({"user_ids": [a, bob.id()]}).to_string()),
+                false,
+            ),
+        ),
+        (
+            "chain-alice.json",
+            event(
+                "ANY /keys/{proxy+}",
+                "GET",
+                &format!("/keys/{a}/chain"),
+                "after=0&limit=10",
+                None,
+                false,
+            ),
+        ),
+        (
+            "drop-to-alice.json",
+            placeholder(event(
+                "ANY /inbox/{proxy+}",
+                "POST",
+                &format!("/inbox/{a}"),
+                "",
+                Some(json!({"sealed": "c2VhbGVkIGludml0YXRpb24", "ttl": 3600}).to_string()),
+                false,
+            )),
+        ),
+        (
+            "list-alice-inbox.json",
+            placeholder(event(
+                "ANY /inbox/{proxy+}",
+                "GET",
+                &format!("/inbox/{a}"),
+                "limit=10",
+                None,
+                false,
+            )),
+        ),
+        (
+            "malformed.json",
+            event(
+                "ANY /keys",
+                "POST",
+                "/keys",
+                "",
+                Some("{\"user_id\": ".into()),
+                false,
+            ),
+        ),
     ];
     std::fs::create_dir_all(dir()).unwrap();
     for (name, value) in files {
-        std::fs::write(dir().join(name), serde_json::to_string_pretty(&value).unwrap() + "\n").unwrap();
+        std::fs::write(
+            dir().join(name),
+            serde_json::to_string_pretty(&value).unwrap() + "\n",
+        )
+        .unwrap();
     }
 }

@@ -116,11 +116,15 @@ where
     }
 }
 
-fn to_item<T: Serialize>(value: &T) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
+fn to_item<T: Serialize>(
+    value: &T,
+) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(item: std::collections::HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+fn from_item<T: for<'de> Deserialize<'de>>(
+    item: std::collections::HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -159,7 +163,12 @@ impl KeyStore for DynamoStore {
             .send()
             .await
             .map_err(backend)?;
-        out.items.unwrap_or_default().into_iter().next().map(from_item).transpose()
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .map(from_item)
+            .transpose()
     }
 
     async fn current_many(&self, users: &[UserId]) -> Result<Vec<KeyBundle>, StoreError> {
@@ -171,7 +180,12 @@ impl KeyStore for DynamoStore {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn chain(&self, user: &UserId, after: u64, limit: usize) -> Result<Vec<KeyBundle>, StoreError> {
+    async fn chain(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<KeyBundle>, StoreError> {
         let out = self
             .client
             .query()
@@ -185,13 +199,22 @@ impl KeyStore for DynamoStore {
             .send()
             .await
             .map_err(backend)?;
-        out.items.unwrap_or_default().into_iter().map(from_item).collect()
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 }
 
 #[async_trait]
 impl NonceStore for DynamoStore {
-    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let put = self
             .client
             .put_item()
@@ -306,7 +329,12 @@ impl InboxStore for DynamoStore {
         }
     }
 
-    async fn delete(&self, owner: &UserId, id: &EnvelopeId, now: Timestamp) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        owner: &UserId,
+        id: &EnvelopeId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let deleted = self
             .client
             .delete_item()

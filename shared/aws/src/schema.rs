@@ -5,7 +5,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 
 use crate::Tables;
@@ -50,20 +51,35 @@ pub const NONCES: TableSpec = TableSpec {
 };
 
 /// Creates every table (on-demand billing) and switches TTL on where the spec has it.
-pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), aws_sdk_dynamodb::Error> {
-    for (name, spec) in [(&tables.keys, KEYS), (&tables.inbox, INBOX), (&tables.nonces, NONCES)] {
+pub async fn create_tables(
+    client: &Client,
+    tables: &Tables,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    for (name, spec) in [
+        (&tables.keys, KEYS),
+        (&tables.inbox, INBOX),
+        (&tables.nonces, NONCES),
+    ] {
         create_table(client, name, spec).await?;
     }
     Ok(())
 }
 
-async fn create_table(client: &Client, name: &str, spec: TableSpec) -> Result<(), aws_sdk_dynamodb::Error> {
+async fn create_table(
+    client: &Client,
+    name: &str,
+    spec: TableSpec,
+) -> Result<(), aws_sdk_dynamodb::Error> {
     let attr_type = |t| match t {
         ScalarAttributeTypeName::S => ScalarAttributeType::S,
         ScalarAttributeTypeName::N => ScalarAttributeType::N,
     };
-    let mut req = client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
-    let keys = std::iter::once((spec.partition, KeyType::Hash)).chain(spec.sort.map(|s| (s, KeyType::Range)));
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    let keys = std::iter::once((spec.partition, KeyType::Hash))
+        .chain(spec.sort.map(|s| (s, KeyType::Range)));
     for ((attr, ty), key_type) in keys {
         req = req
             .attribute_definitions(
@@ -72,7 +88,12 @@ async fn create_table(client: &Client, name: &str, spec: TableSpec) -> Result<()
                     .attribute_type(attr_type(ty))
                     .build()?,
             )
-            .key_schema(KeySchemaElement::builder().attribute_name(attr).key_type(key_type).build()?);
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attr)
+                    .key_type(key_type)
+                    .build()?,
+            );
     }
     req.send().await?;
     if let Some(ttl) = spec.ttl {

@@ -60,10 +60,12 @@ pub fn app(store: Arc<SqliteStore>, clock: Clock) -> Router {
 
 /// Binds `addr` (port 0 picks a free one).
 pub async fn bind(addr: &str) -> Result<TcpListener, DevError> {
-    TcpListener::bind(addr).await.map_err(|source| DevError::Serve {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DevError::Serve {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.

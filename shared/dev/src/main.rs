@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use cinder_server::Clock;
+use clap::Parser;
 
 /// Runs every Cinder function on one local port, over SQLite in a data folder that
 /// survives restarts. No AWS, no Docker.
@@ -29,7 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = cinder_dev::open_store(&args.data_dir)?;
     let listener = cinder_dev::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
-    println!("cinder-dev: serving http://{addr} (data in {})", args.data_dir.display());
+    println!(
+        "cinder-dev: serving http://{addr} (data in {})",
+        args.data_dir.display()
+    );
     println!("cinder-dev: try `cinder --server http://{addr} keys publish`; Ctrl-C stops");
     let shutdown = async {
         // If the signal cannot be awaited, keep serving until the process is killed.

@@ -95,7 +95,12 @@ impl RequestSignature {
     }
 
     /// Parses the four header values (already read as text).
-    pub fn parse(signer: &str, timestamp: &str, nonce: &str, signature: &str) -> Result<Self, ProtoError> {
+    pub fn parse(
+        signer: &str,
+        timestamp: &str,
+        nonce: &str,
+        signature: &str,
+    ) -> Result<Self, ProtoError> {
         Ok(Self {
             signer: signer.parse()?,
             timestamp: timestamp.parse()?,
@@ -126,22 +131,53 @@ mod tests {
     fn signed_headers_parse_back_and_verify() {
         let key = SigningKey::from_bytes(&[5; 32]);
         let signer = Signer::User(UserId([1; 16]));
-        let sig = RequestSignature::sign(&key, signer, "PUT", "/keys/x?a=1", b"{}", Timestamp(10), Nonce([3; 16]));
+        let sig = RequestSignature::sign(
+            &key,
+            signer,
+            "PUT",
+            "/keys/x?a=1",
+            b"{}",
+            Timestamp(10),
+            Nonce([3; 16]),
+        );
         let [s, t, n, g] = sig.headers().map(|(_, v)| v);
         let parsed = RequestSignature::parse(&s, &t, &n, &g).unwrap();
         assert_eq!(parsed, sig);
 
         let verify = crate::VerifyKey::from(key.verifying_key());
-        let msg = canonical_request("PUT", "/keys/x?a=1", b"{}", &signer, Timestamp(10), &Nonce([3; 16]));
+        let msg = canonical_request(
+            "PUT",
+            "/keys/x?a=1",
+            b"{}",
+            &signer,
+            Timestamp(10),
+            &Nonce([3; 16]),
+        );
         assert_eq!(verify.verify(msg.as_bytes(), &parsed.signature), Ok(()));
-        let moved = canonical_request("PUT", "/keys/y?a=1", b"{}", &signer, Timestamp(10), &Nonce([3; 16]));
+        let moved = canonical_request(
+            "PUT",
+            "/keys/y?a=1",
+            b"{}",
+            &signer,
+            Timestamp(10),
+            &Nonce([3; 16]),
+        );
         assert!(verify.verify(moved.as_bytes(), &parsed.signature).is_err());
     }
 
     #[test]
     fn signer_text_form_is_strict() {
-        assert!("user:00112233445566778899aabbccddeeff".parse::<Signer>().is_ok());
-        for bad in ["", "user:", "room:00112233445566778899aabbccddeeff", "00112233445566778899aabbccddeeff"] {
+        assert!(
+            "user:00112233445566778899aabbccddeeff"
+                .parse::<Signer>()
+                .is_ok()
+        );
+        for bad in [
+            "",
+            "user:",
+            "room:00112233445566778899aabbccddeeff",
+            "00112233445566778899aabbccddeeff",
+        ] {
             assert!(bad.parse::<Signer>().is_err(), "{bad:?} was accepted");
         }
     }

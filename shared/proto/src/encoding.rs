@@ -26,9 +26,10 @@ pub fn decode(text: &str) -> Result<Vec<u8>, ProtoError> {
 fn decode_array<const N: usize>(text: &str) -> Result<[u8; N], ProtoError> {
     let bytes = decode(text)?;
     let actual = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| ProtoError::Length { expected: N, actual })
+    bytes.try_into().map_err(|_| ProtoError::Length {
+        expected: N,
+        actual,
+    })
 }
 
 macro_rules! fixed_bytes {
@@ -212,7 +213,10 @@ mod tests {
         assert_eq!(text.parse::<Nonce>(), Ok(nonce));
         assert_eq!(
             encode(&[1; 15]).parse::<Nonce>(),
-            Err(ProtoError::Length { expected: 16, actual: 15 })
+            Err(ProtoError::Length {
+                expected: 16,
+                actual: 15
+            })
         );
         assert_eq!("not base64!".parse::<Nonce>(), Err(ProtoError::Base64));
     }

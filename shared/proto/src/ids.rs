@@ -138,7 +138,9 @@ impl FromStr for Timestamp {
         if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ProtoError::BadId("timestamp"));
         }
-        s.parse().map(Self).map_err(|_| ProtoError::BadId("timestamp"))
+        s.parse()
+            .map(Self)
+            .map_err(|_| ProtoError::BadId("timestamp"))
     }
 }
 
@@ -150,7 +152,12 @@ mod tests {
     fn user_id_accepts_only_lowercase_hex_of_the_right_length() {
         let id: UserId = "00112233445566778899aabbccddeeff".parse().unwrap();
         assert_eq!(id.to_string(), "00112233445566778899aabbccddeeff");
-        for bad in ["", "00112233445566778899AABBCCDDEEFF", "0011", "zz112233445566778899aabbccddeeff"] {
+        for bad in [
+            "",
+            "00112233445566778899AABBCCDDEEFF",
+            "0011",
+            "zz112233445566778899aabbccddeeff",
+        ] {
             assert!(bad.parse::<UserId>().is_err(), "{bad:?} was accepted");
         }
     }
@@ -165,7 +172,10 @@ mod tests {
 
     #[test]
     fn timestamp_parse_rejects_signs_and_junk() {
-        assert_eq!("1700000000".parse::<Timestamp>(), Ok(Timestamp(1_700_000_000)));
+        assert_eq!(
+            "1700000000".parse::<Timestamp>(),
+            Ok(Timestamp(1_700_000_000))
+        );
         for bad in ["", "-1", "+5", "1e9", " 1", "99999999999999999999999"] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad:?} was accepted");
         }

@@ -87,10 +87,14 @@ impl KeyBundle {
     /// Checks a first bundle: version 1, id derived from its key, valid self-signature.
     pub fn verify_genesis(&self) -> Result<(), ProtoError> {
         if self.version != 1 || self.prev_sig.is_some() {
-            return Err(ProtoError::BadBundle("a first bundle has version 1 and no prev_sig"));
+            return Err(ProtoError::BadBundle(
+                "a first bundle has version 1 and no prev_sig",
+            ));
         }
         if UserId::derive(&self.sign_key) != self.user_id {
-            return Err(ProtoError::BadBundle("user_id is not derived from sign_key"));
+            return Err(ProtoError::BadBundle(
+                "user_id is not derived from sign_key",
+            ));
         }
         self.sign_key.verify(&self.signed_bytes(), &self.self_sig)
     }
@@ -98,7 +102,9 @@ impl KeyBundle {
     /// Checks that `self` is a valid rotation of `prev`.
     pub fn verify_successor(&self, prev: &KeyBundle) -> Result<(), ProtoError> {
         if self.user_id != prev.user_id || self.version != prev.version + 1 {
-            return Err(ProtoError::BadBundle("a rotation must follow the current version"));
+            return Err(ProtoError::BadBundle(
+                "a rotation must follow the current version",
+            ));
         }
         let Some(prev_sig) = &self.prev_sig else {
             return Err(ProtoError::BadBundle("a rotation needs prev_sig"));
@@ -155,7 +161,10 @@ mod tests {
         assert_eq!(second.verify_successor(&first), Ok(()));
 
         let forged = first.successor(&key(3), &key(2), HpkePublicKey([7; 32]), Timestamp(200));
-        assert_eq!(forged.verify_successor(&first), Err(ProtoError::BadSignature));
+        assert_eq!(
+            forged.verify_successor(&first),
+            Err(ProtoError::BadSignature)
+        );
 
         let skipped = second.successor(&key(2), &key(4), HpkePublicKey([6; 32]), Timestamp(300));
         assert!(skipped.verify_successor(&first).is_err());

@@ -59,7 +59,14 @@ impl Auth {
         let Some(key) = key else {
             return Err(Error::Unauthenticated);
         };
-        let msg = canonical_request(method, path_and_query, body, &sig.signer, sig.timestamp, &sig.nonce);
+        let msg = canonical_request(
+            method,
+            path_and_query,
+            body,
+            &sig.signer,
+            sig.timestamp,
+            &sig.nonce,
+        );
         key.verify(msg.as_bytes(), &sig.signature)
             .map_err(|_| Error::Unauthenticated)?;
         // Keep the nonce until its timestamp could no longer pass the window check.

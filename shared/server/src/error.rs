@@ -143,16 +143,25 @@ impl IntoResponse for Error {
             Self::LimitExceeded { field, .. } => field.map(str::to_owned),
             _ => None,
         };
-        let mut response = (status, Json(ErrorBody { code, message, field })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                code,
+                message,
+                field,
+            }),
+        )
+            .into_response();
         if let Self::StaleRequest { now } = self
             && let Ok(value) = HeaderValue::from_str(&now.to_string())
         {
             response.headers_mut().insert("x-cinder-server-time", value);
         }
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Cinder-Ed25519"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Cinder-Ed25519"),
+            );
         }
         response
     }
@@ -164,7 +173,8 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let response = Error::Store(StoreError::Backend("table cinder-keys is gone".into())).into_response();
+        let response =
+            Error::Store(StoreError::Backend("table cinder-keys is gone".into())).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

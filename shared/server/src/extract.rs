@@ -35,7 +35,11 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(Parts, Bytes)>
 
 /// Parses a JSON body. An empty body reads as `null`, so `()` stands for "no body".
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let bytes = if bytes.is_empty() { b"null".as_slice() } else { bytes };
+    let bytes = if bytes.is_empty() {
+        b"null".as_slice()
+    } else {
+        bytes
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let field = err.path().to_string();

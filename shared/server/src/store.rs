@@ -35,7 +35,12 @@ pub trait KeyStore: Send + Sync {
     async fn current_many(&self, users: &[UserId]) -> Result<Vec<KeyBundle>, StoreError>;
 
     /// Up to `limit` versions above `after`, oldest first.
-    async fn chain(&self, user: &UserId, after: u64, limit: usize) -> Result<Vec<KeyBundle>, StoreError>;
+    async fn chain(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<KeyBundle>, StoreError>;
 }
 
 /// Nonces seen inside the replay window.
@@ -43,7 +48,12 @@ pub trait KeyStore: Send + Sync {
 pub trait NonceStore: Send + Sync {
     /// Records `key` until `expires_at`. Returns `false` when it is already recorded and
     /// not yet expired at `now`: the request is a replay.
-    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError>;
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Invite inboxes: sealed envelopes waiting for their recipient.
@@ -65,5 +75,10 @@ pub trait InboxStore: Send + Sync {
     async fn count(&self, owner: &UserId, now: Timestamp) -> Result<usize, StoreError>;
 
     /// Deletes one envelope; `false` if there was none (or it had expired).
-    async fn delete(&self, owner: &UserId, id: &EnvelopeId, now: Timestamp) -> Result<bool, StoreError>;
+    async fn delete(
+        &self,
+        owner: &UserId,
+        id: &EnvelopeId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 }

@@ -104,7 +104,9 @@ impl SqliteStore {
 
     /// Whether this write should also sweep expired rows.
     fn sweep_due(&self) -> bool {
-        self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0
+        self.writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
     }
 }
 
@@ -140,7 +142,13 @@ impl KeyStore for SqliteStore {
                 params![user, version, json],
             )
             .map(drop)
-            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict
+                } else {
+                    backend(e)
+                }
+            })
         })
         .await
     }
@@ -181,7 +189,12 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn chain(&self, user: &UserId, after: u64, limit: usize) -> Result<Vec<KeyBundle>, StoreError> {
+    async fn chain(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<KeyBundle>, StoreError> {
         let user = user.to_string();
         let after = to_sql_int(after)?;
         let limit = to_sql_int(limit as u64)?;
@@ -202,7 +215,12 @@ impl KeyStore for SqliteStore {
 
 #[async_trait]
 impl NonceStore for SqliteStore {
-    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let key = key.to_owned();
         let expires = to_sql_int(expires_at.0)?;
         let now = to_sql_int(now.0)?;
@@ -246,7 +264,13 @@ impl InboxStore for SqliteStore {
                 params![owner, id, expires, json],
             )
             .map(drop)
-            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict
+                } else {
+                    backend(e)
+                }
+            })
         })
         .await
     }
@@ -273,7 +297,8 @@ impl InboxStore for SqliteStore {
             let rows = stmt
                 .query_map(params![owner, after, now, limit], |r| r.get::<_, String>(0))
                 .map_err(backend)?;
-            rows.map(|r| r.map_err(backend).and_then(|t| decode(&t))).collect()
+            rows.map(|r| r.map_err(backend).and_then(|t| decode(&t)))
+                .collect()
         })
         .await
     }
@@ -294,7 +319,12 @@ impl InboxStore for SqliteStore {
         .await
     }
 
-    async fn delete(&self, owner: &UserId, id: &EnvelopeId, now: Timestamp) -> Result<bool, StoreError> {
+    async fn delete(
+        &self,
+        owner: &UserId,
+        id: &EnvelopeId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let owner = owner.to_string();
         let id = id.to_string();
         let now = to_sql_int(now.0)?;
@@ -306,8 +336,11 @@ impl InboxStore for SqliteStore {
                 )
                 .map_err(backend)?;
             // An expired row goes too, but does not count as found.
-            c.execute("DELETE FROM inbox WHERE owner = ?1 AND id = ?2", params![owner, id])
-                .map_err(backend)?;
+            c.execute(
+                "DELETE FROM inbox WHERE owner = ?1 AND id = ?2",
+                params![owner, id],
+            )
+            .map_err(backend)?;
             Ok(live == 1)
         })
         .await

@@ -25,7 +25,9 @@ pub async fn publish(keys: &dyn KeyStore, bundle: KeyBundle) -> Result<KeyBundle
 #[tracing::instrument(skip_all, fields(user = %user, version = bundle.version))]
 pub async fn rotate(keys: &dyn KeyStore, user: UserId, bundle: KeyBundle) -> Result<KeyBundle> {
     if bundle.user_id != user {
-        return Err(Error::InvalidBundle("user_id does not match the path".into()));
+        return Err(Error::InvalidBundle(
+            "user_id does not match the path".into(),
+        ));
     }
     let current = keys.current(&user).await?.ok_or(Error::UnknownUser)?;
     if bundle.version <= current.version {
@@ -70,7 +72,12 @@ pub async fn lookup(keys: &dyn KeyStore, mut users: Vec<UserId>) -> Result<Looku
 }
 
 /// Versions after `after`, oldest first, so a client can walk from a pinned version.
-pub async fn chain(keys: &dyn KeyStore, user: UserId, after: u64, limit: Option<usize>) -> Result<ChainPage> {
+pub async fn chain(
+    keys: &dyn KeyStore,
+    user: UserId,
+    after: u64,
+    limit: Option<usize>,
+) -> Result<ChainPage> {
     let limit = page_limit(limit, limits::MAX_CHAIN_PAGE)?;
     let mut bundles = keys.chain(&user, after, limit + 1).await?;
     if bundles.is_empty() && keys.current(&user).await?.is_none() {
@@ -96,7 +103,10 @@ pub async fn drop_envelope(
     if req.sealed.is_empty() || req.sealed.len() > limits::MAX_ENVELOPE_BYTES {
         return Err(Error::limit(
             "sealed",
-            format!("an envelope holds 1 to {} bytes", limits::MAX_ENVELOPE_BYTES),
+            format!(
+                "an envelope holds 1 to {} bytes",
+                limits::MAX_ENVELOPE_BYTES
+            ),
         ));
     }
     let ttl = req.ttl.unwrap_or(limits::DEFAULT_ENVELOPE_TTL);

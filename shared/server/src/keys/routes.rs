@@ -20,8 +20,8 @@ use cinder_proto::{Envelope, EnvelopeId, KeyBundle, UserId};
 use serde::Deserialize;
 
 use super::{KeysState, domain};
-use crate::extract::{JsonBody, PathParams, QueryParams, Signed};
 use crate::Result;
+use crate::extract::{JsonBody, PathParams, QueryParams, Signed};
 
 /// The key directory's router, ready for `lambda_http::run` or a TCP listener.
 pub fn router(state: KeysState) -> Router {
@@ -36,20 +36,34 @@ pub fn routes(state: KeysState) -> Router {
         .route("/keys/{user_id}", get(current).put(rotate))
         .route("/keys/{user_id}/chain", get(chain))
         .route("/inbox/{user_id}", post(drop_envelope).get(list_inbox))
-        .route("/inbox/{user_id}/{envelope_id}", axum::routing::delete(delete_envelope))
+        .route(
+            "/inbox/{user_id}/{envelope_id}",
+            axum::routing::delete(delete_envelope),
+        )
         .with_state(state)
 }
 
-async fn publish(State(s): State<KeysState>, JsonBody(bundle): JsonBody<KeyBundle>) -> Result<(StatusCode, Json<KeyBundle>)> {
+async fn publish(
+    State(s): State<KeysState>,
+    JsonBody(bundle): JsonBody<KeyBundle>,
+) -> Result<(StatusCode, Json<KeyBundle>)> {
     let bundle = domain::publish(s.keys.as_ref(), bundle).await?;
     Ok((StatusCode::CREATED, Json(bundle)))
 }
 
-async fn lookup(State(s): State<KeysState>, JsonBody(req): JsonBody<LookupRequest>) -> Result<Json<LookupResponse>> {
-    domain::lookup(s.keys.as_ref(), req.user_ids).await.map(Json)
+async fn lookup(
+    State(s): State<KeysState>,
+    JsonBody(req): JsonBody<LookupRequest>,
+) -> Result<Json<LookupResponse>> {
+    domain::lookup(s.keys.as_ref(), req.user_ids)
+        .await
+        .map(Json)
 }
 
-async fn current(State(s): State<KeysState>, PathParams(user): PathParams<UserId>) -> Result<Json<KeyBundle>> {
+async fn current(
+    State(s): State<KeysState>,
+    PathParams(user): PathParams<UserId>,
+) -> Result<Json<KeyBundle>> {
     domain::current(s.keys.as_ref(), user).await.map(Json)
 }
 
@@ -58,7 +72,9 @@ async fn rotate(
     PathParams(user): PathParams<UserId>,
     JsonBody(bundle): JsonBody<KeyBundle>,
 ) -> Result<Json<KeyBundle>> {
-    domain::rotate(s.keys.as_ref(), user, bundle).await.map(Json)
+    domain::rotate(s.keys.as_ref(), user, bundle)
+        .await
+        .map(Json)
 }
 
 #[derive(Deserialize)]
@@ -73,7 +89,9 @@ async fn chain(
     PathParams(user): PathParams<UserId>,
     QueryParams(q): QueryParams<ChainQuery>,
 ) -> Result<Json<ChainPage>> {
-    domain::chain(s.keys.as_ref(), user, q.after, q.limit).await.map(Json)
+    domain::chain(s.keys.as_ref(), user, q.after, q.limit)
+        .await
+        .map(Json)
 }
 
 async fn drop_envelope(
@@ -82,7 +100,15 @@ async fn drop_envelope(
     req: Signed<DropEnvelope>,
 ) -> Result<(StatusCode, Json<Envelope>)> {
     let now = s.auth.clock.now();
-    let envelope = domain::drop_envelope(s.keys.as_ref(), s.inbox.as_ref(), req.signer, recipient, req.body, now).await?;
+    let envelope = domain::drop_envelope(
+        s.keys.as_ref(),
+        s.inbox.as_ref(),
+        req.signer,
+        recipient,
+        req.body,
+        now,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(envelope)))
 }
 
@@ -99,7 +125,9 @@ async fn list_inbox(
     req: Signed<()>,
 ) -> Result<Json<EnvelopePage>> {
     let now = s.auth.clock.now();
-    domain::list_inbox(s.inbox.as_ref(), req.signer, owner, q.after, q.limit, now).await.map(Json)
+    domain::list_inbox(s.inbox.as_ref(), req.signer, owner, q.after, q.limit, now)
+        .await
+        .map(Json)
 }
 
 async fn delete_envelope(
