@@ -92,8 +92,10 @@ mod tests {
     fn saved_profile_is_private_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested").join("profile.json");
-        let mut profile = Profile::default();
-        profile.identity = Some(Identity::generate(cinder_proto::Timestamp(5)).unwrap());
+        let profile = Profile {
+            identity: Some(Identity::generate(cinder_proto::Timestamp(5)).unwrap()),
+            ..Profile::default()
+        };
         profile.save(&path).unwrap();
 
         #[cfg(unix)]

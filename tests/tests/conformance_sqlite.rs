@@ -1,4 +1,5 @@
 //! The storage conformance suite on the embedded store (SQLite, in memory).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! The key directory's HTTP behaviour, through the router, on both stores: the happy paths,
 //! request authentication, and the bad-input table (each case its specific 4xx and code,
 //! and nothing stored changes).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -717,16 +718,17 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
             }
         }
         // Signed cases that need a body built per signer.
-        let signed_cases: Vec<(
-            &str,
-            &User,
-            &str,
+        type SignedCase<'a> = (
+            &'a str,
+            &'a User,
+            &'a str,
             String,
             Option<Value>,
             u16,
-            &str,
-            Option<&str>,
-        )> = vec![
+            &'a str,
+            Option<&'a str>,
+        );
+        let signed_cases: Vec<SignedCase> = vec![
             (
                 "sealed too big",
                 &bob,

@@ -101,7 +101,8 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
     let (alice, bob) = (alice(), bob());
 
     // WHEN the events of a short session arrive, THEN each gets the documented answer
-    let steps: Vec<(&str, Option<&User>, u64, Box<dyn Fn(&Value)>)> = vec![
+    type Check<'a> = Box<dyn Fn(&Value) + 'a>;
+    let steps: Vec<(&str, Option<&User>, u64, Check)> = vec![
         (
             "publish-alice.json",
             None,
