@@ -1,5 +1,6 @@
 # Cinder: the commands a developer, an operator and CI run. `make help` lists them.
 
+SHELL    := /bin/bash
 DEV_ADDR ?= 127.0.0.1:8787
 DATA_DIR ?= .cinder/dev
 PYTHON   ?= python3
@@ -17,7 +18,9 @@ dev: ## Run every function locally on SQLite (DEV_ADDR, DATA_DIR to change)
 	cargo run -p cinder-dev -- --addr $(DEV_ADDR) --data-dir $(DATA_DIR)
 
 test: test-deps lint-template ## Run every test (starts moto itself) and lint the template
-	cargo test --workspace
+	@set -o pipefail; cargo test --workspace 2>&1 | awk '{ print } \
+		/^test result:/ { passed += $$4; failed += $$6 } \
+		END { printf "\ntests: %d passed, %d failed\n", passed, failed }'
 
 test-deps: ## Install what the tests need from PyPI (moto, cfn-lint, SAM CLI)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
