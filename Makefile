@@ -18,7 +18,7 @@ dev: ## Run every function locally on SQLite (DEV_ADDR, DATA_DIR to change)
 	cargo run -p cinder-dev -- --addr $(DEV_ADDR) --data-dir $(DATA_DIR)
 
 test: test-deps lint-template ## Run every test (starts moto itself) and lint the template
-	@set -o pipefail; cargo test --workspace 2>&1 | awk '{ print } \
+	@set -o pipefail; cargo test --workspace 2>&1 | awk '{ print; fflush() } \
 		/^test result:/ { passed += $$4; failed += $$6 } \
 		END { printf "\ntests: %d passed, %d failed\n", passed, failed }'
 

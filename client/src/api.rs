@@ -145,6 +145,22 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        self.call_with(method, path, body, signer, None).await
+    }
+
+    /// Like `call`, optionally in an account session.
+    pub(crate) async fn call_with<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        signer: Option<&Identity>,
+        session: Option<&Blob>,
+    ) -> Result<T, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let bytes = match body {
             Some(b) => {
                 serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?
@@ -154,7 +170,7 @@ impl Client {
         let mut retried = false;
         loop {
             let (status, server_time, text) =
-                self.send(method.clone(), path, &bytes, signer).await?;
+                self.send(method.clone(), path, &bytes, signer, session).await?;
             if status.is_success() {
                 let text = if text.is_empty() {
                     b"null".as_slice()
@@ -190,6 +206,7 @@ impl Client {
         path: &str,
         body: &[u8],
         signer: Option<&Identity>,
+        session: Option<&Blob>,
     ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
         let mut request = self
             .http
@@ -198,6 +215,9 @@ impl Client {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
+        }
+        if let Some(token) = session {
+            request = request.header(cinder_proto::accounts::SESSION_HEADER, cinder_proto::encoding::encode(&token.0));
         }
         if let Some(me) = signer {
             let mut nonce = [0u8; 16];

@@ -35,6 +35,12 @@ pub enum ClientError {
     /// The operation needs an identity and the profile has none.
     #[error("this profile has no identity yet; run `cinder keys publish` first")]
     NoIdentity,
+    /// The login or the password is wrong (the two are deliberately indistinguishable).
+    #[error("wrong login or password")]
+    LoginFailed,
+    /// The cached session has ended.
+    #[error("not logged in, or the session has ended; run `cinder login`")]
+    NotLoggedIn,
     /// The system could not provide randomness.
     #[error("the system's random number generator failed")]
     Randomness,
@@ -63,9 +69,9 @@ fn describe(status: &u16, body: &ErrorBody) -> String {
             "This machine's clock is too far from the server's; fix the clock and retry."
         }
         C::ReplayedRequest => "The server has already seen this exact request.",
+        C::RateLimited => "Too many attempts; wait a little and retry.",
         C::Forbidden => "This identity is not allowed to do that.",
         C::InvalidRotation => "The server refused the key rotation.",
-        C::RateLimited => "Too many attempts; wait a little and retry.",
         C::Internal => "The server failed; try again later.",
         _ => "The server refused the request.",
     };

@@ -4,11 +4,13 @@
 //! # Layout
 //! - [`identity`]: a user's private keys and the bundle that publishes them.
 //! - [`profile`]: the local profile file (mode 0600): identity and pinned keys.
+//! - [`account`]: OPAQUE registration and login, and the enclave that holds the identity.
 //! - [`api`]: [`Client`], one method per endpoint, signing requests where required.
 //! - [`directory`]: fetching other users' keys and following their rotation chains
 //!   against pinned versions.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 
+pub mod account;
 pub mod api;
 pub mod directory;
 pub mod error;

@@ -12,7 +12,8 @@ async fn dev_server(data: &Path) -> String {
     let store = cinder_dev::open_store(data).unwrap();
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = cinder_dev::app(store, Clock::system());
+    let secrets = std::sync::Arc::new(cinder_dev::master_secret(data).unwrap());
+    let app = cinder_dev::app(store, secrets, Clock::system());
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     url
 }

@@ -4,14 +4,37 @@
 
 use std::sync::Arc;
 
+use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::{Blob, Envelope, EnvelopeId, Timestamp, UserId};
-use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
+use cinder_server::store::{
+    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+};
 
 use crate::fixtures::User;
 
 /// What a store under test must implement.
 pub trait Store: KeyStore + InboxStore + NonceStore + 'static {}
 impl<T: KeyStore + InboxStore + NonceStore + 'static> Store for T {}
+
+/// What an accounts store under test must implement.
+pub trait Accounts: AccountStore + RateLimitStore + NonceStore + 'static {}
+impl<T: AccountStore + RateLimitStore + NonceStore + 'static> Accounts for T {}
+
+/// Expands to one `#[tokio::test]` per accounts conformance case, each on a store made by
+/// `$make` (a future of `Arc<impl Accounts>`).
+#[macro_export]
+macro_rules! accounts_conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            accounts_create_read_and_duplicate_conflicts,
+            accounts_enclave_writes_need_the_expected_version,
+            accounts_concurrent_enclave_writes_have_one_winner,
+            accounts_credentials_are_replaced_together,
+            accounts_delete_reports_presence_and_stops_writes,
+            rate_limits_count_and_restart_after_expiry,
+            rate_limits_count_every_concurrent_hit);
+    };
+}
 
 /// Expands to one `#[tokio::test]` per conformance case, each on a store made by `$make`
 /// (an expression evaluating to a future of `Arc<impl Store>`).
@@ -271,4 +294,109 @@ pub async fn inbox_duplicate_id_conflicts<S: Store>(store: Arc<S>) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), vec![e]);
+}
+
+fn account(tag: u8) -> AccountRecord {
+    AccountRecord {
+        login: LoginKey([tag; 32]),
+        registration: Blob(vec![tag; 192]),
+        ksf: KsfParams::FLOOR,
+        enclave: StoredEnclave {
+            ciphertext: Blob(vec![tag; 100]),
+            version: 1,
+        },
+    }
+}
+
+pub async fn accounts_create_read_and_duplicate_conflicts<S: Accounts>(store: Arc<S>) {
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    assert_eq!(store.account(&a.login).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.account(&LoginKey([2; 32])).await.unwrap(), None);
+    let mut rival = account(1);
+    rival.registration = Blob(vec![9; 192]);
+    assert!(matches!(store.create(&rival).await, Err(StoreError::Conflict)));
+    assert_eq!(store.account(&a.login).await.unwrap(), Some(a));
+}
+
+pub async fn accounts_enclave_writes_need_the_expected_version<S: Accounts>(store: Arc<S>) {
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    assert_eq!(store.put_enclave(&a.login, &Blob(vec![2; 10]), 1).await.unwrap(), 2);
+    assert!(matches!(store.put_enclave(&a.login, &Blob(vec![3; 10]), 1).await, Err(StoreError::Conflict)));
+    let now = store.account(&a.login).await.unwrap().unwrap();
+    assert_eq!(now.enclave, StoredEnclave { ciphertext: Blob(vec![2; 10]), version: 2 });
+    assert_eq!(now.registration, a.registration, "the password record is untouched");
+}
+
+pub async fn accounts_concurrent_enclave_writes_have_one_winner<S: Accounts>(store: Arc<S>) {
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { (store.put_enclave(&LoginKey([1; 32]), &Blob(vec![i; 10]), 1).await, i) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(2), i) => winners.push(i),
+            (Err(StoreError::Conflict), _) => {}
+            (other, _) => panic!("unexpected: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let stored = store.account(&a.login).await.unwrap().unwrap().enclave;
+    assert_eq!(stored, StoredEnclave { ciphertext: Blob(vec![winners[0]; 10]), version: 2 });
+}
+
+pub async fn accounts_credentials_are_replaced_together<S: Accounts>(store: Arc<S>) {
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    let stronger = KsfParams { t: 4, ..KsfParams::FLOOR };
+    let stale = store
+        .replace_credentials(&a.login, &Blob(vec![7; 192]), stronger, &Blob(vec![7; 10]), 5)
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict)));
+    assert_eq!(store.account(&a.login).await.unwrap(), Some(a.clone()), "nothing changed");
+    let v = store
+        .replace_credentials(&a.login, &Blob(vec![7; 192]), stronger, &Blob(vec![7; 10]), 1)
+        .await
+        .unwrap();
+    assert_eq!(v, 2);
+    let now = store.account(&a.login).await.unwrap().unwrap();
+    assert_eq!((now.registration, now.ksf, now.enclave.ciphertext), (Blob(vec![7; 192]), stronger, Blob(vec![7; 10])));
+}
+
+pub async fn accounts_delete_reports_presence_and_stops_writes<S: Accounts>(store: Arc<S>) {
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    assert!(store.delete_account(&a.login).await.unwrap());
+    assert!(!store.delete_account(&a.login).await.unwrap());
+    assert_eq!(store.account(&a.login).await.unwrap(), None);
+    assert!(matches!(store.put_enclave(&a.login, &Blob(vec![1]), 1).await, Err(StoreError::Conflict)));
+}
+
+pub async fn rate_limits_count_and_restart_after_expiry<S: Accounts>(store: Arc<S>) {
+    let end = T0.plus(900);
+    assert_eq!(store.hit("login:a:1", end, T0).await.unwrap(), 1);
+    assert_eq!(store.hit("login:a:1", end, T0.plus(1)).await.unwrap(), 2);
+    assert_eq!(store.hit("login:b:1", end, T0).await.unwrap(), 1, "counters are per key");
+    assert_eq!(store.hit("login:a:1", T0.plus(2000), end).await.unwrap(), 1, "expired counters restart");
+}
+
+pub async fn rate_limits_count_every_concurrent_hit<S: Accounts>(store: Arc<S>) {
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.hit("login:c:1", T0.plus(900), T0).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=10).collect::<Vec<u64>>(), "every hit got its own count");
 }

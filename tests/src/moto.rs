@@ -89,3 +89,18 @@ pub async fn fresh_store() -> (Arc<DynamoStore>, Tables) {
         .expect("creating tables on moto");
     (Arc::new(DynamoStore::new(client, tables.clone())), tables)
 }
+
+/// The enclave function's store on fresh tables.
+pub async fn fresh_accounts_store() -> (Arc<cinder_aws::accounts::DynamoAccounts>, cinder_aws::accounts::AccountTables) {
+    use cinder_aws::schema;
+    let client = client();
+    let tables = cinder_aws::accounts::AccountTables::prefixed(&unique_prefix());
+    for (name, spec) in [
+        (&tables.accounts, schema::ACCOUNTS),
+        (&tables.rate_limits, schema::RATE_LIMITS),
+        (&tables.nonces, schema::NONCES),
+    ] {
+        schema::create(&client, name, spec).await.expect("creating tables on moto");
+    }
+    (Arc::new(cinder_aws::accounts::DynamoAccounts::new(client, tables.clone())), tables)
+}

@@ -438,6 +438,16 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
                 None,
             ),
             (
+                "trailing garbage",
+                "POST",
+                "/keys/lookup".into(),
+                vec![],
+                b"{\"user_ids\": []} garbage".to_vec(),
+                400,
+                "malformed_json",
+                None,
+            ),
+            (
                 "not json at all",
                 "POST",
                 "/keys".into(),

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`Config`]: the table names, read once from the environment.
 //! - [`DynamoStore`]: one client, every record store; items mapped with `serde_dynamo`.
+//! - `accounts` (feature `accounts`): the enclave function's stores and master secret.
 //! - [`schema`]: each table's key schema and TTL attribute, the same as `template.yaml`'s,
 //!   for test harnesses and local tooling that create tables.
 //!
@@ -10,6 +11,8 @@
 //! here filters on `expires_at` against the caller's `now`, and conditional writes treat an
 //! expired item as absent.
 
+#[cfg(feature = "accounts")]
+pub mod accounts;
 pub mod schema;
 
 use async_trait::async_trait;
@@ -96,7 +99,7 @@ impl DynamoStore {
     }
 }
 
-fn backend<E, R>(err: SdkError<E, R>) -> StoreError
+pub(crate) fn backend<E, R>(err: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -105,7 +108,7 @@ where
 }
 
 /// Maps a failed conditional write to [`StoreError::Conflict`], anything else to a backend error.
-fn conditional<E, R>(err: SdkError<E, R>) -> StoreError
+pub(crate) fn conditional<E, R>(err: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -116,23 +119,23 @@ where
     }
 }
 
-fn to_item<T: Serialize>(
+pub(crate) fn to_item<T: Serialize>(
     value: &T,
 ) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(
+pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(
     item: std::collections::HashMap<String, AttributeValue>,
 ) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn s(value: impl ToString) -> AttributeValue {
+pub(crate) fn s(value: impl ToString) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
 
-fn n(value: u64) -> AttributeValue {
+pub(crate) fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -209,28 +212,33 @@ impl KeyStore for DynamoStore {
 
 #[async_trait]
 impl NonceStore for DynamoStore {
-    async fn remember(
-        &self,
-        key: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.nonces)
-            .item("id", s(key))
-            .item("expires_at", n(expires_at.0))
-            // TTL may not have deleted an expired nonce yet; such a row no longer counts.
-            .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now.0))
-            .send()
-            .await;
-        match put.map_err(conditional) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
+    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
+    }
+}
+
+/// The replay check as one conditional put; shared by every store that spends nonces.
+pub(crate) async fn remember_nonce(
+    client: &Client,
+    table: &str,
+    key: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let put = client
+        .put_item()
+        .table_name(table)
+        .item("id", s(key))
+        .item("expires_at", n(expires_at.0))
+        // TTL may not have deleted an expired nonce yet; such a row no longer counts.
+        .condition_expression("attribute_not_exists(id) OR expires_at <= :now")
+        .expression_attribute_values(":now", n(now.0))
+        .send()
+        .await;
+    match put.map_err(conditional) {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

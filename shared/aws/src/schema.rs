@@ -50,6 +50,24 @@ pub const NONCES: TableSpec = TableSpec {
     ttl: Some("expires_at"),
 };
 
+/// The accounts table.
+pub const ACCOUNTS: TableSpec = TableSpec {
+    partition: ("login", ScalarAttributeTypeName::S),
+    sort: None,
+    ttl: None,
+};
+/// The rate-limit counters' table.
+pub const RATE_LIMITS: TableSpec = TableSpec {
+    partition: ("id", ScalarAttributeTypeName::S),
+    sort: None,
+    ttl: Some("expires_at"),
+};
+
+/// Creates one table (on-demand billing) and switches TTL on where the spec has it.
+pub async fn create(client: &Client, name: &str, spec: TableSpec) -> Result<(), aws_sdk_dynamodb::Error> {
+    create_table(client, name, spec).await
+}
+
 /// Creates every table (on-demand billing) and switches TTL on where the spec has it.
 pub async fn create_tables(
     client: &Client,

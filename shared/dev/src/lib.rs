@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`open_store`]: the SQLite store in the data folder (created on first run).
+//! - [`master_secret`]: the enclave function's master secret, generated once into the data
+//!   folder (mode 0600), as Secrets Manager holds it in AWS.
 //! - [`app`]: all routers on one store.
 //! - [`serve`]: the HTTP server, until shutdown.
 
@@ -12,12 +14,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use cinder_server::Clock;
+use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::keys::{self, KeysState};
 use cinder_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 /// File name of the database inside the data folder.
 pub const DB_FILE: &str = "cinder.sqlite3";
+/// File name of the master secret inside the data folder.
+pub const SECRET_FILE: &str = "master.secret";
 
 /// Why the dev server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,14 @@ pub enum DevError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The master secret could not be read or made.
+    #[error("cannot read or create the master secret {path}: {reason}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
     /// The store could not be opened.
     #[error(transparent)]
@@ -52,9 +65,42 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
     Ok(Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?))
 }
 
+/// Reads the master secret from `data_dir`, generating 32 random bytes on first run.
+pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
+    let path = data_dir.join(SECRET_FILE);
+    let fail = |reason: String| DevError::Secret { path: path.clone(), reason };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| fail(e.to_string()))?;
+            let mut options = std::fs::OpenOptions::new();
+            // create_new: two servers starting at once must not write two different secrets.
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut file) => {
+                    std::io::Write::write_all(&mut file, &secret).map_err(|e| fail(e.to_string()))?;
+                    file.sync_all().map_err(|e| fail(e.to_string()))?;
+                    secret.to_vec()
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read(&path).map_err(|e| fail(e.to_string()))?
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    ServerSecrets::from_master(&bytes).map_err(|e| fail(e.to_string()))
+}
+
 /// Every function's routes on one store, with the shared fallbacks and access log.
-pub fn app(store: Arc<SqliteStore>, clock: Clock) -> Router {
-    let routes = Router::new().merge(keys::routes(KeysState::new(store, clock)));
+pub fn app(store: Arc<SqliteStore>, secrets: Arc<ServerSecrets>, clock: Clock) -> Router {
+    let routes = Router::new()
+        .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
+        .merge(accounts::routes(AccountsState::new(store, secrets, clock)));
     cinder_server::routing::finish(routes)
 }
 

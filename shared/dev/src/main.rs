@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let store = cinder_dev::open_store(&args.data_dir)?;
+    let secrets = std::sync::Arc::new(cinder_dev::master_secret(&args.data_dir)?);
     let listener = cinder_dev::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
     println!(
@@ -40,6 +41,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::future::pending::<()>().await;
         }
     };
-    cinder_dev::serve(listener, cinder_dev::app(store, Clock::system()), shutdown).await?;
+    cinder_dev::serve(listener, cinder_dev::app(store, secrets, Clock::system()), shutdown).await?;
     Ok(())
 }

@@ -1,5 +1,4 @@
-//! Bodies of the HTTP API and the stable error codes. The OpenAPI document in `docs/` is
-//! written from these types.
+//! Bodies of the HTTP API and the stable error codes. `docs/API.md` documents them.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +21,11 @@ pub mod limits {
     pub const MAX_INBOX: usize = 256;
     /// Most envelopes in one page of an inbox listing.
     pub const MAX_INBOX_PAGE: usize = 100;
+    /// Largest sealed enclave, in bytes after base64url decoding.
+    pub const MAX_ENCLAVE_BYTES: usize = 256 * 1024;
+    /// Largest request body the accounts endpoints accept, in bytes (an enclave in base64url
+    /// plus room for the rest).
+    pub const MAX_ACCOUNTS_BODY: usize = 400 * 1024;
     /// Largest request body the key directory accepts, in bytes.
     pub const MAX_KEYS_BODY: usize = 64 * 1024;
 }
@@ -40,8 +44,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// The signature is missing, malformed or wrong, or the signer is unknown.
     Unauthenticated,
-    /// The request's timestamp is outside the accepted window; the `date` header gives the
-    /// server's time.
+    /// The request's timestamp is outside the accepted window; the `x-cinder-server-time`
+    /// header gives the server's time.
     StaleRequest,
     /// The (signer, nonce) pair was already used.
     ReplayedRequest,
@@ -57,7 +61,8 @@ pub enum ErrorCode {
     VersionConflict,
     /// A key bundle whose signatures or id do not check out.
     InvalidBundle,
-    /// A rotation not signed by the current key, or not the next version.
+    /// A rotation whose signatures do not chain from the current version, or that skips
+    /// versions. (One for a version already taken is `version_conflict`.)
     InvalidRotation,
     /// A count, size or time bound was exceeded.
     LimitExceeded,
@@ -150,7 +155,8 @@ pub struct Envelope {
 pub struct EnvelopePage {
     /// Envelopes after the cursor.
     pub envelopes: Vec<Envelope>,
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// Pass as `after` to get the next page; present whenever this page is full, so the
+    /// page after it may be empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<EnvelopeId>,
 }

@@ -5,11 +5,13 @@
 //! - [`ids`]: identifiers and timestamps, parsed once at the edge.
 //! - [`keys`]: the self-signed key bundle of the key directory and its rotation chain.
 //! - [`auth`]: how a request is signed: headers and the canonical bytes under the signature.
+//! - [`accounts`]: OPAQUE registration and login bodies, logins, Argon2id parameters.
 //! - [`api`]: request and response bodies of the HTTP API, and the stable error codes.
 //!
 //! The server compiles this crate to *verify*; the client compiles it to *sign*. Neither
 //! needs anything else to agree on what a signature covers.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod encoding;

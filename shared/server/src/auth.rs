@@ -2,8 +2,9 @@
 //!
 //! Order matters and is fixed: parse the headers, check the timestamp window, verify the
 //! signature against the signer's key, and only then spend the nonce. A forged request
-//! therefore cannot burn a real client's nonce, and every failure before the signature
-//! check answers the same `unauthenticated`, so nothing is learnt from probing.
+//! therefore cannot burn a real client's nonce. The window check comes first because it
+//! reveals nothing but the server's clock; after it, a missing key and a wrong signature
+//! answer the same `unauthenticated`, so probing does not reveal who exists.
 
 use std::sync::Arc;
 

@@ -49,6 +49,16 @@ pub enum Error {
     /// This (signer, nonce) was seen before.
     #[error("request was already received once")]
     ReplayedRequest,
+    /// A login that did not finish: wrong password, unknown login, expired or replayed
+    /// login state. Deliberately one answer for all.
+    #[error("login failed: wrong login or password")]
+    LoginFailed,
+    /// Too many attempts.
+    #[error("too many attempts; retry in {retry_after} seconds")]
+    RateLimited {
+        /// Seconds until the window resets.
+        retry_after: u64,
+    },
     /// Authenticated, but the signer may not do this.
     #[error("not allowed")]
     Forbidden,
@@ -112,6 +122,8 @@ impl Error {
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, C::Unauthenticated),
             Self::StaleRequest { .. } => (StatusCode::UNAUTHORIZED, C::StaleRequest),
             Self::ReplayedRequest => (StatusCode::UNAUTHORIZED, C::ReplayedRequest),
+            Self::LoginFailed => (StatusCode::UNAUTHORIZED, C::Unauthenticated),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, C::RateLimited),
             Self::Forbidden => (StatusCode::FORBIDDEN, C::Forbidden),
             Self::UnknownUser => (StatusCode::NOT_FOUND, C::UnknownUser),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
@@ -156,6 +168,11 @@ impl IntoResponse for Error {
             && let Ok(value) = HeaderValue::from_str(&now.to_string())
         {
             response.headers_mut().insert("x-cinder-server-time", value);
+        }
+        if let Self::RateLimited { retry_after } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -41,7 +41,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         bytes
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let field = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
@@ -51,7 +51,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             },
             _ => Error::MalformedJson(inner.to_string()),
         }
-    })
+    })?;
+    // Trailing bytes after the value mean the body is not the JSON document it claims.
+    de.end().map_err(|e| Error::MalformedJson(e.to_string()))?;
+    Ok(value)
 }
 
 /// A JSON body of at most `LIMIT` bytes, without a signature.

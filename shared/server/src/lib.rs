@@ -10,8 +10,11 @@
 //! - [`auth`]: request authentication: signature, window, replay; reused by every function.
 //! - [`extract`]: axum extractors that parse bodies, paths and signatures at the edge.
 //! - [`routing`]: fallbacks and the access log every finished router gets.
+//! - `accounts` (feature `accounts`): OPAQUE login and the enclave: domain rules and router.
 //! - [`keys`]: the key directory and invite inboxes: domain rules and router.
 
+#[cfg(feature = "accounts")]
+pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod error;

@@ -82,3 +82,98 @@ pub trait InboxStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 }
+
+/// The key an account is stored under: HMAC-SHA256 of the normalised login under a server
+/// secret, so the table never holds a login and a copy of it cannot be joined to one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LoginKey(pub [u8; 32]);
+
+impl std::fmt::Display for LoginKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for LoginKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoginKey({self})")
+    }
+}
+
+impl std::str::FromStr for LoginKey {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| StoreError::Corrupt("login key".into()))?;
+        Ok(Self(out))
+    }
+}
+
+impl serde::Serialize for LoginKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LoginKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One account: its OPAQUE registration record, the client's Argon2id parameters and the
+/// sealed enclave. Nothing in it lets its holder test a password guess without the OPAQUE
+/// server secret, which is not in the database.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountRecord {
+    /// Keyed hash of the login.
+    pub login: LoginKey,
+    /// OPAQUE `ServerRegistration` (the "password file").
+    pub registration: cinder_proto::Blob,
+    /// Argon2id parameters the client registered with.
+    pub ksf: cinder_proto::accounts::KsfParams,
+    /// The sealed enclave.
+    pub enclave: cinder_proto::accounts::StoredEnclave,
+}
+
+/// Accounts, keyed by [`LoginKey`].
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an account. [`StoreError::Conflict`] if the login is taken.
+    async fn create(&self, record: &AccountRecord) -> Result<(), StoreError>;
+
+    /// Reads an account.
+    async fn account(&self, login: &LoginKey) -> Result<Option<AccountRecord>, StoreError>;
+
+    /// Replaces the enclave if it is still at `expected_version`; the new version is one
+    /// more. [`StoreError::Conflict`] otherwise (including a deleted account).
+    async fn put_enclave(
+        &self,
+        login: &LoginKey,
+        ciphertext: &cinder_proto::Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Replaces registration, parameters and enclave in one write, if the enclave is still
+    /// at `expected_version`: a password change never leaves one without the other.
+    async fn replace_credentials(
+        &self,
+        login: &LoginKey,
+        registration: &cinder_proto::Blob,
+        ksf: cinder_proto::accounts::KsfParams,
+        ciphertext: &cinder_proto::Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes an account; `false` if there was none.
+    async fn delete_account(&self, login: &LoginKey) -> Result<bool, StoreError>;
+}
+
+/// Fixed-window counters for rate limits.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Adds one hit to the counter `key` (which names its window) and returns the new
+    /// count. The counter is kept until `expires_at`; an expired one starts again at one.
+    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+}

@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
-use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
+use cinder_proto::accounts::{KsfParams, StoredEnclave};
+use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
+use cinder_server::store::{
+    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Sweep expired rows once per this many writes.
@@ -39,8 +42,23 @@ CREATE TABLE IF NOT EXISTS inbox (
     envelope   TEXT NOT NULL,
     PRIMARY KEY (owner, id)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS accounts (
+    login        TEXT PRIMARY KEY,
+    registration BLOB NOT NULL,
+    ksf          TEXT NOT NULL,
+    enclave      BLOB NOT NULL,
+    version      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_limits (
+    id         TEXT PRIMARY KEY,
+    hits       INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
 ";
+
+/// The schema version this build writes; older files are upgraded in place.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +93,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > 1 {
+        if version > SCHEMA_VERSION {
             return Err(OpenError::TooNew(version));
         }
         conn.execute_batch(SCHEMA)?;
@@ -342,6 +360,142 @@ impl InboxStore for SqliteStore {
             )
             .map_err(backend)?;
             Ok(live == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create(&self, record: &AccountRecord) -> Result<(), StoreError> {
+        let login = record.login.to_string();
+        let registration = record.registration.0.clone();
+        let ksf = encode(&record.ksf)?;
+        let enclave = record.enclave.ciphertext.0.clone();
+        let version = to_sql_int(record.enclave.version)?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO accounts (login, registration, ksf, enclave, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![login, registration, ksf, enclave, version],
+            )
+            .map(drop)
+            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+        })
+        .await
+    }
+
+    async fn account(&self, login: &LoginKey) -> Result<Option<AccountRecord>, StoreError> {
+        let key = *login;
+        self.run(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT registration, ksf, enclave, version FROM accounts WHERE login = ?1",
+                    params![key.to_string()],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((registration, ksf, enclave, version)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(AccountRecord {
+                login: key,
+                registration: Blob(registration),
+                ksf: decode::<KsfParams>(&ksf)?,
+                enclave: StoredEnclave {
+                    ciphertext: Blob(enclave),
+                    version: u64::try_from(version).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                },
+            }))
+        })
+        .await
+    }
+
+    async fn put_enclave(&self, login: &LoginKey, ciphertext: &Blob, expected_version: u64) -> Result<u64, StoreError> {
+        let login = login.to_string();
+        let enclave = ciphertext.0.clone();
+        let expected = to_sql_int(expected_version)?;
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE accounts SET enclave = ?1, version = version + 1 WHERE login = ?2 AND version = ?3",
+                    params![enclave, login, expected],
+                )
+                .map_err(backend)?;
+            if changed == 1 { Ok(expected_version + 1) } else { Err(StoreError::Conflict) }
+        })
+        .await
+    }
+
+    async fn replace_credentials(
+        &self,
+        login: &LoginKey,
+        registration: &Blob,
+        ksf: KsfParams,
+        ciphertext: &Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let login = login.to_string();
+        let registration = registration.0.clone();
+        let ksf = encode(&ksf)?;
+        let enclave = ciphertext.0.clone();
+        let expected = to_sql_int(expected_version)?;
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE accounts SET registration = ?1, ksf = ?2, enclave = ?3, version = version + 1
+                     WHERE login = ?4 AND version = ?5",
+                    params![registration, ksf, enclave, login, expected],
+                )
+                .map_err(backend)?;
+            if changed == 1 { Ok(expected_version + 1) } else { Err(StoreError::Conflict) }
+        })
+        .await
+    }
+
+    async fn delete_account(&self, login: &LoginKey) -> Result<bool, StoreError> {
+        let login = login.to_string();
+        self.run(move |c| {
+            c.execute("DELETE FROM accounts WHERE login = ?1", params![login])
+                .map(|n| n == 1)
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        let expires = to_sql_int(expires_at.0)?;
+        let now = to_sql_int(now.0)?;
+        let sweep = self.sweep_due();
+        self.run(move |c| {
+            if sweep {
+                c.execute("DELETE FROM rate_limits WHERE expires_at <= ?1", params![now])
+                    .map_err(backend)?;
+            }
+            let hits: i64 = c
+                .query_row(
+                    "INSERT INTO rate_limits (id, hits, expires_at) VALUES (?1, 1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET
+                         hits = CASE WHEN rate_limits.expires_at <= ?3 THEN 1 ELSE rate_limits.hits + 1 END,
+                         expires_at = CASE WHEN rate_limits.expires_at <= ?3 THEN excluded.expires_at
+                                           ELSE rate_limits.expires_at END
+                     RETURNING hits",
+                    params![key, expires, now],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            u64::try_from(hits).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .await
     }

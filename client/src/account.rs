@@ -1,0 +1,423 @@
+//! Accounts from the client's side: OPAQUE registration and login, and the enclave.
+//!
+//! The password never leaves this module: OPAQUE turns it, through Argon2id, into an export
+//! key that only this client learns, and the enclave key is derived from that. The enclave
+//! is AES-256-GCM with its version in the associated data and inside the plaintext, so the
+//! server can neither relabel an old enclave as new nor serve one older than this device has
+//! seen without being caught.
+
+use std::collections::BTreeMap;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use argon2::{Algorithm, Argon2, Params, Version};
+use cinder_proto::accounts::{
+    KsfParams, Login, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart, PutEnclave,
+    RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
+};
+use cinder_proto::{Blob, ErrorCode, Timestamp};
+use hkdf::Hkdf;
+use opaque_ke::key_exchange::tripledh::TripleDh;
+use opaque_ke::{
+    CipherSuite, ClientLogin, ClientLoginFinishParameters, ClientRegistration, ClientRegistrationFinishParameters,
+    CredentialResponse, Identifiers, RegistrationResponse,
+};
+use rand_core::OsRng;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::{Client, ClientError, Identity};
+
+/// Cinder's OPAQUE suite, client side: the server's, with Argon2id as the key-stretching
+/// function (`cinder_server::accounts::suite`).
+pub struct ClientSuite;
+
+impl CipherSuite for ClientSuite {
+    type OprfCs = opaque_ke::Ristretto255;
+    type KeGroup = opaque_ke::Ristretto255;
+    type KeyExchange = TripleDh;
+    type Ksf = Argon2<'static>;
+}
+
+/// The OPAQUE context string, the same on both sides.
+const CONTEXT: &[u8] = b"cinder/opaque/v1";
+const ENCLAVE_AAD: &[u8] = b"cinder/enclave/v1\0";
+
+/// What the enclave holds. Only this client ever sees it in the clear.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnclaveContents {
+    /// Must equal the stored version; bound into the associated data too.
+    pub version: u64,
+    /// The user's identity: published bundle and private keys.
+    pub identity: Identity,
+    /// What others see of the user, once shared into rooms.
+    #[serde(default)]
+    pub profile: UserProfile,
+    /// Per room id: its master key and channel keys.
+    #[serde(default)]
+    pub memberships: BTreeMap<String, Membership>,
+}
+
+/// A user's profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Status line.
+    #[serde(default)]
+    pub status: String,
+    /// Reference to an encrypted avatar in media storage, once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<String>,
+}
+
+/// The keys of one room this user belongs to.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Membership {
+    /// The room master key (base64url in JSON).
+    #[zeroize(skip)]
+    pub master_key: Blob,
+    /// Per channel id, its channel key.
+    #[zeroize(skip)]
+    pub channel_keys: BTreeMap<String, Blob>,
+}
+
+/// The key that seals the enclave, derived from OPAQUE's export key.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct EnclaveKey([u8; 32]);
+
+impl EnclaveKey {
+    fn from_export_key(export_key: &[u8]) -> Self {
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's output limit.
+        let _ = Hkdf::<Sha256>::new(Some(b"cinder/enclave-key/v1"), export_key).expand(b"enclave", &mut key);
+        Self(key)
+    }
+
+    /// The raw key, for caching in the local profile.
+    pub fn to_blob(&self) -> Blob {
+        Blob(self.0.to_vec())
+    }
+
+    /// A key read back from the local profile.
+    pub fn from_blob(blob: &Blob) -> Option<Self> {
+        blob.0.as_slice().try_into().ok().map(Self)
+    }
+
+    /// Seals `contents` (whose `version` says which version it will be stored as).
+    pub fn seal(&self, contents: &EnclaveContents) -> Result<Blob, ClientError> {
+        let json = serde_json::to_vec(contents).map_err(|e| ClientError::Verification(e.to_string()))?;
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
+        let aad = aad(contents.version);
+        let sealed = Aes256Gcm::new(&self.0.into())
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &json, aad: &aad })
+            .map_err(|_| ClientError::Verification("enclave sealing failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(Blob(out))
+    }
+
+    /// Opens a stored enclave, refusing one older than `min_version` or whose inner version
+    /// disagrees with the stored one.
+    pub fn open(&self, stored: &StoredEnclave, min_version: u64) -> Result<EnclaveContents, ClientError> {
+        if stored.version < min_version {
+            return Err(ClientError::Verification(format!(
+                "the server returned enclave version {} but version {min_version} was seen before (rollback)",
+                stored.version
+            )));
+        }
+        let bad = || ClientError::Verification("the enclave does not decrypt under this password".into());
+        let (nonce, ciphertext) = stored.ciphertext.0.split_at_checked(12).ok_or_else(bad)?;
+        let json = Aes256Gcm::new(&self.0.into())
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad(stored.version) })
+            .map_err(|_| bad())?;
+        let contents: EnclaveContents = serde_json::from_slice(&json).map_err(|_| bad())?;
+        if contents.version != stored.version {
+            return Err(ClientError::Verification("the enclave's inner version disagrees".into()));
+        }
+        Ok(contents)
+    }
+}
+
+fn aad(version: u64) -> Vec<u8> {
+    let mut aad = ENCLAVE_AAD.to_vec();
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// A logged-in account: the session, the enclave key and the opened enclave.
+#[derive(Clone)]
+pub struct LoggedIn {
+    /// The login.
+    pub login: Login,
+    /// Session token for the `x-cinder-session` header.
+    pub token: Blob,
+    /// When the session ends.
+    pub expires_at: Timestamp,
+    /// Seals the enclave.
+    pub key: EnclaveKey,
+    /// The enclave as last read or written; `contents.version` is the stored version.
+    pub contents: EnclaveContents,
+    /// The server's OPAQUE public key, to pin.
+    pub server_key: Blob,
+}
+
+fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
+    if !ksf.acceptable() {
+        return Err(ClientError::Verification(format!(
+            "the server asks for Argon2id m={} KiB t={} p={}, below this client's floor (m={} KiB t={} p={})",
+            ksf.m_kib, ksf.t, ksf.p, KsfParams::FLOOR.m_kib, KsfParams::FLOOR.t, KsfParams::FLOOR.p
+        )));
+    }
+    let params = Params::new(ksf.m_kib, ksf.t, ksf.p, None)
+        .map_err(|e| ClientError::Verification(format!("invalid Argon2id parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn malformed(what: &str) -> ClientError {
+    ClientError::Verification(format!("the server sent a malformed OPAQUE {what}"))
+}
+
+/// The first half of an OPAQUE registration, shared by registration and password change.
+fn registration_start(password: &[u8]) -> Result<(ClientRegistration<ClientSuite>, Blob), ClientError> {
+    let start = ClientRegistration::<ClientSuite>::start(&mut OsRng, password)
+        .map_err(|_| ClientError::Verification("OPAQUE registration could not start".into()))?;
+    Ok((start.state, Blob(start.message.serialize().to_vec())))
+}
+
+/// The second half: the upload, the enclave key and the server's public key.
+fn registration_finish(
+    state: ClientRegistration<ClientSuite>,
+    password: &[u8],
+    response: &RegisterStartResponse,
+    ksf: &KsfParams,
+) -> Result<(Blob, EnclaveKey, Blob), ClientError> {
+    let response =
+        RegistrationResponse::<ClientSuite>::deserialize(&response.response.0).map_err(|_| malformed("response"))?;
+    let argon = argon2(ksf)?;
+    let finish = state
+        .finish(
+            &mut OsRng,
+            password,
+            response,
+            ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&argon)),
+        )
+        .map_err(|_| ClientError::Verification("OPAQUE registration failed".into()))?;
+    Ok((
+        Blob(finish.message.serialize().to_vec()),
+        EnclaveKey::from_export_key(&finish.export_key),
+        Blob(finish.server_s_pk.serialize().to_vec()),
+    ))
+}
+
+impl Client {
+    /// Registers `login` with a fresh identity, publishes its keys, and returns the session
+    /// that registration opens. The password is stretched with `ksf` (at least the floor).
+    pub async fn register(
+        &self,
+        login: &Login,
+        password: &[u8],
+        profile: UserProfile,
+        ksf: KsfParams,
+    ) -> Result<LoggedIn, ClientError> {
+        let (state, request) = registration_start(password)?;
+        let response: RegisterStartResponse = self
+            .call_json(Method::POST, "/accounts/register/start", &RegisterStart { login: login.clone(), request }, None)
+            .await?;
+        let (upload, key, server_key) = registration_finish(state, password, &response, &ksf)?;
+        let contents = EnclaveContents {
+            version: 1,
+            identity: Identity::generate(Timestamp::now())?,
+            profile,
+            memberships: BTreeMap::new(),
+        };
+        let body = RegisterFinish {
+            login: login.clone(),
+            upload,
+            ksf,
+            enclave: key.seal(&contents)?,
+        };
+        let session: Session = self.call_json(Method::POST, "/accounts/register/finish", &body, None).await?;
+        self.publish(&contents.identity.bundle).await?;
+        Ok(LoggedIn {
+            login: login.clone(),
+            token: session.token,
+            expires_at: session.expires_at,
+            key,
+            contents,
+            server_key,
+        })
+    }
+
+    /// Logs in, opens the enclave (refusing versions below `min_version` and a server key
+    /// other than `pinned_server_key`), and makes sure the identity's keys are published.
+    pub async fn login(
+        &self,
+        login: &Login,
+        password: &[u8],
+        min_version: u64,
+        pinned_server_key: Option<&Blob>,
+    ) -> Result<LoggedIn, ClientError> {
+        let start = ClientLogin::<ClientSuite>::start(&mut OsRng, password)
+            .map_err(|_| ClientError::Verification("OPAQUE login could not start".into()))?;
+        let request = Blob(start.message.serialize().to_vec());
+        let answer: LoginStartResponse = self
+            .call_json(Method::POST, "/accounts/login/start", &LoginStart { login: login.clone(), request }, None)
+            .await?;
+        let argon = argon2(&answer.ksf)?;
+        let response =
+            CredentialResponse::<ClientSuite>::deserialize(&answer.response.0).map_err(|_| malformed("response"))?;
+        let finish = start
+            .state
+            .finish(
+                password,
+                response,
+                ClientLoginFinishParameters::new(Some(CONTEXT), Identifiers::default(), Some(&argon)),
+            )
+            .map_err(|_| ClientError::LoginFailed)?;
+        let server_key = Blob(finish.server_s_pk.serialize().to_vec());
+        if pinned_server_key.is_some_and(|pinned| pinned != &server_key) {
+            return Err(ClientError::Verification("the server's OPAQUE key changed since this device last logged in".into()));
+        }
+        let body = LoginFinish {
+            state: answer.state,
+            finalization: Blob(finish.message.serialize().to_vec()),
+        };
+        let session: Session = self
+            .call_json(Method::POST, "/accounts/login/finish", &body, None)
+            .await
+            .map_err(|e| if e.code() == Some(ErrorCode::Unauthenticated) { ClientError::LoginFailed } else { e })?;
+        let key = EnclaveKey::from_export_key(&finish.export_key);
+        let contents = key.open(&session.enclave, min_version)?;
+        // A registration whose publish step failed is completed here.
+        let me = &contents.identity;
+        if matches!(self.key(me.user_id()).await, Err(ref e) if e.code() == Some(ErrorCode::UnknownUser)) {
+            self.publish(&me.bundle).await?;
+        }
+        Ok(LoggedIn {
+            login: login.clone(),
+            token: session.token,
+            expires_at: session.expires_at,
+            key,
+            contents,
+            server_key,
+        })
+    }
+
+    /// Reads the enclave again in an open session.
+    pub async fn refresh_enclave(&self, session: &mut LoggedIn) -> Result<(), ClientError> {
+        let stored: StoredEnclave = self
+            .call_session(Method::GET, "/accounts/enclave", None::<&()>, &session.token)
+            .await?;
+        session.contents = session.key.open(&stored, session.contents.version)?;
+        Ok(())
+    }
+
+    /// Stores `session.contents` as the next version. On `version_conflict` another device
+    /// wrote first: refresh, re-apply the change, and save again.
+    pub async fn save_enclave(&self, session: &mut LoggedIn) -> Result<(), ClientError> {
+        let expected_version = session.contents.version;
+        let mut next = session.contents.clone();
+        next.version = expected_version + 1;
+        let body = PutEnclave {
+            ciphertext: session.key.seal(&next)?,
+            expected_version,
+        };
+        let stored: StoredEnclave = self
+            .call_session(Method::PUT, "/accounts/enclave", Some(&body), &session.token)
+            .await?;
+        next.version = stored.version;
+        session.contents = next;
+        Ok(())
+    }
+
+    /// Changes the password: a new OPAQUE registration and the enclave re-sealed under the
+    /// new key, swapped in together. Other sessions end; this one must log in again.
+    pub async fn change_password(&self, session: &mut LoggedIn, new_password: &[u8], ksf: KsfParams) -> Result<(), ClientError> {
+        let (state, request) = registration_start(new_password)?;
+        let response: RegisterStartResponse = self
+            .call_session(Method::POST, "/accounts/password/start", Some(&PasswordStart { request }), &session.token)
+            .await?;
+        let (upload, key, _) = registration_finish(state, new_password, &response, &ksf)?;
+        let expected_version = session.contents.version;
+        let mut next = session.contents.clone();
+        next.version = expected_version + 1;
+        let body = PasswordFinish {
+            upload,
+            ksf,
+            ciphertext: key.seal(&next)?,
+            expected_version,
+        };
+        let stored: StoredEnclave = self
+            .call_session(Method::POST, "/accounts/password/finish", Some(&body), &session.token)
+            .await?;
+        next.version = stored.version;
+        session.contents = next;
+        session.key = key;
+        Ok(())
+    }
+
+    /// Deletes the account (the enclave and the password record). Published public keys
+    /// stay in the directory, where others' pins refer to them.
+    pub async fn delete_account(&self, session: &LoggedIn) -> Result<(), ClientError> {
+        self.call_session::<(), ()>(Method::DELETE, "/accounts/me", None, &session.token).await
+    }
+
+    async fn call_json<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        session: Option<&Blob>,
+    ) -> Result<T, ClientError> {
+        self.call_with(method, path, Some(body), None, session).await
+    }
+
+    async fn call_session<B: Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        token: &Blob,
+    ) -> Result<T, ClientError> {
+        self.call_with(method, path, body, None, Some(token)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(version: u64) -> EnclaveContents {
+        EnclaveContents {
+            version,
+            identity: Identity::generate(Timestamp(1)).unwrap(),
+            profile: UserProfile { name: "Alice".into(), ..Default::default() },
+            memberships: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn enclave_opens_with_its_key_and_version_only() {
+        let key = EnclaveKey::from_export_key(&[7; 64]);
+        let sealed = key.seal(&contents(3)).unwrap();
+        let stored = StoredEnclave { ciphertext: sealed.clone(), version: 3 };
+        assert_eq!(key.open(&stored, 3).unwrap().profile.name, "Alice");
+        // Relabelled as another version: the associated data no longer matches.
+        assert!(key.open(&StoredEnclave { ciphertext: sealed.clone(), version: 4 }, 0).is_err());
+        // Older than seen: refused before decrypting.
+        assert!(matches!(key.open(&stored, 4), Err(ClientError::Verification(m)) if m.contains("rollback")));
+        // Another password's key.
+        assert!(EnclaveKey::from_export_key(&[8; 64]).open(&stored, 0).is_err());
+    }
+
+    #[test]
+    fn argon2_parameters_below_the_floor_are_refused() {
+        assert!(argon2(&KsfParams::FLOOR).is_ok());
+        assert!(argon2(&KsfParams { m_kib: 1024, t: 1, p: 1 }).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! The enclave function's stores on DynamoDB, and its master secret from Secrets Manager.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+use cinder_proto::accounts::{KsfParams, StoredEnclave};
+use cinder_proto::{Blob, Timestamp};
+use cinder_server::store::{AccountRecord, AccountStore, LoginKey, NonceStore, RateLimitStore, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
+
+/// The enclave function's tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTables {
+    /// Accounts: partition `login`.
+    pub accounts: String,
+    /// Rate-limit counters: partition `id`, TTL `expires_at`.
+    pub rate_limits: String,
+    /// Spent login states: partition `id`, TTL `expires_at` (shared with the key directory).
+    pub nonces: String,
+}
+
+impl AccountTables {
+    /// Names with a common prefix, as the test harness uses.
+    pub fn prefixed(prefix: &str) -> Self {
+        Self {
+            accounts: format!("{prefix}accounts"),
+            rate_limits: format!("{prefix}rate-limits"),
+            nonces: format!("{prefix}nonces"),
+        }
+    }
+}
+
+/// The enclave function's configuration.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Where each record lives.
+    pub tables: AccountTables,
+    /// The Secrets Manager secret (ARN or name) holding the master secret.
+    pub master_secret_id: String,
+}
+
+impl AccountsConfig {
+    /// Reads `ACCOUNTS_TABLE`, `RATE_LIMITS_TABLE`, `NONCES_TABLE` and `MASTER_SECRET_ID`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+        Ok(Self {
+            tables: AccountTables {
+                accounts: var("ACCOUNTS_TABLE")?,
+                rate_limits: var("RATE_LIMITS_TABLE")?,
+                nonces: var("NONCES_TABLE")?,
+            },
+            master_secret_id: var("MASTER_SECRET_ID")?,
+        })
+    }
+}
+
+/// Why the master secret could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Secrets Manager refused or failed.
+    #[error("cannot read the master secret: {0}")]
+    Fetch(String),
+    /// The secret has no string value.
+    #[error("the master secret has no string value")]
+    Empty,
+}
+
+/// Reads the master secret's string value (CloudFormation generates it; see template.yaml).
+pub async fn master_secret(sdk: &aws_config::SdkConfig, id: &str) -> Result<Vec<u8>, SecretError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SecretError::Fetch(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+    out.secret_string
+        .map(String::into_bytes)
+        .filter(|b| !b.is_empty())
+        .ok_or(SecretError::Empty)
+}
+
+/// Accounts, rate limits and spent login states on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoAccounts {
+    client: Client,
+    tables: AccountTables,
+}
+
+impl DynamoAccounts {
+    /// A store over an existing client.
+    pub fn new(client: Client, tables: AccountTables) -> Self {
+        Self { client, tables }
+    }
+}
+
+/// An account item: the record with the enclave's fields lifted to the top level, so a
+/// conditional update can test `version`.
+#[derive(Serialize, Deserialize)]
+struct AccountItem {
+    login: LoginKey,
+    registration: Blob,
+    ksf: KsfParams,
+    ciphertext: Blob,
+    version: u64,
+}
+
+#[async_trait]
+impl AccountStore for DynamoAccounts {
+    async fn create(&self, record: &AccountRecord) -> Result<(), StoreError> {
+        let item = AccountItem {
+            login: record.login,
+            registration: record.registration.clone(),
+            ksf: record.ksf,
+            ciphertext: record.enclave.ciphertext.clone(),
+            version: record.enclave.version,
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.accounts)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(login)")
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn account(&self, login: &LoginKey) -> Result<Option<AccountRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.accounts)
+            .key("login", s(login))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: AccountItem = from_item(item)?;
+        Ok(Some(AccountRecord {
+            login: item.login,
+            registration: item.registration,
+            ksf: item.ksf,
+            enclave: StoredEnclave {
+                ciphertext: item.ciphertext,
+                version: item.version,
+            },
+        }))
+    }
+
+    async fn put_enclave(&self, login: &LoginKey, ciphertext: &Blob, expected_version: u64) -> Result<u64, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.accounts)
+            .key("login", s(login))
+            .update_expression("SET ciphertext = :c, version = :next")
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":c", s(cinder_proto::encoding::encode(&ciphertext.0)))
+            .expression_attribute_values(":next", n(expected_version + 1))
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(expected_version + 1)
+    }
+
+    async fn replace_credentials(
+        &self,
+        login: &LoginKey,
+        registration: &Blob,
+        ksf: KsfParams,
+        ciphertext: &Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let ksf = serde_dynamo::to_attribute_value(ksf).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.tables.accounts)
+            .key("login", s(login))
+            .update_expression("SET registration = :r, ksf = :k, ciphertext = :c, version = :next")
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":r", s(cinder_proto::encoding::encode(&registration.0)))
+            .expression_attribute_values(":k", ksf)
+            .expression_attribute_values(":c", s(cinder_proto::encoding::encode(&ciphertext.0)))
+            .expression_attribute_values(":next", n(expected_version + 1))
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(expected_version + 1)
+    }
+
+    async fn delete_account(&self, login: &LoginKey) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.accounts)
+            .key("login", s(login))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for DynamoAccounts {
+    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let added = self
+            .client
+            .update_item()
+            .table_name(&self.tables.rate_limits)
+            .key("id", s(key))
+            .update_expression("ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)")
+            // A counter TTL has not deleted yet must not keep counting.
+            .condition_expression("attribute_not_exists(id) OR expires_at > :now")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":exp", n(expires_at.0))
+            .expression_attribute_values(":now", n(now.0))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match added.map_err(conditional) {
+            Ok(out) => out
+                .attributes
+                .and_then(|a| a.get("hits").and_then(|h| h.as_n().ok()).and_then(|h| h.parse().ok()))
+                .ok_or_else(|| StoreError::Corrupt("rate-limit counter".into())),
+            Err(StoreError::Conflict) => {
+                self.client
+                    .put_item()
+                    .table_name(&self.tables.rate_limits)
+                    .item("id", s(key))
+                    .item("hits", n(1))
+                    .item("expires_at", n(expires_at.0))
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                Ok(1)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl NonceStore for DynamoAccounts {
+    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
+    }
+}
