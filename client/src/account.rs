@@ -12,15 +12,15 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Algorithm, Argon2, Params, Version};
 use cinder_proto::accounts::{
-    KsfParams, Login, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart, PutEnclave,
-    RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
+    KsfParams, Login, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart,
+    PutEnclave, RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
 };
 use cinder_proto::{Blob, ErrorCode, Timestamp};
 use hkdf::Hkdf;
 use opaque_ke::key_exchange::tripledh::TripleDh;
 use opaque_ke::{
-    CipherSuite, ClientLogin, ClientLoginFinishParameters, ClientRegistration, ClientRegistrationFinishParameters,
-    CredentialResponse, Identifiers, RegistrationResponse,
+    CipherSuite, ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers, RegistrationResponse,
 };
 use rand_core::OsRng;
 use reqwest::Method;
@@ -93,7 +93,8 @@ impl EnclaveKey {
     fn from_export_key(export_key: &[u8]) -> Self {
         let mut key = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's output limit.
-        let _ = Hkdf::<Sha256>::new(Some(b"cinder/enclave-key/v1"), export_key).expand(b"enclave", &mut key);
+        let _ = Hkdf::<Sha256>::new(Some(b"cinder/enclave-key/v1"), export_key)
+            .expand(b"enclave", &mut key);
         Self(key)
     }
 
@@ -109,12 +110,19 @@ impl EnclaveKey {
 
     /// Seals `contents` (whose `version` says which version it will be stored as).
     pub fn seal(&self, contents: &EnclaveContents) -> Result<Blob, ClientError> {
-        let json = serde_json::to_vec(contents).map_err(|e| ClientError::Verification(e.to_string()))?;
+        let json =
+            serde_json::to_vec(contents).map_err(|e| ClientError::Verification(e.to_string()))?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
         let aad = aad(contents.version);
         let sealed = Aes256Gcm::new(&self.0.into())
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &json, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &json,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| ClientError::Verification("enclave sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -123,21 +131,34 @@ impl EnclaveKey {
 
     /// Opens a stored enclave, refusing one older than `min_version` or whose inner version
     /// disagrees with the stored one.
-    pub fn open(&self, stored: &StoredEnclave, min_version: u64) -> Result<EnclaveContents, ClientError> {
+    pub fn open(
+        &self,
+        stored: &StoredEnclave,
+        min_version: u64,
+    ) -> Result<EnclaveContents, ClientError> {
         if stored.version < min_version {
             return Err(ClientError::Verification(format!(
                 "the server returned enclave version {} but version {min_version} was seen before (rollback)",
                 stored.version
             )));
         }
-        let bad = || ClientError::Verification("the enclave does not decrypt under this password".into());
+        let bad =
+            || ClientError::Verification("the enclave does not decrypt under this password".into());
         let (nonce, ciphertext) = stored.ciphertext.0.split_at_checked(12).ok_or_else(bad)?;
         let json = Aes256Gcm::new(&self.0.into())
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad(stored.version) })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad(stored.version),
+                },
+            )
             .map_err(|_| bad())?;
         let contents: EnclaveContents = serde_json::from_slice(&json).map_err(|_| bad())?;
         if contents.version != stored.version {
-            return Err(ClientError::Verification("the enclave's inner version disagrees".into()));
+            return Err(ClientError::Verification(
+                "the enclave's inner version disagrees".into(),
+            ));
         }
         Ok(contents)
     }
@@ -170,7 +191,12 @@ fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
     if !ksf.acceptable() {
         return Err(ClientError::Verification(format!(
             "the server asks for Argon2id m={} KiB t={} p={}, below this client's floor (m={} KiB t={} p={})",
-            ksf.m_kib, ksf.t, ksf.p, KsfParams::FLOOR.m_kib, KsfParams::FLOOR.t, KsfParams::FLOOR.p
+            ksf.m_kib,
+            ksf.t,
+            ksf.p,
+            KsfParams::FLOOR.m_kib,
+            KsfParams::FLOOR.t,
+            KsfParams::FLOOR.p
         )));
     }
     let params = Params::new(ksf.m_kib, ksf.t, ksf.p, None)
@@ -183,7 +209,9 @@ fn malformed(what: &str) -> ClientError {
 }
 
 /// The first half of an OPAQUE registration, shared by registration and password change.
-fn registration_start(password: &[u8]) -> Result<(ClientRegistration<ClientSuite>, Blob), ClientError> {
+fn registration_start(
+    password: &[u8],
+) -> Result<(ClientRegistration<ClientSuite>, Blob), ClientError> {
     let start = ClientRegistration::<ClientSuite>::start(&mut OsRng, password)
         .map_err(|_| ClientError::Verification("OPAQUE registration could not start".into()))?;
     Ok((start.state, Blob(start.message.serialize().to_vec())))
@@ -196,8 +224,8 @@ fn registration_finish(
     response: &RegisterStartResponse,
     ksf: &KsfParams,
 ) -> Result<(Blob, EnclaveKey, Blob), ClientError> {
-    let response =
-        RegistrationResponse::<ClientSuite>::deserialize(&response.response.0).map_err(|_| malformed("response"))?;
+    let response = RegistrationResponse::<ClientSuite>::deserialize(&response.response.0)
+        .map_err(|_| malformed("response"))?;
     let argon = argon2(ksf)?;
     let finish = state
         .finish(
@@ -226,7 +254,15 @@ impl Client {
     ) -> Result<LoggedIn, ClientError> {
         let (state, request) = registration_start(password)?;
         let response: RegisterStartResponse = self
-            .call_json(Method::POST, "/accounts/register/start", &RegisterStart { login: login.clone(), request }, None)
+            .call_json(
+                Method::POST,
+                "/accounts/register/start",
+                &RegisterStart {
+                    login: login.clone(),
+                    request,
+                },
+                None,
+            )
             .await?;
         let (upload, key, server_key) = registration_finish(state, password, &response, &ksf)?;
         let contents = EnclaveContents {
@@ -241,7 +277,9 @@ impl Client {
             ksf,
             enclave: key.seal(&contents)?,
         };
-        let session: Session = self.call_json(Method::POST, "/accounts/register/finish", &body, None).await?;
+        let session: Session = self
+            .call_json(Method::POST, "/accounts/register/finish", &body, None)
+            .await?;
         self.publish(&contents.identity.bundle).await?;
         Ok(LoggedIn {
             login: login.clone(),
@@ -266,22 +304,36 @@ impl Client {
             .map_err(|_| ClientError::Verification("OPAQUE login could not start".into()))?;
         let request = Blob(start.message.serialize().to_vec());
         let answer: LoginStartResponse = self
-            .call_json(Method::POST, "/accounts/login/start", &LoginStart { login: login.clone(), request }, None)
+            .call_json(
+                Method::POST,
+                "/accounts/login/start",
+                &LoginStart {
+                    login: login.clone(),
+                    request,
+                },
+                None,
+            )
             .await?;
         let argon = argon2(&answer.ksf)?;
-        let response =
-            CredentialResponse::<ClientSuite>::deserialize(&answer.response.0).map_err(|_| malformed("response"))?;
+        let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
+            .map_err(|_| malformed("response"))?;
         let finish = start
             .state
             .finish(
                 password,
                 response,
-                ClientLoginFinishParameters::new(Some(CONTEXT), Identifiers::default(), Some(&argon)),
+                ClientLoginFinishParameters::new(
+                    Some(CONTEXT),
+                    Identifiers::default(),
+                    Some(&argon),
+                ),
             )
             .map_err(|_| ClientError::LoginFailed)?;
         let server_key = Blob(finish.server_s_pk.serialize().to_vec());
         if pinned_server_key.is_some_and(|pinned| pinned != &server_key) {
-            return Err(ClientError::Verification("the server's OPAQUE key changed since this device last logged in".into()));
+            return Err(ClientError::Verification(
+                "the server's OPAQUE key changed since this device last logged in".into(),
+            ));
         }
         let body = LoginFinish {
             state: answer.state,
@@ -290,12 +342,19 @@ impl Client {
         let session: Session = self
             .call_json(Method::POST, "/accounts/login/finish", &body, None)
             .await
-            .map_err(|e| if e.code() == Some(ErrorCode::Unauthenticated) { ClientError::LoginFailed } else { e })?;
+            .map_err(|e| {
+                if e.code() == Some(ErrorCode::Unauthenticated) {
+                    ClientError::LoginFailed
+                } else {
+                    e
+                }
+            })?;
         let key = EnclaveKey::from_export_key(&finish.export_key);
         let contents = key.open(&session.enclave, min_version)?;
         // A registration whose publish step failed is completed here.
         let me = &contents.identity;
-        if matches!(self.key(me.user_id()).await, Err(ref e) if e.code() == Some(ErrorCode::UnknownUser)) {
+        if matches!(self.key(me.user_id()).await, Err(ref e) if e.code() == Some(ErrorCode::UnknownUser))
+        {
             self.publish(&me.bundle).await?;
         }
         Ok(LoggedIn {
@@ -311,7 +370,12 @@ impl Client {
     /// Reads the enclave again in an open session.
     pub async fn refresh_enclave(&self, session: &mut LoggedIn) -> Result<(), ClientError> {
         let stored: StoredEnclave = self
-            .call_session(Method::GET, "/accounts/enclave", None::<&()>, &session.token)
+            .call_session(
+                Method::GET,
+                "/accounts/enclave",
+                None::<&()>,
+                &session.token,
+            )
             .await?;
         session.contents = session.key.open(&stored, session.contents.version)?;
         Ok(())
@@ -328,7 +392,12 @@ impl Client {
             expected_version,
         };
         let stored: StoredEnclave = self
-            .call_session(Method::PUT, "/accounts/enclave", Some(&body), &session.token)
+            .call_session(
+                Method::PUT,
+                "/accounts/enclave",
+                Some(&body),
+                &session.token,
+            )
             .await?;
         next.version = stored.version;
         session.contents = next;
@@ -337,10 +406,20 @@ impl Client {
 
     /// Changes the password: a new OPAQUE registration and the enclave re-sealed under the
     /// new key, swapped in together. Other sessions end; this one must log in again.
-    pub async fn change_password(&self, session: &mut LoggedIn, new_password: &[u8], ksf: KsfParams) -> Result<(), ClientError> {
+    pub async fn change_password(
+        &self,
+        session: &mut LoggedIn,
+        new_password: &[u8],
+        ksf: KsfParams,
+    ) -> Result<(), ClientError> {
         let (state, request) = registration_start(new_password)?;
         let response: RegisterStartResponse = self
-            .call_session(Method::POST, "/accounts/password/start", Some(&PasswordStart { request }), &session.token)
+            .call_session(
+                Method::POST,
+                "/accounts/password/start",
+                Some(&PasswordStart { request }),
+                &session.token,
+            )
             .await?;
         let (upload, key, _) = registration_finish(state, new_password, &response, &ksf)?;
         let expected_version = session.contents.version;
@@ -353,7 +432,12 @@ impl Client {
             expected_version,
         };
         let stored: StoredEnclave = self
-            .call_session(Method::POST, "/accounts/password/finish", Some(&body), &session.token)
+            .call_session(
+                Method::POST,
+                "/accounts/password/finish",
+                Some(&body),
+                &session.token,
+            )
             .await?;
         next.version = stored.version;
         session.contents = next;
@@ -364,7 +448,8 @@ impl Client {
     /// Deletes the account (the enclave and the password record). Published public keys
     /// stay in the directory, where others' pins refer to them.
     pub async fn delete_account(&self, session: &LoggedIn) -> Result<(), ClientError> {
-        self.call_session::<(), ()>(Method::DELETE, "/accounts/me", None, &session.token).await
+        self.call_session::<(), ()>(Method::DELETE, "/accounts/me", None, &session.token)
+            .await
     }
 
     async fn call_json<B: Serialize, T: serde::de::DeserializeOwned>(
@@ -374,7 +459,8 @@ impl Client {
         body: &B,
         session: Option<&Blob>,
     ) -> Result<T, ClientError> {
-        self.call_with(method, path, Some(body), None, session).await
+        self.call_with(method, path, Some(body), None, session)
+            .await
     }
 
     async fn call_session<B: Serialize, T: serde::de::DeserializeOwned>(
@@ -396,7 +482,10 @@ mod tests {
         EnclaveContents {
             version,
             identity: Identity::generate(Timestamp(1)).unwrap(),
-            profile: UserProfile { name: "Alice".into(), ..Default::default() },
+            profile: UserProfile {
+                name: "Alice".into(),
+                ..Default::default()
+            },
             memberships: BTreeMap::new(),
         }
     }
@@ -405,19 +494,44 @@ mod tests {
     fn enclave_opens_with_its_key_and_version_only() {
         let key = EnclaveKey::from_export_key(&[7; 64]);
         let sealed = key.seal(&contents(3)).unwrap();
-        let stored = StoredEnclave { ciphertext: sealed.clone(), version: 3 };
+        let stored = StoredEnclave {
+            ciphertext: sealed.clone(),
+            version: 3,
+        };
         assert_eq!(key.open(&stored, 3).unwrap().profile.name, "Alice");
         // Relabelled as another version: the associated data no longer matches.
-        assert!(key.open(&StoredEnclave { ciphertext: sealed.clone(), version: 4 }, 0).is_err());
+        assert!(
+            key.open(
+                &StoredEnclave {
+                    ciphertext: sealed.clone(),
+                    version: 4
+                },
+                0
+            )
+            .is_err()
+        );
         // Older than seen: refused before decrypting.
-        assert!(matches!(key.open(&stored, 4), Err(ClientError::Verification(m)) if m.contains("rollback")));
+        assert!(
+            matches!(key.open(&stored, 4), Err(ClientError::Verification(m)) if m.contains("rollback"))
+        );
         // Another password's key.
-        assert!(EnclaveKey::from_export_key(&[8; 64]).open(&stored, 0).is_err());
+        assert!(
+            EnclaveKey::from_export_key(&[8; 64])
+                .open(&stored, 0)
+                .is_err()
+        );
     }
 
     #[test]
     fn argon2_parameters_below_the_floor_are_refused() {
         assert!(argon2(&KsfParams::FLOOR).is_ok());
-        assert!(argon2(&KsfParams { m_kib: 1024, t: 1, p: 1 }).is_err());
+        assert!(
+            argon2(&KsfParams {
+                m_kib: 1024,
+                t: 1,
+                p: 1
+            })
+            .is_err()
+        );
     }
 }

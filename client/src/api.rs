@@ -169,8 +169,9 @@ impl Client {
         };
         let mut retried = false;
         loop {
-            let (status, server_time, text) =
-                self.send(method.clone(), path, &bytes, signer, session).await?;
+            let (status, server_time, text) = self
+                .send(method.clone(), path, &bytes, signer, session)
+                .await?;
             if status.is_success() {
                 let text = if text.is_empty() {
                     b"null".as_slice()
@@ -217,7 +218,10 @@ impl Client {
                 .body(body.to_vec());
         }
         if let Some(token) = session {
-            request = request.header(cinder_proto::accounts::SESSION_HEADER, cinder_proto::encoding::encode(&token.0));
+            request = request.header(
+                cinder_proto::accounts::SESSION_HEADER,
+                cinder_proto::encoding::encode(&token.0),
+            );
         }
         if let Some(me) = signer {
             let mut nonce = [0u8; 16];

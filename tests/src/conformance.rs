@@ -7,7 +7,8 @@ use std::sync::Arc;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::{Blob, Envelope, EnvelopeId, Timestamp, UserId};
 use cinder_server::store::{
-    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore,
+    StoreError,
 };
 
 use crate::fixtures::User;
@@ -315,18 +316,39 @@ pub async fn accounts_create_read_and_duplicate_conflicts<S: Accounts>(store: Ar
     assert_eq!(store.account(&LoginKey([2; 32])).await.unwrap(), None);
     let mut rival = account(1);
     rival.registration = Blob(vec![9; 192]);
-    assert!(matches!(store.create(&rival).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.create(&rival).await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(store.account(&a.login).await.unwrap(), Some(a));
 }
 
 pub async fn accounts_enclave_writes_need_the_expected_version<S: Accounts>(store: Arc<S>) {
     let a = account(1);
     store.create(&a).await.unwrap();
-    assert_eq!(store.put_enclave(&a.login, &Blob(vec![2; 10]), 1).await.unwrap(), 2);
-    assert!(matches!(store.put_enclave(&a.login, &Blob(vec![3; 10]), 1).await, Err(StoreError::Conflict)));
+    assert_eq!(
+        store
+            .put_enclave(&a.login, &Blob(vec![2; 10]), 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        store.put_enclave(&a.login, &Blob(vec![3; 10]), 1).await,
+        Err(StoreError::Conflict)
+    ));
     let now = store.account(&a.login).await.unwrap().unwrap();
-    assert_eq!(now.enclave, StoredEnclave { ciphertext: Blob(vec![2; 10]), version: 2 });
-    assert_eq!(now.registration, a.registration, "the password record is untouched");
+    assert_eq!(
+        now.enclave,
+        StoredEnclave {
+            ciphertext: Blob(vec![2; 10]),
+            version: 2
+        }
+    );
+    assert_eq!(
+        now.registration, a.registration,
+        "the password record is untouched"
+    );
 }
 
 pub async fn accounts_concurrent_enclave_writes_have_one_winner<S: Accounts>(store: Arc<S>) {
@@ -335,7 +357,14 @@ pub async fn accounts_concurrent_enclave_writes_have_one_winner<S: Accounts>(sto
     let tasks: Vec<_> = (0..10u8)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { (store.put_enclave(&LoginKey([1; 32]), &Blob(vec![i; 10]), 1).await, i) })
+            tokio::spawn(async move {
+                (
+                    store
+                        .put_enclave(&LoginKey([1; 32]), &Blob(vec![i; 10]), 1)
+                        .await,
+                    i,
+                )
+            })
         })
         .collect();
     let mut winners = Vec::new();
@@ -348,25 +377,53 @@ pub async fn accounts_concurrent_enclave_writes_have_one_winner<S: Accounts>(sto
     }
     assert_eq!(winners.len(), 1);
     let stored = store.account(&a.login).await.unwrap().unwrap().enclave;
-    assert_eq!(stored, StoredEnclave { ciphertext: Blob(vec![winners[0]; 10]), version: 2 });
+    assert_eq!(
+        stored,
+        StoredEnclave {
+            ciphertext: Blob(vec![winners[0]; 10]),
+            version: 2
+        }
+    );
 }
 
 pub async fn accounts_credentials_are_replaced_together<S: Accounts>(store: Arc<S>) {
     let a = account(1);
     store.create(&a).await.unwrap();
-    let stronger = KsfParams { t: 4, ..KsfParams::FLOOR };
+    let stronger = KsfParams {
+        t: 4,
+        ..KsfParams::FLOOR
+    };
     let stale = store
-        .replace_credentials(&a.login, &Blob(vec![7; 192]), stronger, &Blob(vec![7; 10]), 5)
+        .replace_credentials(
+            &a.login,
+            &Blob(vec![7; 192]),
+            stronger,
+            &Blob(vec![7; 10]),
+            5,
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict)));
-    assert_eq!(store.account(&a.login).await.unwrap(), Some(a.clone()), "nothing changed");
+    assert_eq!(
+        store.account(&a.login).await.unwrap(),
+        Some(a.clone()),
+        "nothing changed"
+    );
     let v = store
-        .replace_credentials(&a.login, &Blob(vec![7; 192]), stronger, &Blob(vec![7; 10]), 1)
+        .replace_credentials(
+            &a.login,
+            &Blob(vec![7; 192]),
+            stronger,
+            &Blob(vec![7; 10]),
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(v, 2);
     let now = store.account(&a.login).await.unwrap().unwrap();
-    assert_eq!((now.registration, now.ksf, now.enclave.ciphertext), (Blob(vec![7; 192]), stronger, Blob(vec![7; 10])));
+    assert_eq!(
+        (now.registration, now.ksf, now.enclave.ciphertext),
+        (Blob(vec![7; 192]), stronger, Blob(vec![7; 10]))
+    );
 }
 
 pub async fn accounts_delete_reports_presence_and_stops_writes<S: Accounts>(store: Arc<S>) {
@@ -375,15 +432,26 @@ pub async fn accounts_delete_reports_presence_and_stops_writes<S: Accounts>(stor
     assert!(store.delete_account(&a.login).await.unwrap());
     assert!(!store.delete_account(&a.login).await.unwrap());
     assert_eq!(store.account(&a.login).await.unwrap(), None);
-    assert!(matches!(store.put_enclave(&a.login, &Blob(vec![1]), 1).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.put_enclave(&a.login, &Blob(vec![1]), 1).await,
+        Err(StoreError::Conflict)
+    ));
 }
 
 pub async fn rate_limits_count_and_restart_after_expiry<S: Accounts>(store: Arc<S>) {
     let end = T0.plus(900);
     assert_eq!(store.hit("login:a:1", end, T0).await.unwrap(), 1);
     assert_eq!(store.hit("login:a:1", end, T0.plus(1)).await.unwrap(), 2);
-    assert_eq!(store.hit("login:b:1", end, T0).await.unwrap(), 1, "counters are per key");
-    assert_eq!(store.hit("login:a:1", T0.plus(2000), end).await.unwrap(), 1, "expired counters restart");
+    assert_eq!(
+        store.hit("login:b:1", end, T0).await.unwrap(),
+        1,
+        "counters are per key"
+    );
+    assert_eq!(
+        store.hit("login:a:1", T0.plus(2000), end).await.unwrap(),
+        1,
+        "expired counters restart"
+    );
 }
 
 pub async fn rate_limits_count_every_concurrent_hit<S: Accounts>(store: Arc<S>) {
@@ -398,5 +466,9 @@ pub async fn rate_limits_count_every_concurrent_hit<S: Accounts>(store: Arc<S>) 
         seen.push(t.await.unwrap());
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=10).collect::<Vec<u64>>(), "every hit got its own count");
+    assert_eq!(
+        seen,
+        (1..=10).collect::<Vec<u64>>(),
+        "every hit got its own count"
+    );
 }

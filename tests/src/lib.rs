@@ -7,6 +7,7 @@
 //!   `conformance_suite!` macro turns it into tests for a given store.
 //! - [`fixtures`]: deterministic users, key bundles and signed requests.
 //! - [`router`]: driving a router in-process and reading its JSON answers.
+//! - [`server`]: every function on one store over real HTTP, for client-driven tests.
 //! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
 //!   API Gateway events.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -16,3 +17,4 @@ pub mod fixtures;
 pub mod lambda;
 pub mod moto;
 pub mod router;
+pub mod server;

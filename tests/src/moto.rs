@@ -91,7 +91,10 @@ pub async fn fresh_store() -> (Arc<DynamoStore>, Tables) {
 }
 
 /// The enclave function's store on fresh tables.
-pub async fn fresh_accounts_store() -> (Arc<cinder_aws::accounts::DynamoAccounts>, cinder_aws::accounts::AccountTables) {
+pub async fn fresh_accounts_store() -> (
+    Arc<cinder_aws::accounts::DynamoAccounts>,
+    cinder_aws::accounts::AccountTables,
+) {
     use cinder_aws::schema;
     let client = client();
     let tables = cinder_aws::accounts::AccountTables::prefixed(&unique_prefix());
@@ -100,7 +103,15 @@ pub async fn fresh_accounts_store() -> (Arc<cinder_aws::accounts::DynamoAccounts
         (&tables.rate_limits, schema::RATE_LIMITS),
         (&tables.nonces, schema::NONCES),
     ] {
-        schema::create(&client, name, spec).await.expect("creating tables on moto");
+        schema::create(&client, name, spec)
+            .await
+            .expect("creating tables on moto");
     }
-    (Arc::new(cinder_aws::accounts::DynamoAccounts::new(client, tables.clone())), tables)
+    (
+        Arc::new(cinder_aws::accounts::DynamoAccounts::new(
+            client,
+            tables.clone(),
+        )),
+        tables,
+    )
 }

@@ -4,9 +4,13 @@
 mod sqlite {
     use std::sync::Arc;
 
-    cinder_tests::accounts_conformance_suite!(async { Arc::new(cinder_sqlite::SqliteStore::in_memory().unwrap()) });
+    cinder_tests::accounts_conformance_suite!(async {
+        Arc::new(cinder_sqlite::SqliteStore::in_memory().unwrap())
+    });
 }
 
 mod dynamodb {
-    cinder_tests::accounts_conformance_suite!(async { cinder_tests::moto::fresh_accounts_store().await.0 });
+    cinder_tests::accounts_conformance_suite!(async {
+        cinder_tests::moto::fresh_accounts_store().await.0
+    });
 }

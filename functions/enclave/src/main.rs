@@ -12,7 +12,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = AccountsConfig::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let secrets = ServerSecrets::from_master(&master_secret(&sdk, &config.master_secret_id).await?)?;
+    let secrets =
+        ServerSecrets::from_master(&master_secret(&sdk, &config.master_secret_id).await?)?;
     let store = DynamoAccounts::new(aws_sdk_dynamodb::Client::new(&sdk), config.tables);
     let state = AccountsState::new(Arc::new(store), Arc::new(secrets), Clock::system());
     lambda_http::run(router(state)).await

@@ -5,7 +5,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::ReturnValue;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::{Blob, Timestamp};
-use cinder_server::store::{AccountRecord, AccountStore, LoginKey, NonceStore, RateLimitStore, StoreError};
+use cinder_server::store::{
+    AccountRecord, AccountStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
@@ -75,7 +77,9 @@ pub async fn master_secret(sdk: &aws_config::SdkConfig, id: &str) -> Result<Vec<
         .secret_id(id)
         .send()
         .await
-        .map_err(|e| SecretError::Fetch(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| {
+            SecretError::Fetch(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+        })?;
     out.secret_string
         .map(String::into_bytes)
         .filter(|b| !b.is_empty())
@@ -138,7 +142,9 @@ impl AccountStore for DynamoAccounts {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let item: AccountItem = from_item(item)?;
         Ok(Some(AccountRecord {
             login: item.login,
@@ -151,7 +157,12 @@ impl AccountStore for DynamoAccounts {
         }))
     }
 
-    async fn put_enclave(&self, login: &LoginKey, ciphertext: &Blob, expected_version: u64) -> Result<u64, StoreError> {
+    async fn put_enclave(
+        &self,
+        login: &LoginKey,
+        ciphertext: &Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
         self.client
             .update_item()
             .table_name(&self.tables.accounts)
@@ -175,7 +186,8 @@ impl AccountStore for DynamoAccounts {
         ciphertext: &Blob,
         expected_version: u64,
     ) -> Result<u64, StoreError> {
-        let ksf = serde_dynamo::to_attribute_value(ksf).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ksf = serde_dynamo::to_attribute_value(ksf)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         self.client
             .update_item()
             .table_name(&self.tables.accounts)
@@ -209,7 +221,12 @@ impl AccountStore for DynamoAccounts {
 
 #[async_trait]
 impl RateLimitStore for DynamoAccounts {
-    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+    async fn hit(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let added = self
             .client
             .update_item()
@@ -227,7 +244,11 @@ impl RateLimitStore for DynamoAccounts {
         match added.map_err(conditional) {
             Ok(out) => out
                 .attributes
-                .and_then(|a| a.get("hits").and_then(|h| h.as_n().ok()).and_then(|h| h.parse().ok()))
+                .and_then(|a| {
+                    a.get("hits")
+                        .and_then(|h| h.as_n().ok())
+                        .and_then(|h| h.parse().ok())
+                })
                 .ok_or_else(|| StoreError::Corrupt("rate-limit counter".into())),
             Err(StoreError::Conflict) => {
                 self.client
@@ -248,7 +269,12 @@ impl RateLimitStore for DynamoAccounts {
 
 #[async_trait]
 impl NonceStore for DynamoAccounts {
-    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
     }
 }

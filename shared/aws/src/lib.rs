@@ -212,7 +212,12 @@ impl KeyStore for DynamoStore {
 
 #[async_trait]
 impl NonceStore for DynamoStore {
-    async fn remember(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
     }
 }

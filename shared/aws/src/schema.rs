@@ -64,7 +64,11 @@ pub const RATE_LIMITS: TableSpec = TableSpec {
 };
 
 /// Creates one table (on-demand billing) and switches TTL on where the spec has it.
-pub async fn create(client: &Client, name: &str, spec: TableSpec) -> Result<(), aws_sdk_dynamodb::Error> {
+pub async fn create(
+    client: &Client,
+    name: &str,
+    spec: TableSpec,
+) -> Result<(), aws_sdk_dynamodb::Error> {
     create_table(client, name, spec).await
 }
 

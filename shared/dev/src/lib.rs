@@ -68,7 +68,10 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
 /// Reads the master secret from `data_dir`, generating 32 random bytes on first run.
 pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
     let path = data_dir.join(SECRET_FILE);
-    let fail = |reason: String| DevError::Secret { path: path.clone(), reason };
+    let fail = |reason: String| DevError::Secret {
+        path: path.clone(),
+        reason,
+    };
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -81,7 +84,8 @@ pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             match options.open(&path) {
                 Ok(mut file) => {
-                    std::io::Write::write_all(&mut file, &secret).map_err(|e| fail(e.to_string()))?;
+                    std::io::Write::write_all(&mut file, &secret)
+                        .map_err(|e| fail(e.to_string()))?;
                     file.sync_all().map_err(|e| fail(e.to_string()))?;
                     secret.to_vec()
                 }

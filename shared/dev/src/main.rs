@@ -41,6 +41,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::future::pending::<()>().await;
         }
     };
-    cinder_dev::serve(listener, cinder_dev::app(store, secrets, Clock::system()), shutdown).await?;
+    cinder_dev::serve(
+        listener,
+        cinder_dev::app(store, secrets, Clock::system()),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

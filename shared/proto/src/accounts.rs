@@ -79,9 +79,9 @@ impl FromStr for Login {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
         let ok = (3..=64).contains(&lower.len())
-            && lower
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+            && lower.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
         if ok {
             Ok(Self(lower))
         } else {
@@ -234,10 +234,22 @@ mod tests {
     fn ksf_floor_is_enforced_in_every_dimension() {
         assert!(KsfParams::FLOOR.acceptable());
         for weak in [
-            KsfParams { m_kib: 32 * 1024, ..KsfParams::FLOOR },
-            KsfParams { t: 2, ..KsfParams::FLOOR },
-            KsfParams { p: 1, ..KsfParams::FLOOR },
-            KsfParams { m_kib: 4 * 1024 * 1024, ..KsfParams::FLOOR },
+            KsfParams {
+                m_kib: 32 * 1024,
+                ..KsfParams::FLOOR
+            },
+            KsfParams {
+                t: 2,
+                ..KsfParams::FLOOR
+            },
+            KsfParams {
+                p: 1,
+                ..KsfParams::FLOOR
+            },
+            KsfParams {
+                m_kib: 4 * 1024 * 1024,
+                ..KsfParams::FLOOR
+            },
         ] {
             assert!(!weak.acceptable(), "{weak:?}");
         }

@@ -175,5 +175,10 @@ pub trait AccountStore: Send + Sync {
 pub trait RateLimitStore: Send + Sync {
     /// Adds one hit to the counter `key` (which names its window) and returns the new
     /// count. The counter is kept until `expires_at`; an expired one starts again at one.
-    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+    async fn hit(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 }

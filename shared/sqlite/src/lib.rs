@@ -17,7 +17,8 @@ use async_trait::async_trait;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{
-    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore,
+    StoreError,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -411,14 +412,20 @@ impl AccountStore for SqliteStore {
                 ksf: decode::<KsfParams>(&ksf)?,
                 enclave: StoredEnclave {
                     ciphertext: Blob(enclave),
-                    version: u64::try_from(version).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    version: u64::try_from(version)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 },
             }))
         })
         .await
     }
 
-    async fn put_enclave(&self, login: &LoginKey, ciphertext: &Blob, expected_version: u64) -> Result<u64, StoreError> {
+    async fn put_enclave(
+        &self,
+        login: &LoginKey,
+        ciphertext: &Blob,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
         let login = login.to_string();
         let enclave = ciphertext.0.clone();
         let expected = to_sql_int(expected_version)?;
@@ -473,7 +480,12 @@ impl AccountStore for SqliteStore {
 
 #[async_trait]
 impl RateLimitStore for SqliteStore {
-    async fn hit(&self, key: &str, expires_at: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+    async fn hit(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         let key = key.to_owned();
         let expires = to_sql_int(expires_at.0)?;
         let now = to_sql_int(now.0)?;

@@ -6,14 +6,14 @@
 //! same `LoginFailed`.
 
 use cinder_proto::accounts::{
-    KsfParams, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart, PutEnclave,
-    RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
+    KsfParams, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart,
+    PutEnclave, RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
 };
 use cinder_proto::api::limits;
 use cinder_proto::{Blob, Timestamp};
 use opaque_ke::{
-    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload, ServerLogin,
-    ServerLoginStartParameters, ServerRegistration,
+    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload,
+    ServerLogin, ServerLoginStartParameters, ServerRegistration,
 };
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,12 @@ fn credential_tag(registration: &Blob) -> String {
 }
 
 /// Counts one attempt against `login` and refuses past the limit.
-async fn limit_attempts(state: &AccountsState, kind: &str, login: &LoginKey, now: Timestamp) -> Result<()> {
+async fn limit_attempts(
+    state: &AccountsState,
+    kind: &str,
+    login: &LoginKey,
+    now: Timestamp,
+) -> Result<()> {
     let window = now.0 / ATTEMPT_WINDOW;
     let window_end = Timestamp((window + 1) * ATTEMPT_WINDOW);
     let key = format!("{kind}:{login}:{window}");
@@ -122,12 +127,18 @@ fn registration_response(state: &AccountsState, login: &LoginKey, request: &Blob
 fn registration_record(upload: &Blob) -> Result<Blob> {
     let upload = RegistrationUpload::<ServerSuite>::deserialize(&upload.0)
         .map_err(|_| bad_field("upload", "OPAQUE registration upload"))?;
-    Ok(Blob(ServerRegistration::finish(upload).serialize().to_vec()))
+    Ok(Blob(
+        ServerRegistration::finish(upload).serialize().to_vec(),
+    ))
 }
 
 /// First half of registration: the OPAQUE response for this login.
 #[tracing::instrument(skip_all)]
-pub async fn register_start(state: &AccountsState, req: RegisterStart, now: Timestamp) -> Result<RegisterStartResponse> {
+pub async fn register_start(
+    state: &AccountsState,
+    req: RegisterStart,
+    now: Timestamp,
+) -> Result<RegisterStartResponse> {
     let login = state.secrets.login_key(&req.login);
     limit_attempts(state, "register", &login, now).await?;
     Ok(RegisterStartResponse {
@@ -138,7 +149,11 @@ pub async fn register_start(state: &AccountsState, req: RegisterStart, now: Time
 /// Second half of registration: store the OPAQUE record and the first enclave, and open a
 /// session for the new account (its creator owns it by definition).
 #[tracing::instrument(skip_all)]
-pub async fn register_finish(state: &AccountsState, req: RegisterFinish, now: Timestamp) -> Result<Session> {
+pub async fn register_finish(
+    state: &AccountsState,
+    req: RegisterFinish,
+    now: Timestamp,
+) -> Result<Session> {
     check_ksf(&req.ksf)?;
     check_enclave("enclave", &req.enclave)?;
     let record = AccountRecord {
@@ -159,7 +174,11 @@ pub async fn register_finish(state: &AccountsState, req: RegisterFinish, now: Ti
 
 /// First half of login. Answers alike for known and unknown logins.
 #[tracing::instrument(skip_all)]
-pub async fn login_start(state: &AccountsState, req: LoginStart, now: Timestamp) -> Result<LoginStartResponse> {
+pub async fn login_start(
+    state: &AccountsState,
+    req: LoginStart,
+    now: Timestamp,
+) -> Result<LoginStartResponse> {
     let login = state.secrets.login_key(&req.login);
     limit_attempts(state, "login", &login, now).await?;
     let request = CredentialRequest::<ServerSuite>::deserialize(&req.request.0)
@@ -180,8 +199,15 @@ pub async fn login_start(state: &AccountsState, req: LoginStart, now: Timestamp)
         context: Some(CONTEXT),
         identifiers: Default::default(),
     };
-    let start = ServerLogin::start(&mut OsRng, state.secrets.setup(), password_file, request, &login.0, params)
-        .map_err(|e| Error::Internal(format!("OPAQUE login start: {e:?}")))?;
+    let start = ServerLogin::start(
+        &mut OsRng,
+        state.secrets.setup(),
+        password_file,
+        request,
+        &login.0,
+        params,
+    )
+    .map_err(|e| Error::Internal(format!("OPAQUE login start: {e:?}")))?;
     let sealed = LoginState {
         id: random_id()?,
         login,
@@ -198,7 +224,11 @@ pub async fn login_start(state: &AccountsState, req: LoginStart, now: Timestamp)
 
 /// Second half of login: verify the client's proof, then hand over a session and the enclave.
 #[tracing::instrument(skip_all)]
-pub async fn login_finish(state: &AccountsState, req: LoginFinish, now: Timestamp) -> Result<Session> {
+pub async fn login_finish(
+    state: &AccountsState,
+    req: LoginFinish,
+    now: Timestamp,
+) -> Result<Session> {
     let opened = state
         .secrets
         .open(LOGIN_STATE, &req.state.0)
@@ -209,14 +239,25 @@ pub async fn login_finish(state: &AccountsState, req: LoginFinish, now: Timestam
     }
     // Each login start finishes at most once.
     let spent = format!("login-state/{}", opened.id);
-    if !state.nonces.remember(&spent, opened.expires_at, now).await? {
+    if !state
+        .nonces
+        .remember(&spent, opened.expires_at, now)
+        .await?
+    {
         return Err(Error::LoginFailed);
     }
     let finalization = CredentialFinalization::<ServerSuite>::deserialize(&req.finalization.0)
         .map_err(|_| bad_field("finalization", "OPAQUE credential finalization"))?;
-    let server_login = ServerLogin::<ServerSuite>::deserialize(&opened.state.0).map_err(|_| Error::LoginFailed)?;
-    server_login.finish(finalization).map_err(|_| Error::LoginFailed)?;
-    let record = state.accounts.account(&opened.login).await?.ok_or(Error::LoginFailed)?;
+    let server_login =
+        ServerLogin::<ServerSuite>::deserialize(&opened.state.0).map_err(|_| Error::LoginFailed)?;
+    server_login
+        .finish(finalization)
+        .map_err(|_| Error::LoginFailed)?;
+    let record = state
+        .accounts
+        .account(&opened.login)
+        .await?
+        .ok_or(Error::LoginFailed)?;
     new_session(state, record, now)
 }
 
@@ -243,7 +284,11 @@ pub async fn session(state: &AccountsState, token: &Blob, now: Timestamp) -> Res
         .and_then(|json| serde_json::from_slice::<SessionClaims>(&json).ok())
         .filter(|c| c.expires_at > now)
         .ok_or(Error::Unauthenticated)?;
-    let record = state.accounts.account(&claims.login).await?.ok_or(Error::Unauthenticated)?;
+    let record = state
+        .accounts
+        .account(&claims.login)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
     if credential_tag(&record.registration) != claims.cred {
         return Err(Error::Unauthenticated);
     }
@@ -252,7 +297,11 @@ pub async fn session(state: &AccountsState, token: &Blob, now: Timestamp) -> Res
 
 /// Replaces the enclave, if nobody else did since `expected_version`.
 #[tracing::instrument(skip_all)]
-pub async fn put_enclave(state: &AccountsState, record: &AccountRecord, req: PutEnclave) -> Result<StoredEnclave> {
+pub async fn put_enclave(
+    state: &AccountsState,
+    record: &AccountRecord,
+    req: PutEnclave,
+) -> Result<StoredEnclave> {
     check_enclave("ciphertext", &req.ciphertext)?;
     match state
         .accounts
@@ -269,7 +318,11 @@ pub async fn put_enclave(state: &AccountsState, record: &AccountRecord, req: Put
 }
 
 /// First half of a password change: the OPAQUE response for the new password.
-pub fn password_start(state: &AccountsState, record: &AccountRecord, req: PasswordStart) -> Result<RegisterStartResponse> {
+pub fn password_start(
+    state: &AccountsState,
+    record: &AccountRecord,
+    req: PasswordStart,
+) -> Result<RegisterStartResponse> {
     Ok(RegisterStartResponse {
         response: registration_response(state, &record.login, &req.request)?,
     })
@@ -277,13 +330,23 @@ pub fn password_start(state: &AccountsState, record: &AccountRecord, req: Passwo
 
 /// Second half of a password change: new record and re-sealed enclave, swapped in together.
 #[tracing::instrument(skip_all)]
-pub async fn password_finish(state: &AccountsState, record: &AccountRecord, req: PasswordFinish) -> Result<StoredEnclave> {
+pub async fn password_finish(
+    state: &AccountsState,
+    record: &AccountRecord,
+    req: PasswordFinish,
+) -> Result<StoredEnclave> {
     check_ksf(&req.ksf)?;
     check_enclave("ciphertext", &req.ciphertext)?;
     let registration = registration_record(&req.upload)?;
     match state
         .accounts
-        .replace_credentials(&record.login, &registration, req.ksf, &req.ciphertext, req.expected_version)
+        .replace_credentials(
+            &record.login,
+            &registration,
+            req.ksf,
+            &req.ciphertext,
+            req.expected_version,
+        )
         .await
     {
         Ok(version) => Ok(StoredEnclave {

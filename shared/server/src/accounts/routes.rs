@@ -19,8 +19,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use cinder_proto::Blob;
 use cinder_proto::accounts::{
-    LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart, PutEnclave, RegisterFinish,
-    RegisterStart, RegisterStartResponse, SESSION_HEADER, Session, StoredEnclave,
+    LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart, PutEnclave,
+    RegisterFinish, RegisterStart, RegisterStartResponse, SESSION_HEADER, Session, StoredEnclave,
 };
 use cinder_proto::api::limits;
 
@@ -64,12 +64,19 @@ impl FromRequestParts<AccountsState> for InSession {
             .and_then(|v| cinder_proto::encoding::decode(v).ok())
             .map(Blob)
             .ok_or(Error::Unauthenticated)?;
-        domain::session(state, &token, state.clock.now()).await.map(Self)
+        domain::session(state, &token, state.clock.now())
+            .await
+            .map(Self)
     }
 }
 
-async fn register_start(State(s): State<AccountsState>, JsonBody(req): Body<RegisterStart>) -> Result<Json<RegisterStartResponse>> {
-    domain::register_start(&s, req, s.clock.now()).await.map(Json)
+async fn register_start(
+    State(s): State<AccountsState>,
+    JsonBody(req): Body<RegisterStart>,
+) -> Result<Json<RegisterStartResponse>> {
+    domain::register_start(&s, req, s.clock.now())
+        .await
+        .map(Json)
 }
 
 async fn register_finish(
@@ -80,11 +87,17 @@ async fn register_finish(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-async fn login_start(State(s): State<AccountsState>, JsonBody(req): Body<LoginStart>) -> Result<Json<LoginStartResponse>> {
+async fn login_start(
+    State(s): State<AccountsState>,
+    JsonBody(req): Body<LoginStart>,
+) -> Result<Json<LoginStartResponse>> {
     domain::login_start(&s, req, s.clock.now()).await.map(Json)
 }
 
-async fn login_finish(State(s): State<AccountsState>, JsonBody(req): Body<LoginFinish>) -> Result<Json<Session>> {
+async fn login_finish(
+    State(s): State<AccountsState>,
+    JsonBody(req): Body<LoginFinish>,
+) -> Result<Json<Session>> {
     domain::login_finish(&s, req, s.clock.now()).await.map(Json)
 }
 
@@ -116,7 +129,10 @@ async fn password_finish(
     domain::password_finish(&s, &record, req).await.map(Json)
 }
 
-async fn delete_account(State(s): State<AccountsState>, InSession(record): InSession) -> Result<StatusCode> {
+async fn delete_account(
+    State(s): State<AccountsState>,
+    InSession(record): InSession,
+) -> Result<StatusCode> {
     domain::delete_account(&s, &record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,9 +52,11 @@ impl ServerSecrets {
             // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
             hk.expand(info, &mut out).map(|()| out)
         };
-        let (Ok(setup_seed), Ok(login_hmac), Ok(token_key)) =
-            (expand(b"opaque-setup"), expand(b"login-key"), expand(b"token-key"))
-        else {
+        let (Ok(setup_seed), Ok(login_hmac), Ok(token_key)) = (
+            expand(b"opaque-setup"),
+            expand(b"login-key"),
+            expand(b"token-key"),
+        ) else {
             return Err(Error::Internal("HKDF expand failed".into()));
         };
         let setup = ServerSetup::<ServerSuite>::new(&mut ChaCha20Rng::from_seed(setup_seed));
@@ -86,7 +88,13 @@ impl ServerSecrets {
         getrandom::fill(&mut nonce).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
         let sealed = self
             .token_key
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: purpose })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: purpose,
+                },
+            )
             .map_err(|_| Error::Internal("sealing failed".into()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -98,7 +106,13 @@ impl ServerSecrets {
     pub fn open(&self, purpose: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         let (nonce, ciphertext) = sealed.split_at_checked(12)?;
         self.token_key
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: purpose })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: purpose,
+                },
+            )
             .ok()
     }
 }

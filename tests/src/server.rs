@@ -1,0 +1,87 @@
+//! Whole servers for end-to-end tests: every function's routes on one store (SQLite, or
+//! DynamoDB on moto), served over real HTTP on a free 127.0.0.1 port, with a manual clock.
+
+use std::sync::Arc;
+
+use axum::Router;
+use cinder_proto::Timestamp;
+use cinder_server::Clock;
+use cinder_server::accounts::{self, AccountsState, ServerSecrets};
+use cinder_server::clock::ManualTime;
+use cinder_server::keys::{self, KeysState};
+use cinder_server::store::AccountStore;
+use cinder_sqlite::SqliteStore;
+
+/// Which store a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Dynamo,
+}
+
+/// A running server.
+pub struct TestServer {
+    pub backend: Backend,
+    pub url: String,
+    pub time: ManualTime,
+    /// The same app the HTTP server serves, for raw in-process requests.
+    pub app: Router,
+    /// The accounts store, for tests that play a hostile server.
+    pub accounts: Arc<dyn AccountStore>,
+    /// The SQLite file, when the backend is SQLite.
+    pub sqlite_file: Option<std::path::PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn client(&self) -> cinder_client::Client {
+        cinder_client::Client::new(&self.url)
+    }
+}
+
+/// Starts every function on `backend` with the master secret `master`.
+pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
+    let (clock, time) = Clock::manual(Timestamp::now());
+    let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (routes, accounts, sqlite_file): (Router, Arc<dyn AccountStore>, _) = match backend {
+        Backend::Sqlite => {
+            let file = dir.path().join("cinder.sqlite3");
+            let store = Arc::new(SqliteStore::open(&file).unwrap());
+            let routes = Router::new()
+                .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
+                .merge(accounts::routes(AccountsState::new(
+                    store.clone(),
+                    secrets,
+                    clock,
+                )));
+            (routes, store, Some(file))
+        }
+        Backend::Dynamo => {
+            let (keys_store, _) = crate::moto::fresh_store().await;
+            let (account_store, _) = crate::moto::fresh_accounts_store().await;
+            let routes = Router::new()
+                .merge(keys::routes(KeysState::new(keys_store, clock.clone())))
+                .merge(accounts::routes(AccountsState::new(
+                    account_store.clone(),
+                    secrets,
+                    clock,
+                )));
+            (routes, account_store as Arc<dyn AccountStore>, None)
+        }
+    };
+    let app = cinder_server::routing::finish(routes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = app.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+    TestServer {
+        backend,
+        url,
+        time,
+        app,
+        accounts,
+        sqlite_file,
+        _dir: dir,
+    }
+}

@@ -1,0 +1,621 @@
+//! Accounts end to end on both stores: the real client library over real HTTP against every
+//! function's routes. OPAQUE, the enclave, enumeration, rate limits, rollback, conflicts,
+//! password change, deletion, and what a stolen database is worth.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use cinder_client::ClientError;
+use cinder_client::account::{ClientSuite, UserProfile};
+use cinder_proto::accounts::{KsfParams, Login, StoredEnclave};
+use cinder_proto::encoding::encode;
+use cinder_proto::{Blob, ErrorCode};
+use cinder_tests::router::send;
+use cinder_tests::server::{Backend, TestServer, start};
+use opaque_ke::ClientLogin;
+use rand_core::OsRng;
+use serde_json::{Value, json};
+
+const MASTER: &[u8] = b"a test master secret of at least thirty-two bytes";
+
+async fn servers() -> Vec<TestServer> {
+    vec![
+        start(Backend::Sqlite, MASTER).await,
+        start(Backend::Dynamo, MASTER).await,
+    ]
+}
+
+fn login(name: &str) -> Login {
+    name.parse().unwrap()
+}
+
+fn profile(name: &str) -> UserProfile {
+    UserProfile {
+        name: name.into(),
+        status: "here".into(),
+        avatar: None,
+    }
+}
+
+/// A raw OPAQUE credential request, as a client would send it.
+fn credential_request(password: &[u8]) -> String {
+    let start = ClientLogin::<ClientSuite>::start(&mut OsRng, password).unwrap();
+    encode(&start.message.serialize())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_then_login_opens_the_same_enclave_and_publishes_keys() {
+    for s in servers().await {
+        let client = s.client();
+        let registered = client
+            .register(
+                &login("alice"),
+                b"correct horse",
+                profile("Alice"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        assert_eq!(registered.contents.version, 1);
+        let id = registered.contents.identity.user_id();
+        assert_eq!(
+            client.key(id).await.unwrap(),
+            registered.contents.identity.bundle,
+            "{:?}",
+            s.backend
+        );
+
+        let again = client
+            .login(
+                &login("ALICE"),
+                b"correct horse",
+                1,
+                Some(&registered.server_key),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again.contents.identity.user_id(),
+            id,
+            "logins are case-insensitive"
+        );
+        assert_eq!(
+            again.contents.identity.seeds.sign,
+            registered.contents.identity.seeds.sign
+        );
+        assert_eq!(again.contents.profile, profile("Alice"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_login_and_wrong_password_look_the_same() {
+    for s in servers().await {
+        s.client()
+            .register(
+                &login("bob"),
+                b"bob's password",
+                profile("Bob"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+
+        // Login start: same status, same fields, same sizes.
+        let mut starts = Vec::new();
+        for who in ["bob", "nobody"] {
+            let body = json!({ "login": who, "request": credential_request(b"guess") });
+            let answer = send(
+                &s.app,
+                "POST",
+                "/accounts/login/start",
+                &[],
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{:?} {who}", s.backend);
+            starts.push(answer.json);
+        }
+        let shape = |v: &Value| {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map(str::len),
+                        v.as_object().map(|_| v.clone()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shape(&starts[0]), shape(&starts[1]), "{:?}", s.backend);
+
+        // Login finish with a wrong proof: the same answer, byte for byte.
+        let mut finishes = Vec::new();
+        for start in &starts {
+            let body = json!({ "state": start["state"], "finalization": encode(&[7u8; 64]) });
+            let answer = send(
+                &s.app,
+                "POST",
+                "/accounts/login/finish",
+                &[],
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await;
+            finishes.push((answer.status, answer.json));
+        }
+        assert_eq!(finishes[0], finishes[1], "{:?}", s.backend);
+        assert_eq!(finishes[0].0, 401);
+
+        // Through the client: both are "wrong login or password".
+        let client = s.client();
+        for (who, password) in [("bob", &b"wrong"[..]), ("nobody", &b"bob's password"[..])] {
+            let err = client
+                .login(&login(who), password, 0, None)
+                .await
+                .err()
+                .unwrap();
+            assert!(
+                matches!(err, ClientError::LoginFailed),
+                "{:?} {who}: {err}",
+                s.backend
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_rate_limited_per_login() {
+    for s in servers().await {
+        let start = |who: &str| {
+            let body = json!({ "login": who, "request": credential_request(b"guess") });
+            serde_json::to_vec(&body).unwrap()
+        };
+        for _ in 0..10 {
+            assert_eq!(
+                send(&s.app, "POST", "/accounts/login/start", &[], start("carol"))
+                    .await
+                    .status,
+                200
+            );
+        }
+        let limited = send(&s.app, "POST", "/accounts/login/start", &[], start("carol")).await;
+        assert_eq!(
+            (limited.status.as_u16(), limited.code()),
+            (429, "rate_limited"),
+            "{:?}",
+            s.backend
+        );
+        let retry: u64 = limited.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry));
+        // Another login is unaffected; the limited one recovers after the window.
+        assert_eq!(
+            send(&s.app, "POST", "/accounts/login/start", &[], start("dave"))
+                .await
+                .status,
+            200
+        );
+        s.time.advance(retry);
+        assert_eq!(
+            send(&s.app, "POST", "/accounts/login/start", &[], start("carol"))
+                .await
+                .status,
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_state_finishes_once() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    let client = s.client();
+    client
+        .register(
+            &login("erin"),
+            b"pw for erin",
+            profile("Erin"),
+            KsfParams::FLOOR,
+        )
+        .await
+        .unwrap();
+    // Drive the protocol by hand to replay the finish.
+    let start_msg = ClientLogin::<ClientSuite>::start(&mut OsRng, b"pw for erin").unwrap();
+    let body = json!({ "login": "erin", "request": encode(&start_msg.message.serialize()) });
+    let started = send(
+        &s.app,
+        "POST",
+        "/accounts/login/start",
+        &[],
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    let response = opaque_ke::CredentialResponse::<ClientSuite>::deserialize(
+        &cinder_proto::encoding::decode(started.json["response"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(
+            KsfParams::FLOOR.m_kib,
+            KsfParams::FLOOR.t,
+            KsfParams::FLOOR.p,
+            None,
+        )
+        .unwrap(),
+    );
+    let finish = start_msg
+        .state
+        .finish(
+            b"pw for erin",
+            response,
+            opaque_ke::ClientLoginFinishParameters::new(
+                Some(b"cinder/opaque/v1"),
+                Default::default(),
+                Some(&argon),
+            ),
+        )
+        .unwrap();
+    let body = serde_json::to_vec(&json!({
+        "state": started.json["state"],
+        "finalization": encode(&finish.message.serialize()),
+    }))
+    .unwrap();
+    assert_eq!(
+        send(&s.app, "POST", "/accounts/login/finish", &[], body.clone())
+            .await
+            .status,
+        200
+    );
+    let replay = send(&s.app, "POST", "/accounts/login/finish", &[], body).await;
+    assert_eq!(
+        (replay.status.as_u16(), replay.code()),
+        (401, "unauthenticated")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enclave_saves_conflict_and_lose_nothing() {
+    for s in servers().await {
+        let client = s.client();
+        let mut a = client
+            .register(
+                &login("frank"),
+                b"frank's pw",
+                profile("Frank"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let mut b = a.clone();
+        a.contents.profile.status = "from device A".into();
+        b.contents.profile.status = "from device B".into();
+        let (ra, rb) = tokio::join!(client.save_enclave(&mut a), client.save_enclave(&mut b));
+        let (won, lost) = match (ra, rb) {
+            (Ok(()), Err(e)) => (a, e),
+            (Err(e), Ok(())) => (b, e),
+            other => panic!("{:?}: expected one winner, got {other:?}", s.backend),
+        };
+        assert_eq!(lost.code(), Some(ErrorCode::VersionConflict));
+        let mut fresh = client
+            .login(&login("frank"), b"frank's pw", 2, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.contents.profile, won.contents.profile,
+            "{:?}",
+            s.backend
+        );
+        assert_eq!(fresh.contents.version, 2);
+        // The loser re-reads and re-applies its change on top.
+        fresh.contents.profile.name = "Franklin".into();
+        client.save_enclave(&mut fresh).await.unwrap();
+        assert_eq!(fresh.contents.version, 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_refuse_a_rolled_back_enclave() {
+    for s in servers().await {
+        let client = s.client();
+        let mut me = client
+            .register(
+                &login("gina"),
+                b"gina's pw",
+                profile("Gina"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let old = s
+            .accounts
+            .account(&server_login_key("gina"))
+            .await
+            .unwrap()
+            .unwrap();
+        me.contents.profile.status = "newer".into();
+        client.save_enclave(&mut me).await.unwrap();
+
+        // A hostile server restores yesterday's record (same password, older enclave).
+        s.accounts.delete_account(&old.login).await.unwrap();
+        s.accounts.create(&old).await.unwrap();
+        let err = client
+            .login(&login("gina"), b"gina's pw", me.contents.version, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, ClientError::Verification(m) if m.contains("rollback")),
+            "{:?}: {err}",
+            s.backend
+        );
+
+        // And cannot relabel the old ciphertext as the newer version.
+        s.accounts.delete_account(&old.login).await.unwrap();
+        let mut relabelled = old.clone();
+        relabelled.enclave = StoredEnclave {
+            version: 2,
+            ..old.enclave.clone()
+        };
+        s.accounts.create(&relabelled).await.unwrap();
+        let err = client
+            .login(&login("gina"), b"gina's pw", 2, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, ClientError::Verification(_)),
+            "{:?}: {err}",
+            s.backend
+        );
+    }
+}
+
+fn server_login_key(name: &str) -> cinder_server::store::LoginKey {
+    cinder_server::accounts::ServerSecrets::from_master(MASTER)
+        .unwrap()
+        .login_key(&login(name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_keeps_the_enclave_and_ends_old_sessions() {
+    for s in servers().await {
+        let client = s.client();
+        let mut me = client
+            .register(
+                &login("hank"),
+                b"old password",
+                profile("Hank"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let old_token = me.token.clone();
+        let id = me.contents.identity.user_id();
+        let stronger = KsfParams {
+            t: 4,
+            ..KsfParams::FLOOR
+        };
+        client
+            .change_password(&mut me, b"new password", stronger)
+            .await
+            .unwrap();
+
+        let old = client
+            .login(&login("hank"), b"old password", 0, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(old, ClientError::LoginFailed),
+            "{:?}: {old}",
+            s.backend
+        );
+        let new = client
+            .login(&login("hank"), b"new password", 2, Some(&me.server_key))
+            .await
+            .unwrap();
+        assert_eq!(new.contents.identity.user_id(), id, "nothing lost");
+        assert_eq!(
+            new.contents.identity.seeds.sign,
+            me.contents.identity.seeds.sign
+        );
+        assert_eq!(new.contents.profile, profile("Hank"));
+
+        let mut stale = me.clone();
+        stale.token = old_token;
+        let err = client.refresh_enclave(&mut stale).await.err().unwrap();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}",
+            s.backend
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_accounts_are_gone() {
+    for s in servers().await {
+        let client = s.client();
+        let me = client
+            .register(&login("ivy"), b"ivy's pw", profile("Ivy"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        client.delete_account(&me).await.unwrap();
+        let err = client
+            .login(&login("ivy"), b"ivy's pw", 0, None)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, ClientError::LoginFailed),
+            "{:?}: {err}",
+            s.backend
+        );
+        let mut stale = me.clone();
+        assert_eq!(
+            client
+                .refresh_enclave(&mut stale)
+                .await
+                .err()
+                .unwrap()
+                .code(),
+            Some(ErrorCode::Unauthenticated)
+        );
+        // The login is free again.
+        client
+            .register(
+                &login("ivy"),
+                b"another pw",
+                profile("Ivy 2"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_database_reveals_nothing_and_opens_nothing() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    let client = s.client();
+    let me = client
+        .register(
+            &login("judy.secret"),
+            b"judy's password",
+            profile("Judy Marvellous"),
+            KsfParams::FLOOR,
+        )
+        .await
+        .unwrap();
+    drop(me);
+    // GIVEN a copy of the database file
+    let file = s.sqlite_file.clone().unwrap();
+    let bytes = [
+        std::fs::read(&file).unwrap(),
+        std::fs::read(file.with_extension("sqlite3-wal")).unwrap_or_default(),
+    ]
+    .concat();
+    // THEN neither the login, the password nor the profile appear in it
+    for needle in [&b"judy.secret"[..], b"judy's password", b"Judy Marvellous"] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{:?} is in the database",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    // AND a server built from the copy but without the master secret cannot check even the
+    // right password: the OPRF key is not in the database.
+    let thief = start(
+        Backend::Sqlite,
+        b"the thief does not have the real master secret",
+    )
+    .await;
+    let record = s
+        .accounts
+        .account(&server_login_key("judy.secret"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stolen = record.clone();
+    stolen.login = cinder_server::accounts::ServerSecrets::from_master(
+        b"the thief does not have the real master secret",
+    )
+    .unwrap()
+    .login_key(&login("judy.secret"));
+    thief.accounts.create(&stolen).await.unwrap();
+    let err = thief
+        .client()
+        .login(&login("judy.secret"), b"judy's password", 0, None)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, ClientError::LoginFailed), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_account_input_gets_clear_4xx() {
+    for s in servers().await {
+        let post = |path: &'static str, body: Value| {
+            let app = s.app.clone();
+            async move { send(&app, "POST", path, &[], serde_json::to_vec(&body).unwrap()).await }
+        };
+        let bad_login = post(
+            "/accounts/login/start",
+            json!({"login": "x", "request": "AAAA"}),
+        )
+        .await;
+        assert_eq!(
+            (bad_login.status.as_u16(), bad_login.code()),
+            (422, "invalid_body")
+        );
+        assert_eq!(bad_login.json["field"], "login");
+        let bad_opaque = post(
+            "/accounts/login/start",
+            json!({"login": "kate", "request": "AAAA"}),
+        )
+        .await;
+        assert_eq!(
+            (
+                bad_opaque.status.as_u16(),
+                bad_opaque.code(),
+                bad_opaque.json["field"].as_str()
+            ),
+            (422, "invalid_body", Some("request"))
+        );
+        let weak = post(
+            "/accounts/register/finish",
+            json!({"login": "kate", "upload": "AAAA", "ksf": {"m_kib": 1024, "t": 1, "p": 1}, "enclave": "AAAA"}),
+        )
+        .await;
+        assert_eq!(
+            (
+                weak.status.as_u16(),
+                weak.code(),
+                weak.json["field"].as_str()
+            ),
+            (422, "limit_exceeded", Some("ksf"))
+        );
+        let huge = post(
+            "/accounts/register/finish",
+            json!({"login": "kate", "upload": "AAAA", "ksf": KsfParams::FLOOR, "enclave": encode(&vec![0u8; 256 * 1024 + 1])}),
+        )
+        .await;
+        assert_eq!(
+            (huge.status.as_u16(), huge.json["field"].as_str()),
+            (422, Some("enclave"))
+        );
+        let too_big = send(
+            &s.app,
+            "POST",
+            "/accounts/register/finish",
+            &[],
+            vec![b' '; 401 * 1024],
+        )
+        .await;
+        assert_eq!(too_big.code(), "body_too_large");
+        for (method, path) in [("GET", "/accounts/enclave"), ("DELETE", "/accounts/me")] {
+            let none = send(&s.app, method, path, &[], vec![]).await;
+            assert_eq!(
+                (none.status.as_u16(), none.code()),
+                (401, "unauthenticated")
+            );
+            let forged = send(
+                &s.app,
+                method,
+                path,
+                &[("x-cinder-session", encode(&[1u8; 80]))],
+                vec![],
+            )
+            .await;
+            assert_eq!(
+                (forged.status.as_u16(), forged.code()),
+                (401, "unauthenticated")
+            );
+        }
+        let _ = Blob::default();
+    }
+}
