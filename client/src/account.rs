@@ -86,8 +86,22 @@ pub struct Membership {
 }
 
 /// The key that seals the enclave, derived from OPAQUE's export key.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+#[serde(try_from = "Blob", into = "Blob")]
 pub struct EnclaveKey([u8; 32]);
+
+impl TryFrom<Blob> for EnclaveKey {
+    type Error = &'static str;
+    fn try_from(blob: Blob) -> Result<Self, Self::Error> {
+        Self::from_blob(&blob).ok_or("an enclave key is 32 bytes")
+    }
+}
+
+impl From<EnclaveKey> for Blob {
+    fn from(key: EnclaveKey) -> Self {
+        key.to_blob()
+    }
+}
 
 impl EnclaveKey {
     fn from_export_key(export_key: &[u8]) -> Self {
@@ -170,8 +184,9 @@ fn aad(version: u64) -> Vec<u8> {
     aad
 }
 
-/// A logged-in account: the session, the enclave key and the opened enclave.
-#[derive(Clone)]
+/// A logged-in account: the session, the enclave key and the opened enclave. The CLI
+/// caches it in the profile file (mode 0600) until `cinder logout`.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoggedIn {
     /// The login.
     pub login: Login,
@@ -185,6 +200,17 @@ pub struct LoggedIn {
     pub contents: EnclaveContents,
     /// The server's OPAQUE public key, to pin.
     pub server_key: Blob,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    // Tokens and keys stay out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("user", &self.contents.identity.user_id())
+            .field("version", &self.contents.version)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
@@ -351,11 +377,18 @@ impl Client {
             })?;
         let key = EnclaveKey::from_export_key(&finish.export_key);
         let contents = key.open(&session.enclave, min_version)?;
-        // A registration whose publish step failed is completed here.
+        // The enclave is written before the directory, so a registration or rotation
+        // interrupted between the two is completed here.
         let me = &contents.identity;
-        if matches!(self.key(me.user_id()).await, Err(ref e) if e.code() == Some(ErrorCode::UnknownUser))
-        {
-            self.publish(&me.bundle).await?;
+        match self.key(me.user_id()).await {
+            Err(e) if e.code() == Some(ErrorCode::UnknownUser) && me.bundle.version == 1 => {
+                self.publish(&me.bundle).await?;
+            }
+            Ok(current) if current.version + 1 == me.bundle.version => {
+                self.rotate(&me.bundle).await?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e),
         }
         Ok(LoggedIn {
             login: login.clone(),

@@ -32,8 +32,13 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// The user's input cannot be used.
+    #[error("{0}")]
+    Input(String),
     /// The operation needs an identity and the profile has none.
-    #[error("this profile has no identity yet; run `cinder keys publish` first")]
+    #[error(
+        "this profile has no identity yet; run `cinder register` (or `cinder keys publish`) first"
+    )]
     NoIdentity,
     /// The login or the password is wrong (the two are deliberately indistinguishable).
     #[error("wrong login or password")]

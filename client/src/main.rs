@@ -1,12 +1,18 @@
 //! `cinder`: the reference client's command line.
 
-use std::path::PathBuf;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use cinder_client::account::{LoggedIn, UserProfile};
 use cinder_client::api::DEFAULT_SERVER;
 use cinder_client::{Client, ClientError, Identity, Profile};
-use cinder_proto::{KeyBundle, Timestamp, UserId};
+use cinder_proto::accounts::{KsfParams, Login};
+use cinder_proto::{ErrorCode, KeyBundle, Timestamp, UserId};
 use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
 
 /// Cinder: end-to-end encrypted group chat. This is the reference client.
 #[derive(Parser)]
@@ -15,26 +21,77 @@ struct Cli {
     /// The Cinder server's base URL.
     #[arg(long, global = true, env = "CINDER_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
-    /// The profile file holding this device's identity (created mode 0600).
+    /// The profile file holding this device's identity and session (created mode 0600).
     #[arg(long, global = true, env = "CINDER_PROFILE")]
     profile: Option<PathBuf>,
     /// Print machine-readable JSON instead of prose.
     #[arg(long, global = true)]
     json: bool,
+    /// Read passwords from standard input, one per line, instead of prompting.
+    #[arg(long, global = true)]
+    password_stdin: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create an account: a fresh identity, sealed in an enclave only your password opens.
+    Register {
+        /// Login name (3-64 of a-z 0-9 . _ -).
+        login: Login,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Log in and open your enclave on this device.
+    Login {
+        /// Login name.
+        login: Login,
+    },
+    /// Forget the session and keys on this device (the account stays on the server).
+    Logout,
+    /// Show who this device is logged in as.
+    Whoami,
+    /// Your profile, kept in your enclave.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Change your password (re-seals your enclave; other sessions end).
+    Passwd,
+    /// Your account.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// The public key directory.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
 
 #[derive(Subcommand)]
+enum ProfileCommand {
+    /// Set your display name and status.
+    Set {
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Status line.
+        #[arg(long)]
+        status: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Delete your account and enclave from the server. Your public keys stay published.
+    Delete {
+        /// Confirm; nothing is deleted without it.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
-    /// Create this profile's identity and publish its public keys.
+    /// Create a stand-alone identity (no account) and publish its public keys.
     Publish,
     /// Show a user's verified keys (yours if no id is given), pinning them.
     Get {
@@ -57,73 +114,341 @@ async fn main() -> ExitCode {
     }
 }
 
+/// What a command works with: where the profile lives, the profile, the server.
+struct Ctx {
+    cli: Cli,
+    path: PathBuf,
+    profile: Profile,
+    client: Client,
+}
+
+impl Ctx {
+    fn save(&self) -> Result<(), ClientError> {
+        self.profile.save(&self.path)
+    }
+
+    fn session(&mut self) -> Result<&mut LoggedIn, ClientError> {
+        match &mut self.profile.session {
+            Some(s) if s.expires_at > Timestamp::now() => Ok(s),
+            _ => Err(ClientError::NotLoggedIn),
+        }
+    }
+
+    /// Reads one password: from stdin with `--password-stdin`, else from the terminal.
+    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, ClientError> {
+        let read = if self.cli.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map(|_| line.trim_end_matches(['\r', '\n']).to_owned())
+        } else {
+            rpassword::prompt_password(prompt)
+        };
+        let password = Zeroizing::new(
+            read.map_err(|e| ClientError::Input(format!("cannot read the password: {e}")))?,
+        );
+        if password.is_empty() {
+            return Err(ClientError::Input("the password is empty".into()));
+        }
+        Ok(password)
+    }
+
+    /// A new password, typed twice when prompting.
+    fn new_password(&self) -> Result<Zeroizing<String>, ClientError> {
+        let first = self.password("New password: ")?;
+        if !self.cli.password_stdin {
+            let again = self.password("Repeat it: ")?;
+            if *again != *first {
+                return Err(ClientError::Input("the two passwords differ".into()));
+            }
+        }
+        if first.len() < 8 {
+            return Err(ClientError::Input(
+                "use a password of at least 8 characters".into(),
+            ));
+        }
+        Ok(first)
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), ClientError> {
     let path = cli.profile.clone().unwrap_or_else(|| {
         let var = |name| std::env::var_os(name).map(PathBuf::from);
         Profile::default_path(var("CINDER_HOME"), var("XDG_CONFIG_HOME"), var("HOME"))
     });
-    let mut profile = Profile::load(&path)?;
+    let profile = Profile::load(&path)?;
     let client = Client::new(&cli.server);
-    match cli.command {
-        Command::Keys(KeysCommand::Publish) => {
-            let me = match &profile.identity {
+    let mut ctx = Ctx {
+        cli,
+        path,
+        profile,
+        client,
+    };
+    let command = std::mem::replace(&mut ctx.cli.command, Command::Logout);
+    match command {
+        Command::Register { login, name } => register(&mut ctx, login, name).await,
+        Command::Login { login } => login_cmd(&mut ctx, login).await,
+        Command::Logout => {
+            let was = ctx.profile.session.take().map(|s| s.login);
+            ctx.profile.identity = None;
+            ctx.save()?;
+            match was {
+                Some(login) => {
+                    println!("Logged out {login}; this device no longer holds its keys.")
+                }
+                None => println!("Not logged in."),
+            }
+            Ok(())
+        }
+        Command::Whoami => whoami(&mut ctx),
+        Command::Profile(ProfileCommand::Set { name, status }) => {
+            profile_set(&mut ctx, name, status).await
+        }
+        Command::Passwd => passwd(&mut ctx).await,
+        Command::Account(AccountCommand::Delete { yes }) => delete_account(&mut ctx, yes).await,
+        Command::Keys(k) => keys(&mut ctx, k).await,
+    }
+}
+
+async fn register(ctx: &mut Ctx, login: Login, name: Option<String>) -> Result<(), ClientError> {
+    let password = ctx.new_password()?;
+    let profile = UserProfile {
+        name: name.unwrap_or_else(|| login.to_string()),
+        ..UserProfile::default()
+    };
+    let spinner = Spinner::start("Stretching your password with Argon2id (64 MiB)");
+    let session = ctx
+        .client
+        .register(&login, password.as_bytes(), profile, KsfParams::FLOOR)
+        .await;
+    drop(spinner);
+    let session = session?;
+    let id = session.contents.identity.user_id();
+    ctx.profile.remember(&ctx.cli.server, session);
+    ctx.save()?;
+    if ctx.cli.json {
+        println!("{}", serde_json::json!({ "login": login, "user_id": id }));
+    } else {
+        println!("Registered {login}. Your user id is {id}; share it so others can invite you.");
+    }
+    Ok(())
+}
+
+async fn login_cmd(ctx: &mut Ctx, login: Login) -> Result<(), ClientError> {
+    let password = ctx.password("Password: ")?;
+    let memory = ctx
+        .profile
+        .accounts
+        .get(&Profile::account_key(&ctx.cli.server, &login))
+        .cloned()
+        .unwrap_or_default();
+    let spinner = Spinner::start("Stretching your password with Argon2id");
+    let session = ctx
+        .client
+        .login(
+            &login,
+            password.as_bytes(),
+            memory.enclave_version,
+            memory.server_key.as_ref(),
+        )
+        .await;
+    drop(spinner);
+    let session = session?;
+    let id = session.contents.identity.user_id();
+    let name = session.contents.profile.name.clone();
+    ctx.profile.remember(&ctx.cli.server, session);
+    ctx.save()?;
+    if ctx.cli.json {
+        println!("{}", serde_json::json!({ "login": login, "user_id": id }));
+    } else {
+        println!("Logged in as {login} ({name}), user id {id}.");
+    }
+    Ok(())
+}
+
+fn whoami(ctx: &mut Ctx) -> Result<(), ClientError> {
+    let json = ctx.cli.json;
+    let s = ctx.session()?;
+    let id = s.contents.identity.user_id();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "login": s.login, "user_id": id, "name": s.contents.profile.name,
+                "status": s.contents.profile.status, "session_expires_at": s.expires_at,
+                "enclave_version": s.contents.version,
+            })
+        );
+    } else {
+        println!("{} ({})", s.login, s.contents.profile.name);
+        println!("  user id:   {id}");
+        if !s.contents.profile.status.is_empty() {
+            println!("  status:    {}", s.contents.profile.status);
+        }
+        println!(
+            "  session:   ends in {} minutes",
+            s.expires_at.0.saturating_sub(Timestamp::now().0) / 60
+        );
+    }
+    Ok(())
+}
+
+async fn profile_set(
+    ctx: &mut Ctx,
+    name: Option<String>,
+    status: Option<String>,
+) -> Result<(), ClientError> {
+    if name.is_none() && status.is_none() {
+        return Err(ClientError::Input("give --name, --status or both".into()));
+    }
+    let client = Client::new(&ctx.cli.server);
+    let session = ctx.session()?;
+    let apply = |s: &mut LoggedIn| {
+        if let Some(n) = &name {
+            s.contents.profile.name = n.clone();
+        }
+        if let Some(st) = &status {
+            s.contents.profile.status = st.clone();
+        }
+    };
+    apply(session);
+    if let Err(e) = client.save_enclave(session).await {
+        if e.code() != Some(ErrorCode::VersionConflict) {
+            return Err(e);
+        }
+        // Another device saved first: take its enclave and apply the change on top.
+        client.refresh_enclave(session).await?;
+        apply(session);
+        client.save_enclave(session).await?;
+    }
+    let session = session.clone();
+    ctx.profile.remember(&ctx.cli.server, session);
+    ctx.save()?;
+    println!("Profile saved.");
+    Ok(())
+}
+
+async fn passwd(ctx: &mut Ctx) -> Result<(), ClientError> {
+    ctx.session()?;
+    let new = ctx.new_password()?;
+    let client = Client::new(&ctx.cli.server);
+    let server = ctx.cli.server.clone();
+    let session = ctx.session()?;
+    let spinner = Spinner::start("Stretching your new password with Argon2id");
+    let changed = client
+        .change_password(session, new.as_bytes(), KsfParams::FLOOR)
+        .await;
+    drop(spinner);
+    changed?;
+    // The change ended every session, this one too: open a fresh one.
+    let (login, version) = (session.login.clone(), session.contents.version);
+    let server_key = session.server_key.clone();
+    let spinner = Spinner::start("Logging in with the new password");
+    let fresh = client
+        .login(&login, new.as_bytes(), version, Some(&server_key))
+        .await;
+    drop(spinner);
+    ctx.profile.remember(&server, fresh?);
+    ctx.save()?;
+    println!("Password changed. Sessions on other devices have ended.");
+    Ok(())
+}
+
+async fn delete_account(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
+    let session = ctx.session()?.clone();
+    if !yes {
+        return Err(ClientError::Input(format!(
+            "this deletes {} and everything in its enclave; run again with --yes to confirm",
+            session.login
+        )));
+    }
+    ctx.client.delete_account(&session).await?;
+    ctx.profile.session = None;
+    ctx.profile
+        .accounts
+        .remove(&Profile::account_key(&ctx.cli.server, &session.login));
+    ctx.save()?;
+    println!("Deleted account {}.", session.login);
+    Ok(())
+}
+
+async fn keys(ctx: &mut Ctx, command: KeysCommand) -> Result<(), ClientError> {
+    match command {
+        KeysCommand::Publish => {
+            let me = match (&ctx.profile.session, &ctx.profile.identity) {
+                (Some(s), _) => {
+                    return Err(ClientError::Input(format!(
+                        "logged in as {}, whose keys registration published; use `cinder keys rotate` for new keys",
+                        s.login
+                    )));
+                }
                 // A profile whose first publish failed half-way publishes the same keys again.
-                Some(me)
-                    if me.bundle.version == 1 && is_unknown(client.key(me.user_id()).await) =>
+                (None, Some(me))
+                    if me.bundle.version == 1 && is_unknown(ctx.client.key(me.user_id()).await) =>
                 {
                     me.clone()
                 }
-                Some(me) => {
-                    return Err(ClientError::Profile {
-                        path: path.display().to_string(),
-                        reason: format!(
-                            "already holds published user {}; use `cinder keys rotate` for new keys",
-                            me.user_id()
-                        ),
-                    });
+                (None, Some(me)) => {
+                    return Err(ClientError::Input(format!(
+                        "this profile already holds published user {}; use `cinder keys rotate` for new keys",
+                        me.user_id()
+                    )));
                 }
-                None => {
+                (None, None) => {
                     let me = Identity::generate(Timestamp::now())?;
                     // Save before publishing: a published key whose secret was lost is worse
                     // than a saved key that still has to be published.
-                    profile.identity = Some(me.clone());
-                    profile.pins.insert(me.user_id(), me.bundle.clone());
-                    profile.save(&path)?;
+                    ctx.profile.identity = Some(me.clone());
+                    ctx.profile.pins.insert(me.user_id(), me.bundle.clone());
+                    ctx.save()?;
                     me
                 }
             };
-            let bundle = client.publish(&me.bundle).await?;
-            show(&cli, "Published your keys.", &bundle, &path);
+            let bundle = ctx.client.publish(&me.bundle).await?;
+            show(ctx, "Published your keys.", &bundle);
         }
-        Command::Keys(KeysCommand::Get { user_id }) => {
+        KeysCommand::Get { user_id } => {
             let user = match user_id {
                 Some(u) => u,
-                None => profile.identity()?.user_id(),
+                None => ctx.profile.identity()?.user_id(),
             };
-            let bundle = client.verified_keys(user, profile.pins.get(&user)).await?;
-            profile.pins.insert(user, bundle.clone());
-            profile.save(&path)?;
-            show(&cli, "Verified keys:", &bundle, &path);
+            let bundle = ctx
+                .client
+                .verified_keys(user, ctx.profile.pins.get(&user))
+                .await?;
+            ctx.profile.pins.insert(user, bundle.clone());
+            ctx.save()?;
+            show(ctx, "Verified keys:", &bundle);
         }
-        Command::Keys(KeysCommand::Rotate) => {
-            let current = profile.identity()?.clone();
-            let next = current.rotated(Timestamp::now())?;
-            let bundle = client.rotate(&next.bundle).await?;
-            profile.pins.insert(next.user_id(), next.bundle.clone());
-            profile.identity = Some(next);
-            profile.save(&path)?;
-            show(&cli, "Rotated your keys.", &bundle, &path);
+        KeysCommand::Rotate => {
+            let next = ctx.profile.identity()?.rotated(Timestamp::now())?;
+            // In an account, the enclave must hold the new keys before the directory does,
+            // or a crash in between would leave the account with keys it cannot use.
+            if ctx.profile.session.is_some() {
+                let client = Client::new(&ctx.cli.server);
+                let session = ctx.session()?;
+                session.contents.identity = next.clone();
+                client.save_enclave(session).await?;
+            }
+            let bundle = ctx.client.rotate(&next.bundle).await?;
+            ctx.profile.pins.insert(next.user_id(), next.bundle.clone());
+            if ctx.profile.session.is_none() {
+                ctx.profile.identity = Some(next);
+            }
+            ctx.save()?;
+            show(ctx, "Rotated your keys.", &bundle);
         }
     }
     Ok(())
 }
 
 fn is_unknown<T>(answer: Result<T, ClientError>) -> bool {
-    matches!(answer, Err(e) if e.code() == Some(cinder_proto::ErrorCode::UnknownUser))
+    matches!(answer, Err(e) if e.code() == Some(ErrorCode::UnknownUser))
 }
 
-fn show(cli: &Cli, headline: &str, bundle: &KeyBundle, profile: &std::path::Path) {
-    if cli.json {
+fn show(ctx: &Ctx, headline: &str, bundle: &KeyBundle) {
+    if ctx.cli.json {
         // Serialising a bundle cannot fail: every field is a string or a number.
         println!(
             "{}",
@@ -136,6 +461,47 @@ fn show(cli: &Cli, headline: &str, bundle: &KeyBundle, profile: &std::path::Path
     println!("  version:      {}", bundle.version);
     println!("  signing key:  {}", bundle.sign_key);
     println!("  hpke key:     {}", bundle.hpke_key);
-    println!("  server:       {}", cli.server);
-    println!("  profile:      {}", profile.display());
+    println!("  server:       {}", ctx.cli.server);
+    println!("  profile:      {}", display(&ctx.path));
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A terminal spinner on stderr while something slow runs; silent when stderr is not a
+/// terminal, so scripts and tests see clean output.
+struct Spinner {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start(message: &'static str) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+                let mut i = 0;
+                while !done.load(Ordering::Relaxed) {
+                    eprint!("\r{} {message}…", frames[i % frames.len()]);
+                    let _ = std::io::stderr().flush();
+                    i += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(80));
+                }
+                eprint!("\r\x1b[2K");
+            })
+        });
+        Self { done, thread }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

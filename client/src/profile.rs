@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use cinder_proto::{KeyBundle, UserId};
+use cinder_proto::{Blob, KeyBundle, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::account::LoggedIn;
 use crate::{ClientError, Identity};
 
 /// What one device knows.
@@ -20,6 +21,22 @@ pub struct Profile {
     /// must chain from it; anything else is refused.
     #[serde(default)]
     pub pins: BTreeMap<UserId, KeyBundle>,
+    /// The open account session, if logged in. Holds the enclave key, never the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<LoggedIn>,
+    /// Per login (and server), what this device has seen: the newest enclave version and
+    /// the server's OPAQUE key, so a rollback or a swapped server is noticed.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountMemory>,
+}
+
+/// What a device remembers about an account across logins.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountMemory {
+    /// The newest enclave version seen.
+    pub enclave_version: u64,
+    /// The server's OPAQUE public key.
+    pub server_key: Option<Blob>,
 }
 
 impl Profile {
@@ -71,9 +88,34 @@ impl Profile {
         write().map_err(|e| fail(path, format!("cannot be written: {e}")))
     }
 
-    /// This profile's identity, or the error that says to make one.
+    /// This profile's identity (the logged-in account's, else a stand-alone one), or the
+    /// error that says to make one.
     pub fn identity(&self) -> Result<&Identity, ClientError> {
-        self.identity.as_ref().ok_or(ClientError::NoIdentity)
+        self.session
+            .as_ref()
+            .map(|s| &s.contents.identity)
+            .or(self.identity.as_ref())
+            .ok_or(ClientError::NoIdentity)
+    }
+
+    /// The key under which [`Profile::accounts`] remembers a login on a server.
+    pub fn account_key(server: &str, login: &cinder_proto::accounts::Login) -> String {
+        format!("{login}@{server}")
+    }
+
+    /// Records a session: caches it and remembers its enclave version and server key.
+    pub fn remember(&mut self, server: &str, session: LoggedIn) {
+        let memory = self
+            .accounts
+            .entry(Self::account_key(server, &session.login))
+            .or_default();
+        memory.enclave_version = memory.enclave_version.max(session.contents.version);
+        memory.server_key = Some(session.server_key.clone());
+        self.pins.insert(
+            session.contents.identity.user_id(),
+            session.contents.identity.bundle.clone(),
+        );
+        self.session = Some(session);
     }
 }
 

@@ -20,15 +20,35 @@ async fn dev_server(data: &Path) -> String {
 
 /// Runs `cinder` with a server and profile, off the async runtime's threads.
 async fn cinder(server: &str, profile: &Path, args: &[&str]) -> Output {
+    cinder_with_input(server, profile, args, "").await
+}
+
+/// Runs `cinder` with `input` on its standard input (passwords, one per line).
+async fn cinder_with_input(server: &str, profile: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"));
     cmd.arg("--server")
         .arg(server)
         .arg("--profile")
         .arg(profile)
         .args(args);
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -69,7 +89,7 @@ async fn walkthrough_publish_get_rotate_and_follow_the_chain() {
     let twice = cinder(&server, &alice, &["keys", "publish"]).await;
     assert!(!twice.status.success());
     assert!(
-        stderr(&twice).starts_with("error: the profile file"),
+        stderr(&twice).starts_with("error: this profile already holds published user"),
         "{}",
         stderr(&twice)
     );
@@ -115,7 +135,7 @@ async fn errors_read_as_sentences() {
 
     let no_identity = cinder(&server, &profile, &["keys", "rotate"]).await;
     assert!(
-        stderr(&no_identity).contains("run `cinder keys publish` first"),
+        stderr(&no_identity).contains("run `cinder register`"),
         "{}",
         stderr(&no_identity)
     );
@@ -173,4 +193,150 @@ async fn pinned_keys_refuse_substitution_and_rollback() {
         client.verified_keys(v1.user_id(), None).await.unwrap(),
         v2.bundle
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_walkthrough_register_login_profile_passwd_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let laptop = dir.path().join("laptop.json");
+    let phone = dir.path().join("phone.json");
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(o),
+            stderr(o)
+        )
+    };
+
+    // Register on the laptop: keys are published, the session is cached, the password is not.
+    let reg = cinder_with_input(
+        &server,
+        &laptop,
+        &[
+            "register",
+            "alice",
+            "--name",
+            "Alice",
+            "--password-stdin",
+            "--json",
+        ],
+        "hunter2hunter2\n",
+    )
+    .await;
+    ok(&reg);
+    let user_id = json(&reg)["user_id"].as_str().unwrap().to_owned();
+    let saved = std::fs::read_to_string(&laptop).unwrap();
+    assert!(
+        !saved.contains("hunter2"),
+        "the profile must never hold the password"
+    );
+    ok(&cinder(&server, &phone, &["keys", "get", &user_id, "--json"]).await);
+
+    // Log in on the phone: the same identity comes out of the enclave.
+    let login = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin", "--json"],
+        "hunter2hunter2\n",
+    )
+    .await;
+    ok(&login);
+    assert_eq!(json(&login)["user_id"], user_id.as_str());
+
+    // Profile changes on one device reach the other through the enclave.
+    ok(&cinder(
+        &server,
+        &phone,
+        &["profile", "set", "--status", "on the train"],
+    )
+    .await);
+    ok(&cinder_with_input(
+        &server,
+        &laptop,
+        &["login", "alice", "--password-stdin"],
+        "hunter2hunter2\n",
+    )
+    .await);
+    let who = cinder(&server, &laptop, &["whoami", "--json"]).await;
+    ok(&who);
+    assert_eq!(json(&who)["status"], "on the train");
+    assert_eq!(json(&who)["name"], "Alice");
+
+    // A wrong password and an unknown login read the same.
+    let wrong = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin"],
+        "nope-nope\n",
+    )
+    .await;
+    let nobody = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "nobody", "--password-stdin"],
+        "hunter2hunter2\n",
+    )
+    .await;
+    assert_eq!(stderr(&wrong), "error: wrong login or password\n");
+    assert_eq!(stderr(&nobody), stderr(&wrong));
+
+    // Change the password on the laptop; the old one stops working, the new one opens it all.
+    ok(&cinder_with_input(
+        &server,
+        &laptop,
+        &["passwd", "--password-stdin"],
+        "correct horse battery\n",
+    )
+    .await);
+    let old = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin"],
+        "hunter2hunter2\n",
+    )
+    .await;
+    assert_eq!(stderr(&old), "error: wrong login or password\n");
+    let new = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin", "--json"],
+        "correct horse battery\n",
+    )
+    .await;
+    ok(&new);
+    assert_eq!(json(&new)["user_id"], user_id.as_str());
+
+    // Log out: the device forgets the session and keys.
+    ok(&cinder(&server, &phone, &["logout"]).await);
+    let gone = cinder(&server, &phone, &["whoami"]).await;
+    assert!(
+        stderr(&gone).contains("run `cinder login`"),
+        "{}",
+        stderr(&gone)
+    );
+    assert!(
+        !std::fs::read_to_string(&phone)
+            .unwrap()
+            .contains("\"seeds\""),
+        "no keys left on the device"
+    );
+
+    // Delete needs --yes, then the login is gone.
+    let unconfirmed = cinder(&server, &laptop, &["account", "delete"]).await;
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+    ok(&cinder(&server, &laptop, &["account", "delete", "--yes"]).await);
+    let after = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin"],
+        "correct horse battery\n",
+    )
+    .await;
+    assert_eq!(stderr(&after), "error: wrong login or password\n");
 }
