@@ -149,3 +149,155 @@ fn deliver(s: &Shared, id: &str, outcome: Result<Value, Value>) -> StatusCode {
     }
     StatusCode::ACCEPTED
 }
+
+/// Where a gateway route leads: a function binary behind the emulator, or a router
+/// in-process (for the other functions a test is not about).
+/// Several function processes take turns, one invocation each, the way Lambda spreads
+/// requests over instances: a test passes only if no state lives in one process.
+#[derive(Clone)]
+pub enum Target {
+    Functions {
+        pool: Arc<Vec<Arc<RuntimeApi>>>,
+        next: Arc<std::sync::atomic::AtomicUsize>,
+    },
+    Router(Router),
+}
+
+impl Target {
+    /// Invocations go to each emulator (each with its own function process) in turn.
+    pub fn functions(pool: Vec<Arc<RuntimeApi>>) -> Self {
+        Self::Functions {
+            pool: Arc::new(pool),
+            next: Arc::default(),
+        }
+    }
+}
+
+/// An API Gateway stand-in: real HTTP in, payload v2 events to the functions, their proxy
+/// responses back out. Routes are path prefixes, like the template's `ANY /prefix/{proxy+}`.
+pub struct Gateway {
+    pub url: String,
+}
+
+impl Gateway {
+    pub async fn start(routes: Vec<(&'static str, Target)>) -> Self {
+        let routes = Arc::new(routes);
+        let app = Router::new().fallback(move |request: axum::extract::Request| {
+            let routes = routes.clone();
+            async move { forward(&routes, request).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url }
+    }
+}
+
+async fn forward(routes: &[(&'static str, Target)], request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use base64::Engine as _;
+    use tower::ServiceExt;
+
+    let path = request.uri().path().to_owned();
+    let Some((prefix, target)) = routes
+        .iter()
+        .find(|(prefix, _)| path == *prefix || path.starts_with(&format!("{prefix}/")))
+    else {
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"message": "Not Found"}))).into_response();
+    };
+    let api = match target {
+        Target::Router(router) => return router.clone().oneshot(request).await.unwrap().into_response(),
+        Target::Functions { pool, next } => &pool[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % pool.len()],
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap();
+    let mut event = apigw_event(
+        parts.method.as_str(),
+        &format!("ANY {prefix}/{{proxy+}}"),
+        &path,
+        parts.uri.query().unwrap_or(""),
+    );
+    for (name, value) in &parts.headers {
+        event["headers"][name.as_str()] = Value::String(value.to_str().unwrap_or("").to_owned());
+    }
+    if !bytes.is_empty() {
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => event["body"] = Value::String(text.to_owned()),
+            Err(_) => {
+                event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                event["isBase64Encoded"] = Value::Bool(true);
+            }
+        }
+    }
+    let answer = api.invoke(event).await.unwrap_or_else(|e| panic!("invocation error: {e}"));
+    let status = StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(502) as u16).unwrap();
+    let body = answer["body"].as_str().unwrap_or("");
+    let body = if answer["isBase64Encoded"] == Value::Bool(true) {
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let mut response = (status, body).into_response();
+    if let Some(headers) = answer["headers"].as_object() {
+        for (name, value) in headers {
+            if let (Ok(name), Some(Ok(value))) = (
+                axum::http::HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+/// One API Gateway HTTP API payload v2 event, without body or extra headers.
+pub fn apigw_event(method: &str, route_key: &str, raw_path: &str, query: &str) -> Value {
+    let mut event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": {
+            "host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+            "x-amzn-trace-id": "Root=1-6745a8e0-3f1c2b9d7e6a5b4c3d2e1f0a",
+            "x-forwarded-for": "203.0.113.7",
+            "x-forwarded-port": "443",
+            "x-forwarded-proto": "https"
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "a1b2c3d4e5",
+            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "a1b2c3d4e5",
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "cinder/0.1.0"
+            },
+            "requestId": "Cw9KqgLpIAMEVxQ=",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "25/Nov/2026:18:00:00 +0000",
+            "timeEpoch": 1_795_629_600_000u64
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(proxy) = route_key
+        .contains("{proxy+}")
+        .then(|| raw_path.splitn(3, '/').nth(2).unwrap_or(""))
+    {
+        event["pathParameters"] = serde_json::json!({ "proxy": proxy });
+    }
+    if !query.is_empty() {
+        let params: serde_json::Map<_, _> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+            .collect();
+        event["queryStringParameters"] = Value::Object(params);
+    }
+    event
+}

@@ -196,72 +196,16 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
     }
 }
 
-/// One API Gateway HTTP API payload v2 event.
-fn event(
-    route_key: &str,
-    method: &str,
-    raw_path: &str,
-    query: &str,
-    body: Option<String>,
-    base64: bool,
-) -> Value {
-    let mut headers = json!({
-        "accept": "application/json",
-        "host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-        "user-agent": "cinder/0.1.0",
-        "x-amzn-trace-id": "Root=1-6745a8e0-3f1c2b9d7e6a5b4c3d2e1f0a",
-        "x-forwarded-for": "203.0.113.7",
-        "x-forwarded-port": "443",
-        "x-forwarded-proto": "https"
-    });
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": raw_path,
-        "rawQueryString": query,
-        "headers": headers.take(),
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "a1b2c3d4e5",
-            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "http": {
-                "method": method,
-                "path": raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "cinder/0.1.0"
-            },
-            "requestId": "Cw9KqgLpIAMEVxQ=",
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": "25/Nov/2026:18:00:00 +0000",
-            "timeEpoch": 1_795_629_600_000u64
-        },
-        "isBase64Encoded": base64
-    });
-    if let Some(proxy) = route_key
-        .contains("{proxy+}")
-        .then(|| raw_path.splitn(3, '/').nth(2).unwrap_or(""))
-    {
-        event["pathParameters"] = json!({ "proxy": proxy });
-    }
-    if !query.is_empty() {
-        let params: serde_json::Map<_, _> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), json!(v)))
-            .collect();
-        event["queryStringParameters"] = Value::Object(params);
-    }
+/// One API Gateway HTTP API payload v2 event, as the fixtures hold them.
+fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Option<String>, base64: bool) -> Value {
+    let mut event = cinder_tests::lambda::apigw_event(method, route_key, raw_path, query);
+    event["headers"]["accept"] = json!("application/json");
+    event["headers"]["user-agent"] = json!("cinder/0.1.0");
+    event["isBase64Encoded"] = json!(base64);
     if let Some(body) = body {
         event["headers"]["content-type"] = json!("application/json");
         event["headers"]["content-length"] = json!(body.len().to_string());
-        event["body"] = json!(if base64 {
-            base64::engine::general_purpose::STANDARD.encode(&body)
-        } else {
-            body
-        });
+        event["body"] = json!(if base64 { base64::engine::general_purpose::STANDARD.encode(&body) } else { body });
     }
     event
 }
