@@ -193,7 +193,10 @@ impl Gateway {
     }
 }
 
-async fn forward(routes: &[(&'static str, Target)], request: axum::extract::Request) -> axum::response::Response {
+async fn forward(
+    routes: &[(&'static str, Target)],
+    request: axum::extract::Request,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     use base64::Engine as _;
     use tower::ServiceExt;
@@ -203,11 +206,24 @@ async fn forward(routes: &[(&'static str, Target)], request: axum::extract::Requ
         .iter()
         .find(|(prefix, _)| path == *prefix || path.starts_with(&format!("{prefix}/")))
     else {
-        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"message": "Not Found"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"message": "Not Found"})),
+        )
+            .into_response();
     };
     let api = match target {
-        Target::Router(router) => return router.clone().oneshot(request).await.unwrap().into_response(),
-        Target::Functions { pool, next } => &pool[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % pool.len()],
+        Target::Router(router) => {
+            return router
+                .clone()
+                .oneshot(request)
+                .await
+                .unwrap()
+                .into_response();
+        }
+        Target::Functions { pool, next } => {
+            &pool[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % pool.len()]
+        }
     };
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 10 * 1024 * 1024).await.unwrap();
@@ -224,16 +240,22 @@ async fn forward(routes: &[(&'static str, Target)], request: axum::extract::Requ
         match std::str::from_utf8(&bytes) {
             Ok(text) => event["body"] = Value::String(text.to_owned()),
             Err(_) => {
-                event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                event["body"] =
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&bytes));
                 event["isBase64Encoded"] = Value::Bool(true);
             }
         }
     }
-    let answer = api.invoke(event).await.unwrap_or_else(|e| panic!("invocation error: {e}"));
+    let answer = api
+        .invoke(event)
+        .await
+        .unwrap_or_else(|e| panic!("invocation error: {e}"));
     let status = StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(502) as u16).unwrap();
     let body = answer["body"].as_str().unwrap_or("");
     let body = if answer["isBase64Encoded"] == Value::Bool(true) {
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
     } else {
         body.as_bytes().to_vec()
     };

@@ -118,7 +118,9 @@ pub async fn fresh_accounts_store() -> (
 
 /// Creates a Secrets Manager secret on moto and returns its ARN.
 pub async fn create_secret(name: &str, value: &str) -> String {
-    use aws_sdk_secretsmanager::config::{BehaviorVersion as Bv, Credentials as Creds, Region as Reg};
+    use aws_sdk_secretsmanager::config::{
+        BehaviorVersion as Bv, Credentials as Creds, Region as Reg,
+    };
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(Bv::latest())
         .region(Reg::new("us-east-1"))

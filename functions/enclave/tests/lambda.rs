@@ -19,7 +19,11 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
     // GIVEN two enclave processes sharing tables and a master secret on moto
     let (keys_store, _) = moto::fresh_store().await;
     let (_, tables) = moto::fresh_accounts_store().await;
-    let secret = moto::create_secret(&format!("{}master", moto::unique_prefix()), "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR").await;
+    let secret = moto::create_secret(
+        &format!("{}master", moto::unique_prefix()),
+        "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR",
+    )
+    .await;
     let env = [
         ("ACCOUNTS_TABLE", tables.accounts.clone()),
         ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
@@ -31,7 +35,10 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
     ];
     let binary = env!("CARGO_BIN_EXE_cinder-enclave");
-    let (a, b) = (Arc::new(RuntimeApi::start().await), Arc::new(RuntimeApi::start().await));
+    let (a, b) = (
+        Arc::new(RuntimeApi::start().await),
+        Arc::new(RuntimeApi::start().await),
+    );
     let _fa = a.spawn_function(binary.as_ref(), &env);
     let _fb = b.spawn_function(binary.as_ref(), &env);
     let keys = routes(KeysState::new(keys_store, Clock::system()));
@@ -43,14 +50,23 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
     .await;
     let client = cinder_client::Client::new(&gateway.url);
     let login: Login = "lambda.user".parse().unwrap();
-    let profile = UserProfile { name: "Lambda User".into(), ..Default::default() };
+    let profile = UserProfile {
+        name: "Lambda User".into(),
+        ..Default::default()
+    };
 
     // WHEN the reference client runs an account's whole life, THEN each step holds
-    let mut me = client.register(&login, b"first password", profile.clone(), KsfParams::FLOOR).await.unwrap();
+    let mut me = client
+        .register(&login, b"first password", profile.clone(), KsfParams::FLOOR)
+        .await
+        .unwrap();
     let id = me.contents.identity.user_id();
     assert_eq!(client.key(id).await.unwrap(), me.contents.identity.bundle);
 
-    let again = client.login(&login, b"first password", 1, Some(&me.server_key)).await.unwrap();
+    let again = client
+        .login(&login, b"first password", 1, Some(&me.server_key))
+        .await
+        .unwrap();
     assert_eq!(again.contents.identity.user_id(), id);
     assert_eq!(again.contents.profile, profile);
 
@@ -59,16 +75,33 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
     let mut stale = again.clone();
     stale.contents.profile.status = "stale edit".into();
     let conflict = client.save_enclave(&mut stale).await.err().unwrap();
-    assert_eq!(conflict.code(), Some(cinder_proto::ErrorCode::VersionConflict));
+    assert_eq!(
+        conflict.code(),
+        Some(cinder_proto::ErrorCode::VersionConflict)
+    );
 
-    let wrong = client.login(&login, b"not it", 0, None).await.err().unwrap();
+    let wrong = client
+        .login(&login, b"not it", 0, None)
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(wrong, ClientError::LoginFailed), "{wrong}");
 
-    client.change_password(&mut me, b"second password", KsfParams::FLOOR).await.unwrap();
-    let after = client.login(&login, b"second password", 3, Some(&me.server_key)).await.unwrap();
+    client
+        .change_password(&mut me, b"second password", KsfParams::FLOOR)
+        .await
+        .unwrap();
+    let after = client
+        .login(&login, b"second password", 3, Some(&me.server_key))
+        .await
+        .unwrap();
     assert_eq!(after.contents.profile.status, "edited");
 
     client.delete_account(&after).await.unwrap();
-    let gone = client.login(&login, b"second password", 0, None).await.err().unwrap();
+    let gone = client
+        .login(&login, b"second password", 0, None)
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(gone, ClientError::LoginFailed), "{gone}");
 }

@@ -197,7 +197,14 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
 }
 
 /// One API Gateway HTTP API payload v2 event, as the fixtures hold them.
-fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Option<String>, base64: bool) -> Value {
+fn event(
+    route_key: &str,
+    method: &str,
+    raw_path: &str,
+    query: &str,
+    body: Option<String>,
+    base64: bool,
+) -> Value {
     let mut event = cinder_tests::lambda::apigw_event(method, route_key, raw_path, query);
     event["headers"]["accept"] = json!("application/json");
     event["headers"]["user-agent"] = json!("cinder/0.1.0");
@@ -205,7 +212,11 @@ fn event(route_key: &str, method: &str, raw_path: &str, query: &str, body: Optio
     if let Some(body) = body {
         event["headers"]["content-type"] = json!("application/json");
         event["headers"]["content-length"] = json!(body.len().to_string());
-        event["body"] = json!(if base64 { base64::engine::general_purpose::STANDARD.encode(&body) } else { body });
+        event["body"] = json!(if base64 {
+            base64::engine::general_purpose::STANDARD.encode(&body)
+        } else {
+            body
+        });
     }
     event
 }
