@@ -56,12 +56,18 @@ pub enum DevError {
     },
 }
 
-/// Opens the embedded store in `data_dir`, creating the folder if needed.
+/// Opens the embedded store in `data_dir`, creating the folder (owner-only) if needed.
 pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| DevError::DataDir {
+    let fail = |source| DevError::DataDir {
         path: data_dir.to_owned(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(data_dir).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
     Ok(Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?))
 }
 
