@@ -200,6 +200,14 @@ pub struct LoggedIn {
     pub contents: EnclaveContents,
     /// The server's OPAQUE public key, to pin.
     pub server_key: Blob,
+    /// The Argon2id parameters the account's password is stretched with; a password
+    /// change keeps at least these.
+    #[serde(default = "floor")]
+    pub ksf: KsfParams,
+}
+
+fn floor() -> KsfParams {
+    KsfParams::FLOOR
 }
 
 impl std::fmt::Debug for LoggedIn {
@@ -314,6 +322,7 @@ impl Client {
             key,
             contents,
             server_key,
+            ksf,
         })
     }
 
@@ -397,6 +406,7 @@ impl Client {
             key,
             contents,
             server_key,
+            ksf: answer.ksf,
         })
     }
 
@@ -475,6 +485,7 @@ impl Client {
         next.version = stored.version;
         session.contents = next;
         session.key = key;
+        session.ksf = ksf;
         Ok(())
     }
 

@@ -336,9 +336,9 @@ async fn passwd(ctx: &mut Ctx) -> Result<(), ClientError> {
     let server = ctx.cli.server.clone();
     let session = ctx.session()?;
     let spinner = Spinner::start("Stretching your new password with Argon2id");
-    let changed = client
-        .change_password(session, new.as_bytes(), KsfParams::FLOOR)
-        .await;
+    // Keep the account's Argon2id strength; never fall back to a weaker default.
+    let ksf = session.ksf;
+    let changed = client.change_password(session, new.as_bytes(), ksf).await;
     drop(spinner);
     changed?;
     // The change ended every session, this one too: open a fresh one.

@@ -1,6 +1,7 @@
 //! moto's server as a real DynamoDB wire-protocol peer.
 //!
-//! One server per test process, started on first use on a free port and stopped when the
+//! One server per test process (`tests/moto_serial.py`: moto, one request at a time, for
+//! DynamoDB's per-item atomicity), started on first use on a free port and stopped when the
 //! process ends (a shell watchdog kills it once our pid is gone, since Rust statics are
 //! never dropped). Set `CINDER_MOTO_ENDPOINT` to use a server that is already running.
 
@@ -22,7 +23,9 @@ pub fn endpoint() -> &'static str {
             return url;
         }
         let port = free_port();
-        let script = r#"python3 -m moto.server -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & m=$!
+        // See tests/moto_serial.py for why requests are served one at a time.
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_serial.py");
+        let script = r#"python3 "$3" 127.0.0.1 "$1" >/dev/null 2>&1 & m=$!
             while kill -0 "$2" 2>/dev/null && kill -0 "$m" 2>/dev/null; do sleep 1; done
             kill "$m" 2>/dev/null"#;
         // The watchdog outlives this call on purpose: it ends with the test process.
@@ -33,6 +36,7 @@ pub fn endpoint() -> &'static str {
                 "sh",
                 &port.to_string(),
                 &std::process::id().to_string(),
+                launcher,
             ])
             .stdin(Stdio::null())
             .spawn()

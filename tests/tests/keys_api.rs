@@ -314,7 +314,7 @@ async fn request_signatures_are_checked_for_time_replay_and_key() {
             );
             assert_eq!(
                 refused.json["message"],
-                "request signature is missing or invalid"
+                "not authenticated: the signature or session is missing, invalid or expired"
             );
         }
         let unsigned = send(&b.app, "POST", &inbox, &[], bytes.clone()).await;

@@ -42,7 +42,8 @@ pub enum ErrorCode {
     InvalidParameter,
     /// The body exceeds the endpoint's limit.
     BodyTooLarge,
-    /// The signature is missing, malformed or wrong, or the signer is unknown.
+    /// The signature is missing, malformed or wrong, or the signer is unknown; or the
+    /// session is missing, forged or ended; or a login failed (wrong login or password).
     Unauthenticated,
     /// The request's timestamp is outside the accepted window; the `x-cinder-server-time`
     /// header gives the server's time.

@@ -37,8 +37,9 @@ pub enum Error {
         /// The endpoint's limit in bytes.
         limit: usize,
     },
-    /// Missing, malformed or wrong signature, or unknown signer: deliberately one answer.
-    #[error("request signature is missing or invalid")]
+    /// Missing, malformed or wrong signature, unknown signer, or a missing, forged or ended
+    /// session: deliberately one answer.
+    #[error("not authenticated: the signature or session is missing, invalid or expired")]
     Unauthenticated,
     /// The request's timestamp is outside the window around `now`.
     #[error("request timestamp is outside the accepted window")]

@@ -129,6 +129,16 @@ impl SqliteStore {
     }
 }
 
+/// Deletes a table's expired rows. `table` is one of this file's literal table names.
+fn sweep_expired(c: &Connection, table: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        &format!("DELETE FROM {table} WHERE expires_at <= ?1"),
+        params![now],
+    )
+    .map(drop)
+    .map_err(backend)
+}
+
 fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -246,8 +256,7 @@ impl NonceStore for SqliteStore {
         let sweep = self.sweep_due();
         self.run(move |c| {
             if sweep {
-                c.execute("DELETE FROM nonces WHERE expires_at <= ?1", params![now])
-                    .map_err(backend)?;
+                sweep_expired(c, "nonces", now)?;
             }
             // Insert, or take over a row that has expired but not yet been swept.
             let changed = c
@@ -275,8 +284,7 @@ impl InboxStore for SqliteStore {
         let sweep = self.sweep_due();
         self.run(move |c| {
             if sweep {
-                c.execute("DELETE FROM inbox WHERE expires_at <= ?1", params![now])
-                    .map_err(backend)?;
+                sweep_expired(c, "inbox", now)?;
             }
             c.execute(
                 "INSERT INTO inbox (owner, id, expires_at, envelope) VALUES (?1, ?2, ?3, ?4)",
@@ -492,8 +500,7 @@ impl RateLimitStore for SqliteStore {
         let sweep = self.sweep_due();
         self.run(move |c| {
             if sweep {
-                c.execute("DELETE FROM rate_limits WHERE expires_at <= ?1", params![now])
-                    .map_err(backend)?;
+                sweep_expired(c, "rate_limits", now)?;
             }
             let hits: i64 = c
                 .query_row(

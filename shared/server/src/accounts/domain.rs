@@ -97,13 +97,22 @@ fn check_ksf(ksf: &KsfParams) -> Result<()> {
         Err(Error::limit(
             "ksf",
             format!(
-                "Argon2id parameters must be at least m={} KiB, t={}, p={}",
+                "Argon2id parameters must be at least m={} KiB, t={}, p={} and at most m={} KiB, t=64, p=64",
                 KsfParams::FLOOR.m_kib,
                 KsfParams::FLOOR.t,
-                KsfParams::FLOOR.p
+                KsfParams::FLOOR.p,
+                KsfParams::MAX_M_KIB
             ),
         ))
     }
+}
+
+/// A version a store can hold and add one to; anything larger cannot be current.
+fn check_version(expected: u64) -> Result<()> {
+    if expected >= i64::MAX as u64 {
+        return Err(Error::VersionConflict);
+    }
+    Ok(())
 }
 
 fn check_enclave(field: &'static str, ciphertext: &Blob) -> Result<()> {
@@ -154,10 +163,12 @@ pub async fn register_finish(
     req: RegisterFinish,
     now: Timestamp,
 ) -> Result<Session> {
+    let login = state.secrets.login_key(&req.login);
+    limit_attempts(state, "register", &login, now).await?;
     check_ksf(&req.ksf)?;
     check_enclave("enclave", &req.enclave)?;
     let record = AccountRecord {
-        login: state.secrets.login_key(&req.login),
+        login,
         registration: registration_record(&req.upload)?,
         ksf: req.ksf,
         enclave: StoredEnclave {
@@ -302,6 +313,7 @@ pub async fn put_enclave(
     record: &AccountRecord,
     req: PutEnclave,
 ) -> Result<StoredEnclave> {
+    check_version(req.expected_version)?;
     check_enclave("ciphertext", &req.ciphertext)?;
     match state
         .accounts
@@ -335,6 +347,7 @@ pub async fn password_finish(
     record: &AccountRecord,
     req: PasswordFinish,
 ) -> Result<StoredEnclave> {
+    check_version(req.expected_version)?;
     check_ksf(&req.ksf)?;
     check_enclave("ciphertext", &req.ciphertext)?;
     let registration = registration_record(&req.upload)?;
