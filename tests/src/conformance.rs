@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
+use cinder_proto::rooms::{Room, Shard};
 use cinder_proto::{Blob, Envelope, EnvelopeId, Timestamp, UserId};
+use cinder_proto::{ChannelId, RoomId};
 use cinder_server::store::{
-    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore,
-    StoreError,
+    AccountRecord, AccountStore, ChannelRef, InboxStore, KeyStore, LoginKey, NonceStore,
+    RateLimitStore, RoomStore, ShardStore, StoreError,
 };
 
 use crate::fixtures::User;
@@ -34,6 +36,26 @@ macro_rules! accounts_conformance_suite {
             accounts_delete_reports_presence_and_stops_writes,
             rate_limits_count_and_restart_after_expiry,
             rate_limits_count_every_concurrent_hit);
+    };
+}
+
+/// What a rooms store under test must implement.
+pub trait Rooms: RoomStore + ShardStore + NonceStore + 'static {}
+impl<T: RoomStore + ShardStore + NonceStore + 'static> Rooms for T {}
+
+/// Expands to one `#[tokio::test]` per rooms conformance case, each on a store made by
+/// `$make` (a future of `Arc<impl Rooms>`).
+#[macro_export]
+macro_rules! rooms_conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            rooms_are_versioned_and_conflicts_change_nothing,
+            rooms_concurrent_updates_have_one_winner,
+            shards_reserve_unique_increasing_numbers_under_concurrency,
+            shards_list_in_order_and_never_return_burnt_ones,
+            shards_duplicate_number_conflicts,
+            shards_are_scoped_by_room_and_channel,
+            shards_delete_reports_presence);
     };
 }
 
@@ -471,4 +493,199 @@ pub async fn rate_limits_count_every_concurrent_hit<S: Accounts>(store: Arc<S>) 
         (1..=10).collect::<Vec<u64>>(),
         "every hit got its own count"
     );
+}
+
+fn room(tag: u8, version: u64) -> Room {
+    let key = crate::fixtures::User::new(tag, T0).bundle.sign_key;
+    Room {
+        room_id: RoomId([tag; 16]),
+        version,
+        spine: Blob(vec![tag; 64]),
+        admin_key: key,
+        member_key: key,
+        channels: [(ChannelId([1; 16]), key)].into_iter().collect(),
+    }
+}
+
+pub async fn rooms_are_versioned_and_conflicts_change_nothing<S: Rooms>(store: Arc<S>) {
+    let r1 = room(1, 1);
+    store.create_room(&r1).await.unwrap();
+    assert!(matches!(
+        store.create_room(&room(1, 1)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.room(&r1.room_id).await.unwrap(), Some(r1.clone()));
+    let mut r2 = r1.clone();
+    r2.version = 2;
+    r2.spine = Blob(vec![2; 10]);
+    store.update_room(&r2).await.unwrap();
+    let mut stale = r1.clone();
+    stale.version = 2;
+    stale.spine = Blob(vec![3; 10]);
+    assert!(matches!(
+        store.update_room(&stale).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut skip = r2.clone();
+    skip.version = 4;
+    assert!(matches!(
+        store.update_room(&skip).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.room(&r1.room_id).await.unwrap(), Some(r2.clone()));
+    assert!(store.delete_room(&r1.room_id).await.unwrap());
+    assert!(!store.delete_room(&r1.room_id).await.unwrap());
+    assert_eq!(store.room(&r1.room_id).await.unwrap(), None);
+    let mut after = r2;
+    after.version = 3;
+    assert!(
+        matches!(store.update_room(&after).await, Err(StoreError::Conflict)),
+        "no update revives a room"
+    );
+}
+
+pub async fn rooms_concurrent_updates_have_one_winner<S: Rooms>(store: Arc<S>) {
+    store.create_room(&room(1, 1)).await.unwrap();
+    let tasks: Vec<_> = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            let mut next = room(1, 2);
+            next.spine = Blob(vec![i; 8]);
+            tokio::spawn(async move { (store.update_room(&next).await, next) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(()), r) => winners.push(r),
+            (Err(StoreError::Conflict), _) => {}
+            (Err(e), _) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(
+        store.room(&RoomId([1; 16])).await.unwrap(),
+        Some(winners.remove(0))
+    );
+}
+
+fn channel(room: u8, channel: u8) -> ChannelRef {
+    ChannelRef {
+        room: RoomId([room; 16]),
+        channel: ChannelId([channel; 16]),
+    }
+}
+
+fn shard(number: u64, burn_at: Timestamp) -> Shard {
+    Shard {
+        number,
+        ciphertext: Blob(vec![number as u8; 32]),
+        burn_at,
+        posted_at: T0,
+        delete_hash: Some(Blob(vec![9; 32])),
+    }
+}
+
+pub async fn shards_reserve_unique_increasing_numbers_under_concurrency<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    assert_eq!(store.reserved(&c).await.unwrap(), 0);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve(&c).await.unwrap() })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=100).collect::<Vec<u64>>());
+    assert_eq!(store.reserved(&c).await.unwrap(), 100);
+    assert_eq!(
+        store.reserve(&channel(1, 2)).await.unwrap(),
+        1,
+        "counters are per channel"
+    );
+}
+
+pub async fn shards_list_in_order_and_never_return_burnt_ones<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    // Numbers 2 and 3 burn at T0+10; the rest much later.
+    for n in [5, 1, 3, 2, 4] {
+        let burn = if n == 2 || n == 3 {
+            T0.plus(10)
+        } else {
+            T0.plus(1000)
+        };
+        store.put_shard(&c, &shard(n, burn)).await.unwrap();
+    }
+    let numbers = |v: Vec<Shard>| v.into_iter().map(|s| s.number).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(store.shards(&c, 0, 10, T0).await.unwrap()),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        numbers(store.shards(&c, 1, 2, T0).await.unwrap()),
+        vec![2, 3]
+    );
+    let later = T0.plus(10);
+    assert_eq!(
+        numbers(store.shards(&c, 0, 10, later).await.unwrap()),
+        vec![1, 4, 5]
+    );
+    assert_eq!(
+        numbers(store.shards(&c, 1, 1, later).await.unwrap()),
+        vec![4],
+        "a burnt run does not end a page early"
+    );
+    assert_eq!(store.shard(&c, 2, later).await.unwrap(), None);
+    assert_eq!(
+        store.shard(&c, 4, later).await.unwrap(),
+        Some(shard(4, T0.plus(1000)))
+    );
+    assert_eq!(store.shard(&c, 9, T0).await.unwrap(), None);
+}
+
+pub async fn shards_duplicate_number_conflicts<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    store.put_shard(&c, &shard(1, T0.plus(100))).await.unwrap();
+    let mut clash = shard(1, T0.plus(100));
+    clash.ciphertext = Blob(vec![0; 4]);
+    assert!(matches!(
+        store.put_shard(&c, &clash).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.shard(&c, 1, T0).await.unwrap(),
+        Some(shard(1, T0.plus(100)))
+    );
+}
+
+pub async fn shards_are_scoped_by_room_and_channel<S: Rooms>(store: Arc<S>) {
+    store
+        .put_shard(&channel(1, 1), &shard(1, T0.plus(100)))
+        .await
+        .unwrap();
+    // The same channel id in another room, and another channel in the same room, are apart.
+    assert_eq!(
+        store.shards(&channel(2, 1), 0, 10, T0).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store.shards(&channel(1, 2), 0, 10, T0).await.unwrap(),
+        vec![]
+    );
+    store
+        .put_shard(&channel(2, 1), &shard(1, T0.plus(100)))
+        .await
+        .unwrap();
+}
+
+pub async fn shards_delete_reports_presence<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    store.put_shard(&c, &shard(1, T0.plus(100))).await.unwrap();
+    assert!(store.delete_shard(&c, 1).await.unwrap());
+    assert!(!store.delete_shard(&c, 1).await.unwrap());
+    assert_eq!(store.shard(&c, 1, T0).await.unwrap(), None);
 }

@@ -140,3 +140,26 @@ pub async fn create_secret(name: &str, value: &str) -> String {
         .expect("creating a secret on moto");
     out.arn.expect("moto returns an ARN")
 }
+
+/// The spine and shards functions' store on fresh tables.
+pub async fn fresh_rooms_store() -> (
+    Arc<cinder_aws::rooms::DynamoRooms>,
+    cinder_aws::rooms::RoomTables,
+) {
+    use cinder_aws::schema;
+    let client = client();
+    let tables = cinder_aws::rooms::RoomTables::prefixed(&unique_prefix());
+    for (name, spec) in [
+        (&tables.rooms, schema::ROOMS),
+        (&tables.shards, schema::SHARDS),
+        (&tables.nonces, schema::NONCES),
+    ] {
+        schema::create(&client, name, spec)
+            .await
+            .expect("creating tables on moto");
+    }
+    (
+        Arc::new(cinder_aws::rooms::DynamoRooms::new(client, tables.clone())),
+        tables,
+    )
+}

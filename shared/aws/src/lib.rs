@@ -4,6 +4,7 @@
 //! - [`Config`]: the table names, read once from the environment.
 //! - [`DynamoStore`]: one client, every record store; items mapped with `serde_dynamo`.
 //! - `accounts` (feature `accounts`): the enclave function's stores and master secret.
+//! - [`rooms`]: the spine and shards functions' stores.
 //! - [`schema`]: each table's key schema and TTL attribute, the same as `template.yaml`'s,
 //!   for test harnesses and local tooling that create tables.
 //!
@@ -13,6 +14,7 @@
 
 #[cfg(feature = "accounts")]
 pub mod accounts;
+pub mod rooms;
 pub mod schema;
 
 use async_trait::async_trait;

@@ -63,6 +63,19 @@ pub const RATE_LIMITS: TableSpec = TableSpec {
     ttl: Some("expires_at"),
 };
 
+/// The rooms table.
+pub const ROOMS: TableSpec = TableSpec {
+    partition: ("room_id", ScalarAttributeTypeName::S),
+    sort: None,
+    ttl: None,
+};
+/// The shards table: partition `room/channel`, sort message number; number 0 is the counter.
+pub const SHARDS: TableSpec = TableSpec {
+    partition: ("channel", ScalarAttributeTypeName::S),
+    sort: Some(("number", ScalarAttributeTypeName::N)),
+    ttl: Some("burn_at"),
+};
+
 /// Creates one table (on-demand billing) and switches TTL on where the spec has it.
 pub async fn create(
     client: &Client,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest, Sha256};
 
-use crate::{Nonce, ProtoError, Signature, Timestamp, UserId};
+use crate::{ChannelId, Nonce, ProtoError, RoomId, Signature, Timestamp, UserId};
 
 /// Header naming who signed: `user:<user id>`.
 pub const SIGNER_HEADER: &str = "x-cinder-signer";
@@ -25,18 +25,28 @@ pub const SIGNATURE_HEADER: &str = "x-cinder-signature";
 
 const DOMAIN: &str = "cinder/request/v1";
 
-/// Who vouches for a request. Users sign with their directory key; later capabilities
-/// (room admin keys, channel keys) join this enum and reuse the same scheme.
+/// Who vouches for a request. Users sign with their directory key; rooms and channels are
+/// capabilities: keys derived from secrets only members hold, whose verification keys the
+/// server keeps in the room record. The server checks the capability, never who holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signer {
     /// A user, verified against the current key in the key directory.
     User(UserId),
+    /// Any member of a room (key derived from the room master key).
+    Member(RoomId),
+    /// A room's administrator (the room admin key).
+    Admin(RoomId),
+    /// Any holder of a channel's key (key derived from the channel key).
+    Channel(RoomId, ChannelId),
 }
 
 impl fmt::Display for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::User(id) => write!(f, "user:{id}"),
+            Self::Member(room) => write!(f, "member:{room}"),
+            Self::Admin(room) => write!(f, "admin:{room}"),
+            Self::Channel(room, channel) => write!(f, "channel:{room}/{channel}"),
         }
     }
 }
@@ -46,6 +56,12 @@ impl FromStr for Signer {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some(("user", id)) => Ok(Self::User(id.parse()?)),
+            Some(("member", room)) => Ok(Self::Member(room.parse()?)),
+            Some(("admin", room)) => Ok(Self::Admin(room.parse()?)),
+            Some(("channel", rest)) => {
+                let (room, channel) = rest.split_once('/').ok_or(ProtoError::BadId("signer"))?;
+                Ok(Self::Channel(room.parse()?, channel.parse()?))
+            }
             _ => Err(ProtoError::BadId("signer")),
         }
     }
@@ -172,11 +188,20 @@ mod tests {
                 .parse::<Signer>()
                 .is_ok()
         );
+        let id = "00112233445566778899aabbccddeeff";
+        for good in [
+            format!("member:{id}"),
+            format!("admin:{id}"),
+            format!("channel:{id}/{id}"),
+        ] {
+            assert_eq!(good.parse::<Signer>().unwrap().to_string(), good);
+        }
         for bad in [
             "",
             "user:",
             "room:00112233445566778899aabbccddeeff",
             "00112233445566778899aabbccddeeff",
+            "channel:00112233445566778899aabbccddeeff",
         ] {
             assert!(bad.parse::<Signer>().is_err(), "{bad:?} was accepted");
         }

@@ -76,6 +76,19 @@ hex_id!(
     "envelope id"
 );
 
+hex_id!(
+    /// A room's id: 16 random bytes chosen by the creating client.
+    RoomId,
+    "room id"
+);
+
+hex_id!(
+    /// A channel's id: 16 random bytes chosen by the client that adds the channel. Unique
+    /// only within its room; the server always addresses a channel with its room.
+    ChannelId,
+    "channel id"
+);
+
 impl UserId {
     /// The id that belongs to a user whose first signing key is `key`.
     pub fn derive(key: &VerifyKey) -> Self {

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use cinder_proto::auth::canonical_request;
-use cinder_proto::{RequestSignature, Signer, Timestamp};
+use cinder_proto::{RequestSignature, Signer, Timestamp, VerifyKey};
 
-use crate::store::{KeyStore, NonceStore};
+use crate::store::{KeyStore, NonceStore, RoomStore};
 use crate::{Clock, Error, Result};
 
 /// How far a request's timestamp may be from the server's clock, either way, in seconds.
@@ -20,8 +20,10 @@ pub const DEFAULT_WINDOW: u64 = 120;
 /// What request authentication needs: where keys and nonces live, and the time.
 #[derive(Clone)]
 pub struct Auth {
-    /// Where user verification keys are looked up.
-    pub keys: Arc<dyn KeyStore>,
+    /// Where user verification keys are looked up (functions that take user signatures).
+    pub keys: Option<Arc<dyn KeyStore>>,
+    /// Where room and channel capabilities are looked up (functions that take them).
+    pub rooms: Option<Arc<dyn RoomStore>>,
     /// Where nonces are spent.
     pub nonces: Arc<dyn NonceStore>,
     /// The time source.
@@ -34,11 +36,44 @@ impl Auth {
     /// Authentication over the given stores with the default window.
     pub fn new(keys: Arc<dyn KeyStore>, nonces: Arc<dyn NonceStore>, clock: Clock) -> Self {
         Self {
-            keys,
+            keys: Some(keys),
+            rooms: None,
             nonces,
             clock,
             window: DEFAULT_WINDOW,
         }
+    }
+
+    /// Authentication of room and channel capabilities.
+    pub fn for_rooms(rooms: Arc<dyn RoomStore>, nonces: Arc<dyn NonceStore>, clock: Clock) -> Self {
+        Self {
+            keys: None,
+            rooms: Some(rooms),
+            nonces,
+            clock,
+            window: DEFAULT_WINDOW,
+        }
+    }
+
+    /// The key that verifies `signer`, if this function knows it.
+    async fn key_of(&self, signer: &Signer) -> Result<Option<VerifyKey>> {
+        let room = |room| async move {
+            match &self.rooms {
+                Some(rooms) => rooms.room(&room).await.map_err(Error::from),
+                None => Ok(None),
+            }
+        };
+        Ok(match *signer {
+            Signer::User(user) => match &self.keys {
+                Some(keys) => keys.current(&user).await?.map(|b| b.sign_key),
+                None => None,
+            },
+            Signer::Member(r) => room(r).await?.map(|r| r.member_key),
+            Signer::Admin(r) => room(r).await?.map(|r| r.admin_key),
+            Signer::Channel(r, channel) => room(r)
+                .await?
+                .and_then(|r| r.channels.get(&channel).copied()),
+        })
     }
 
     /// Checks one request's signature and spends its nonce. Returns who signed it.
@@ -50,16 +85,26 @@ impl Auth {
         path_and_query: &str,
         body: &[u8],
     ) -> Result<Signer> {
-        let now = self.clock.now();
-        if sig.timestamp.distance(now) > self.window {
-            return Err(Error::StaleRequest { now });
-        }
-        let key = match sig.signer {
-            Signer::User(user) => self.keys.current(&user).await?.map(|b| b.sign_key),
-        };
-        let Some(key) = key else {
+        self.check_window(sig)?;
+        let Some(key) = self.key_of(&sig.signer).await? else {
             return Err(Error::Unauthenticated);
         };
+        self.verify_with(sig, &key, method, path_and_query, body)
+            .await
+    }
+
+    /// Like [`Auth::verify`], with a key the caller already holds: for a request that
+    /// brings its own key, such as the one creating a room.
+    pub async fn verify_with(
+        &self,
+        sig: &RequestSignature,
+        key: &VerifyKey,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<Signer> {
+        self.check_window(sig)?;
+        let now = self.clock.now();
         let msg = canonical_request(
             method,
             path_and_query,
@@ -77,5 +122,13 @@ impl Auth {
             return Err(Error::ReplayedRequest);
         }
         Ok(sig.signer)
+    }
+
+    fn check_window(&self, sig: &RequestSignature) -> Result<()> {
+        let now = self.clock.now();
+        if sig.timestamp.distance(now) > self.window {
+            return Err(Error::StaleRequest { now });
+        }
+        Ok(())
     }
 }

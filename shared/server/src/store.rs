@@ -182,3 +182,78 @@ pub trait RateLimitStore: Send + Sync {
         now: Timestamp,
     ) -> Result<u64, StoreError>;
 }
+
+/// Rooms: the spine ciphertext and the capabilities' verification keys.
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    /// Creates a room. [`StoreError::Conflict`] if the id exists.
+    async fn create_room(&self, room: &cinder_proto::rooms::Room) -> Result<(), StoreError>;
+
+    /// Reads a room.
+    async fn room(
+        &self,
+        id: &cinder_proto::RoomId,
+    ) -> Result<Option<cinder_proto::rooms::Room>, StoreError>;
+
+    /// Replaces a room whose stored version is `room.version - 1`.
+    /// [`StoreError::Conflict`] otherwise (including a deleted room).
+    async fn update_room(&self, room: &cinder_proto::rooms::Room) -> Result<(), StoreError>;
+
+    /// Deletes a room; `false` if there was none.
+    async fn delete_room(&self, id: &cinder_proto::RoomId) -> Result<bool, StoreError>;
+}
+
+/// Where a channel's messages live: the room and the channel, since channel ids are only
+/// unique within a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelRef {
+    /// The room.
+    pub room: cinder_proto::RoomId,
+    /// The channel.
+    pub channel: cinder_proto::ChannelId,
+}
+
+impl std::fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.room, self.channel)
+    }
+}
+
+/// Channel messages. Burn is part of the contract: a shard whose `burn_at` has passed is
+/// never returned, whatever has been deleted.
+#[async_trait]
+pub trait ShardStore: Send + Sync {
+    /// Reserves the channel's next message number: unique, and above every earlier one,
+    /// under any number of concurrent callers.
+    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError>;
+
+    /// The highest number reserved so far (0 if none).
+    async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError>;
+
+    /// Stores a shard. [`StoreError::Conflict`] if its number is taken.
+    async fn put_shard(
+        &self,
+        channel: &ChannelRef,
+        shard: &cinder_proto::rooms::Shard,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` unburnt shards numbered above `after`, in number order.
+    async fn shards(
+        &self,
+        channel: &ChannelRef,
+        after: u64,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<cinder_proto::rooms::Shard>, StoreError>;
+
+    /// One shard, unless absent or burnt.
+    async fn shard(
+        &self,
+        channel: &ChannelRef,
+        number: u64,
+        now: Timestamp,
+    ) -> Result<Option<cinder_proto::rooms::Shard>, StoreError>;
+
+    /// Deletes one shard; `false` if there was none.
+    async fn delete_shard(&self, channel: &ChannelRef, number: u64) -> Result<bool, StoreError>;
+}

@@ -14,11 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use cinder_proto::RoomId;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
+use cinder_proto::rooms::{Room, Shard};
 use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{
-    AccountRecord, AccountStore, InboxStore, KeyStore, LoginKey, NonceStore, RateLimitStore,
-    StoreError,
+    AccountRecord, AccountStore, ChannelRef, InboxStore, KeyStore, LoginKey, NonceStore,
+    RateLimitStore, RoomStore, ShardStore, StoreError,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -55,11 +57,27 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     hits       INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 2;
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    room    TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shard_counters (
+    channel TEXT PRIMARY KEY,
+    next    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shards (
+    channel TEXT NOT NULL,
+    number  INTEGER NOT NULL,
+    burn_at INTEGER NOT NULL,
+    shard   TEXT NOT NULL,
+    PRIMARY KEY (channel, number)
+) WITHOUT ROWID;
+PRAGMA user_version = 3;
 ";
 
 /// The schema version this build writes; older files are upgraded in place.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -515,6 +533,203 @@ impl RateLimitStore for SqliteStore {
                 )
                 .map_err(backend)?;
             u64::try_from(hits).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RoomStore for SqliteStore {
+    async fn create_room(&self, room: &Room) -> Result<(), StoreError> {
+        let id = room.room_id.to_string();
+        let version = to_sql_int(room.version)?;
+        let json = encode(room)?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO rooms (room_id, version, room) VALUES (?1, ?2, ?3)",
+                params![id, version, json],
+            )
+            .map(drop)
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict
+                } else {
+                    backend(e)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            let row: Option<String> = c
+                .query_row(
+                    "SELECT room FROM rooms WHERE room_id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.as_deref().map(decode).transpose()
+        })
+        .await
+    }
+
+    async fn update_room(&self, room: &Room) -> Result<(), StoreError> {
+        let id = room.room_id.to_string();
+        let version = to_sql_int(room.version)?;
+        let json = encode(room)?;
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE rooms SET version = ?2, room = ?3 WHERE room_id = ?1 AND version = ?2 - 1",
+                    params![id, version, json],
+                )
+                .map_err(backend)?;
+            if changed == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+        })
+        .await
+    }
+
+    async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| {
+            c.execute("DELETE FROM rooms WHERE room_id = ?1", params![id])
+                .map(|n| n == 1)
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ShardStore for SqliteStore {
+    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+        let channel = channel.to_string();
+        self.run(move |c| {
+            let next: i64 = c
+                .query_row(
+                    "INSERT INTO shard_counters (channel, next) VALUES (?1, 1)
+                     ON CONFLICT (channel) DO UPDATE SET next = next + 1
+                     RETURNING next",
+                    params![channel],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            u64::try_from(next).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+
+    async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+        let channel = channel.to_string();
+        self.run(move |c| {
+            let next: Option<i64> = c
+                .query_row(
+                    "SELECT next FROM shard_counters WHERE channel = ?1",
+                    params![channel],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            u64::try_from(next.unwrap_or(0)).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .await
+    }
+
+    async fn put_shard(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
+        let channel = channel.to_string();
+        let number = to_sql_int(shard.number)?;
+        let burn_at = to_sql_int(shard.burn_at.0)?;
+        let now = to_sql_int(shard.posted_at.0)?;
+        let json = encode(shard)?;
+        let sweep = self.sweep_due();
+        self.run(move |c| {
+            if sweep {
+                // Shards burn on `burn_at`, the column the sweep of other tables calls `expires_at`.
+                c.execute("DELETE FROM shards WHERE burn_at <= ?1", params![now])
+                    .map_err(backend)?;
+            }
+            c.execute(
+                "INSERT INTO shards (channel, number, burn_at, shard) VALUES (?1, ?2, ?3, ?4)",
+                params![channel, number, burn_at, json],
+            )
+            .map(drop)
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    StoreError::Conflict
+                } else {
+                    backend(e)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn shards(
+        &self,
+        channel: &ChannelRef,
+        after: u64,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Shard>, StoreError> {
+        let channel = channel.to_string();
+        let after = to_sql_int(after)?;
+        let limit = to_sql_int(limit as u64)?;
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT shard FROM shards WHERE channel = ?1 AND number > ?2 AND burn_at > ?3
+                     ORDER BY number ASC LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![channel, after, now, limit], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(backend)?;
+            rows.map(|r| r.map_err(backend).and_then(|t| decode(&t)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn shard(
+        &self,
+        channel: &ChannelRef,
+        number: u64,
+        now: Timestamp,
+    ) -> Result<Option<Shard>, StoreError> {
+        let channel = channel.to_string();
+        let number = to_sql_int(number)?;
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let row: Option<String> = c
+                .query_row(
+                    "SELECT shard FROM shards WHERE channel = ?1 AND number = ?2 AND burn_at > ?3",
+                    params![channel, number, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.as_deref().map(decode).transpose()
+        })
+        .await
+    }
+
+    async fn delete_shard(&self, channel: &ChannelRef, number: u64) -> Result<bool, StoreError> {
+        let channel = channel.to_string();
+        let number = to_sql_int(number)?;
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM shards WHERE channel = ?1 AND number = ?2",
+                params![channel, number],
+            )
+            .map(|n| n == 1)
+            .map_err(backend)
         })
         .await
     }

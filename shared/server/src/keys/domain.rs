@@ -99,7 +99,9 @@ pub async fn drop_envelope(
     req: DropEnvelope,
     now: Timestamp,
 ) -> Result<Envelope> {
-    let Signer::User(sender) = signer;
+    let Signer::User(sender) = signer else {
+        return Err(Error::Forbidden);
+    };
     if req.sealed.is_empty() || req.sealed.len() > limits::MAX_ENVELOPE_BYTES {
         return Err(Error::limit(
             "sealed",
@@ -179,7 +181,7 @@ pub async fn delete_envelope(
 fn require_owner(signer: Signer, owner: UserId) -> Result<()> {
     match signer {
         Signer::User(user) if user == owner => Ok(()),
-        Signer::User(_) => Err(Error::Forbidden),
+        _ => Err(Error::Forbidden),
     }
 }
 

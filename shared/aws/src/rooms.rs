@@ -1,0 +1,280 @@
+//! The spine and shards functions' stores on DynamoDB.
+//!
+//! Shards live in one table keyed by channel (`room/channel`) and number. Number 0 of each
+//! channel is not a message but its counter: `reserve` is one atomic `ADD` on it, which is
+//! how concurrent posters get unique, increasing numbers.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::ReturnValue;
+use cinder_proto::RoomId;
+use cinder_proto::Timestamp;
+use cinder_proto::rooms::{Room, Shard};
+use cinder_server::store::{ChannelRef, NonceStore, RoomStore, ShardStore, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
+
+/// The spine and shards functions' tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTables {
+    /// Rooms: partition `room_id`.
+    pub rooms: String,
+    /// Shards: partition `channel`, sort `number`, TTL `burn_at`.
+    pub shards: String,
+    /// Spent request nonces (shared with every function).
+    pub nonces: String,
+}
+
+impl RoomTables {
+    /// Names with a common prefix, as the test harness uses.
+    pub fn prefixed(prefix: &str) -> Self {
+        Self {
+            rooms: format!("{prefix}rooms"),
+            shards: format!("{prefix}shards"),
+            nonces: format!("{prefix}nonces"),
+        }
+    }
+
+    /// Reads `ROOMS_TABLE`, `SHARDS_TABLE` and `NONCES_TABLE`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+        Ok(Self {
+            rooms: var("ROOMS_TABLE")?,
+            shards: var("SHARDS_TABLE")?,
+            nonces: var("NONCES_TABLE")?,
+        })
+    }
+}
+
+/// Rooms, shards and nonces on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoRooms {
+    client: Client,
+    tables: RoomTables,
+}
+
+impl DynamoRooms {
+    /// A store over an existing client.
+    pub fn new(client: Client, tables: RoomTables) -> Self {
+        Self { client, tables }
+    }
+}
+
+#[async_trait]
+impl RoomStore for DynamoRooms {
+    async fn create_room(&self, room: &Room) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.rooms)
+            .set_item(Some(to_item(room)?))
+            .condition_expression("attribute_not_exists(room_id)")
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.rooms)
+            .key("room_id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn update_room(&self, room: &Room) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.rooms)
+            .set_item(Some(to_item(room)?))
+            .condition_expression("version = :prev")
+            .expression_attribute_values(":prev", n(room.version.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.rooms)
+            .key("room_id", s(id))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+/// A shard item: the shard plus its partition key.
+#[derive(Serialize, Deserialize)]
+struct ShardItem {
+    channel: String,
+    #[serde(flatten)]
+    shard: Shard,
+}
+
+#[async_trait]
+impl ShardStore for DynamoRooms {
+    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.shards)
+            .key("channel", s(channel))
+            .key("number", n(0))
+            .update_expression("ADD next_number :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(backend)?;
+        out.attributes
+            .and_then(|a| {
+                a.get("next_number")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+            })
+            .ok_or_else(|| StoreError::Corrupt("shard counter".into()))
+    }
+
+    async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.shards)
+            .key("channel", s(channel))
+            .key("number", n(0))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out
+            .item
+            .and_then(|i| {
+                i.get("next_number")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0))
+    }
+
+    async fn put_shard(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
+        let item = ShardItem {
+            channel: channel.to_string(),
+            shard: shard.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.tables.shards)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(#n)")
+            .expression_attribute_names("#n", "number")
+            .send()
+            .await
+            .map_err(conditional)?;
+        Ok(())
+    }
+
+    async fn shards(
+        &self,
+        channel: &ChannelRef,
+        after: u64,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Shard>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        let mut start = None;
+        // A filtered page can come back short: read on until full or exhausted.
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.shards)
+                .key_condition_expression("channel = :c AND #n > :after")
+                .filter_expression("burn_at > :now")
+                .expression_attribute_names("#n", "number")
+                .expression_attribute_values(":c", s(channel))
+                .expression_attribute_values(":after", n(after))
+                .expression_attribute_values(":now", n(now.0))
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item::<ShardItem>(item)?.shard);
+            }
+            start = page.last_evaluated_key;
+            if out.len() >= limit || start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn shard(
+        &self,
+        channel: &ChannelRef,
+        number: u64,
+        now: Timestamp,
+    ) -> Result<Option<Shard>, StoreError> {
+        if number == 0 {
+            return Ok(None);
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.shards)
+            .key("channel", s(channel))
+            .key("number", n(number))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let shard = out
+            .item
+            .map(from_item::<ShardItem>)
+            .transpose()?
+            .map(|i| i.shard);
+        Ok(shard.filter(|s| s.burn_at > now))
+    }
+
+    async fn delete_shard(&self, channel: &ChannelRef, number: u64) -> Result<bool, StoreError> {
+        if number == 0 {
+            return Ok(false);
+        }
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.shards)
+            .key("channel", s(channel))
+            .key("number", n(number))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
+
+#[async_trait]
+impl NonceStore for DynamoRooms {
+    async fn remember(
+        &self,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
+    }
+}
