@@ -61,3 +61,42 @@ pub fn random_nonce() -> Nonce {
     getrandom::fill(&mut n).expect("randomness");
     Nonce(n)
 }
+
+/// A capability key (room admin, room member or channel) that signs requests.
+#[derive(Clone)]
+pub struct Capability {
+    pub key: SigningKey,
+    pub signer: Signer,
+}
+
+impl Capability {
+    pub fn new(seed: u8, signer: Signer) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&[seed; 32]),
+            signer,
+        }
+    }
+
+    pub fn verify_key(&self) -> cinder_proto::VerifyKey {
+        self.key.verifying_key().into()
+    }
+
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        at: Timestamp,
+    ) -> [(&'static str, String); 4] {
+        RequestSignature::sign(
+            &self.key,
+            self.signer,
+            method,
+            path,
+            body,
+            at,
+            random_nonce(),
+        )
+        .headers()
+    }
+}

@@ -35,6 +35,9 @@ pub enum ConfigError {
     /// A required variable is unset or not Unicode.
     #[error("environment variable {0} must be set")]
     Missing(&'static str),
+    /// A variable is set but unusable.
+    #[error("environment variable {0} is not valid")]
+    Invalid(&'static str),
 }
 
 /// Table names, one per record.

@@ -47,6 +47,14 @@ impl RoomTables {
     }
 }
 
+/// Reads `MAX_BURN_SECS`, the burn horizon (default 30 days).
+pub fn max_burn_secs_from_env() -> Result<u64, ConfigError> {
+    match std::env::var("MAX_BURN_SECS") {
+        Err(_) => Ok(cinder_server::shards::DEFAULT_MAX_BURN_SECS),
+        Ok(v) => v.parse().map_err(|_| ConfigError::Invalid("MAX_BURN_SECS")),
+    }
+}
+
 /// Rooms, shards and nonces on DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoRooms {

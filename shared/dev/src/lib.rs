@@ -16,6 +16,8 @@ use axum::Router;
 use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::keys::{self, KeysState};
+use cinder_server::shards::{self, DEFAULT_MAX_BURN_SECS, ShardsState};
+use cinder_server::spine::{self, SpineState};
 use cinder_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
@@ -110,7 +112,17 @@ pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
 pub fn app(store: Arc<SqliteStore>, secrets: Arc<ServerSecrets>, clock: Clock) -> Router {
     let routes = Router::new()
         .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
-        .merge(accounts::routes(AccountsState::new(store, secrets, clock)));
+        .merge(accounts::routes(AccountsState::new(
+            store.clone(),
+            secrets,
+            clock.clone(),
+        )))
+        .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
+        .merge(shards::routes(ShardsState::new(
+            store,
+            clock,
+            DEFAULT_MAX_BURN_SECS,
+        )));
     cinder_server::routing::finish(routes)
 }
 

@@ -162,3 +162,39 @@ where
             .map_err(|e| Error::InvalidParameter(format!("query: {}", e.body_text())))
     }
 }
+
+/// A body that names the key its own request is signed with, such as a room's creation,
+/// which brings the admin key that will govern the room.
+pub trait BringsKey {
+    /// The key that must verify a request signed by `signer`, if the body vouches for one.
+    fn key_for(&self, signer: &Signer) -> Option<cinder_proto::VerifyKey>;
+}
+
+/// A request signed by a key its own body brings (see [`BringsKey`]). The body is parsed
+/// before the signature is checked, since the key is in it; nothing is stored before both.
+#[derive(Debug)]
+pub struct SelfSigned<T, const LIMIT: usize = DEFAULT_BODY_LIMIT>(pub T);
+
+impl<S, T, const LIMIT: usize> FromRequest<S> for SelfSigned<T, LIMIT>
+where
+    S: Send + Sync,
+    Auth: FromRef<S>,
+    T: DeserializeOwned + BringsKey + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self> {
+        let (parts, bytes) = read_body(request, LIMIT).await?;
+        let sig = signature_headers(&parts.headers)?;
+        let body: T = parse_json(&bytes)?;
+        let key = body.key_for(&sig.signer).ok_or(Error::Unauthenticated)?;
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+        Auth::from_ref(state)
+            .verify_with(&sig, &key, parts.method.as_str(), path, &bytes)
+            .await?;
+        Ok(Self(body))
+    }
+}

@@ -11,6 +11,8 @@
 //! - [`extract`]: axum extractors that parse bodies, paths and signatures at the edge.
 //! - [`routing`]: fallbacks and the access log every finished router gets.
 //! - `accounts` (feature `accounts`): OPAQUE login and the enclave: domain rules and router.
+//! - [`spine`]: rooms: the sealed spine and its capabilities.
+//! - [`shards`]: channel messages: numbering, burn, capability checks.
 //! - [`keys`]: the key directory and invite inboxes: domain rules and router.
 
 #[cfg(feature = "accounts")]
@@ -21,6 +23,8 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod routing;
+pub mod shards;
+pub mod spine;
 pub mod store;
 
 pub use auth::Auth;

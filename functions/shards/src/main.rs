@@ -1,0 +1,23 @@
+//! Lambda entry point for channel messages: read config once, build the store once, serve
+//! the router.
+
+use std::sync::Arc;
+
+use cinder_aws::rooms::{DynamoRooms, RoomTables, max_burn_secs_from_env};
+use cinder_server::Clock;
+use cinder_server::shards::{ShardsState, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let tables = RoomTables::from_env()?;
+    let max_burn = max_burn_secs_from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
+    lambda_http::run(router(ShardsState::new(
+        Arc::new(store),
+        Clock::system(),
+        max_burn,
+    )))
+    .await
+}

@@ -1,0 +1,16 @@
+//! Lambda entry point for rooms: read config once, build the store once, serve the router.
+
+use std::sync::Arc;
+
+use cinder_aws::rooms::{DynamoRooms, RoomTables};
+use cinder_server::Clock;
+use cinder_server::spine::{SpineState, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let tables = RoomTables::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
+    lambda_http::run(router(SpineState::new(Arc::new(store), Clock::system()))).await
+}

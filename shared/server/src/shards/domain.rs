@@ -1,0 +1,164 @@
+//! Message rules: numbering, the burn horizon, and who may delete.
+
+use cinder_proto::rooms::{DeleteShard, PostShard, Reserved, Shard, ShardPage, limits};
+use cinder_proto::{Blob, Signer, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::store::{ChannelRef, ShardStore, StoreError};
+use crate::{Error, Result};
+
+/// Requires the channel's capability.
+pub fn require_channel(signer: Signer, channel: ChannelRef) -> Result<()> {
+    match signer {
+        Signer::Channel(room, ch) if room == channel.room && ch == channel.channel => Ok(()),
+        _ => Err(Error::Forbidden),
+    }
+}
+
+/// Reserves the next message number.
+pub async fn reserve(
+    shards: &dyn ShardStore,
+    signer: Signer,
+    channel: ChannelRef,
+) -> Result<Reserved> {
+    require_channel(signer, channel)?;
+    Ok(Reserved {
+        number: shards.reserve(&channel).await?,
+    })
+}
+
+/// Stores a message under a number reserved before.
+#[tracing::instrument(skip_all, fields(number))]
+pub async fn post(
+    shards: &dyn ShardStore,
+    signer: Signer,
+    channel: ChannelRef,
+    number: u64,
+    req: PostShard,
+    now: Timestamp,
+    max_burn_secs: u64,
+) -> Result<Shard> {
+    require_channel(signer, channel)?;
+    if req.ciphertext.is_empty() || req.ciphertext.len() > limits::MAX_SHARD_BYTES {
+        return Err(Error::limit(
+            "ciphertext",
+            format!("a message holds 1 to {} bytes", limits::MAX_SHARD_BYTES),
+        ));
+    }
+    if req.burn_at <= now || req.burn_at > now.plus(max_burn_secs) {
+        return Err(Error::limit(
+            "burn_at",
+            format!("burn_at must be after now and at most {max_burn_secs} seconds ahead"),
+        ));
+    }
+    if req.delete_hash.as_ref().is_some_and(|h| h.len() != 32) {
+        return Err(Error::limit(
+            "delete_hash",
+            "delete_hash is a 32-byte SHA-256",
+        ));
+    }
+    if number == 0 || number > shards.reserved(&channel).await? {
+        return Err(Error::InvalidParameter(
+            "message number: reserve it first".into(),
+        ));
+    }
+    let shard = Shard {
+        number,
+        ciphertext: req.ciphertext,
+        burn_at: req.burn_at,
+        posted_at: now,
+        delete_hash: req.delete_hash,
+    };
+    match shards.put_shard(&channel, &shard).await {
+        Ok(()) => Ok(shard),
+        Err(StoreError::Conflict) => Err(Error::AlreadyExists("message")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A page of unburnt messages after `after`.
+pub async fn list(
+    shards: &dyn ShardStore,
+    signer: Signer,
+    channel: ChannelRef,
+    after: u64,
+    limit: Option<usize>,
+    now: Timestamp,
+) -> Result<ShardPage> {
+    require_channel(signer, channel)?;
+    let limit = match limit {
+        None => 50,
+        Some(n) if (1..=limits::MAX_SHARD_PAGE).contains(&n) => n,
+        Some(_) => {
+            return Err(Error::limit(
+                "limit",
+                format!("limit is 1 to {}", limits::MAX_SHARD_PAGE),
+            ));
+        }
+    };
+    let shards = shards.shards(&channel, after, limit, now).await?;
+    let next = (shards.len() == limit)
+        .then(|| shards.last().map(|s| s.number))
+        .flatten();
+    Ok(ShardPage { shards, next })
+}
+
+/// One unburnt message.
+pub async fn get(
+    shards: &dyn ShardStore,
+    signer: Signer,
+    channel: ChannelRef,
+    number: u64,
+    now: Timestamp,
+) -> Result<Shard> {
+    require_channel(signer, channel)?;
+    shards
+        .shard(&channel, number, now)
+        .await?
+        .ok_or(Error::NotFound("message"))
+}
+
+/// Deletes a message: by the room's admin, or by its sender, who proves it with the secret
+/// behind the message's `delete_hash` (and the channel capability).
+#[tracing::instrument(skip_all)]
+pub async fn delete(
+    shards: &dyn ShardStore,
+    signer: Signer,
+    channel: ChannelRef,
+    number: u64,
+    proof: Option<DeleteShard>,
+    now: Timestamp,
+) -> Result<()> {
+    match signer {
+        Signer::Admin(room) if room == channel.room => {}
+        Signer::Channel(..) => {
+            require_channel(signer, channel)?;
+            let shard = shards
+                .shard(&channel, number, now)
+                .await?
+                .ok_or(Error::NotFound("message"))?;
+            let proven = match (&shard.delete_hash, proof) {
+                (Some(hash), Some(p)) => hash.0 == sha256(&p.delete_secret.0),
+                _ => false,
+            };
+            if !proven {
+                return Err(Error::Forbidden);
+            }
+        }
+        _ => return Err(Error::Forbidden),
+    }
+    if shards.delete_shard(&channel, number).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("message"))
+    }
+}
+
+/// SHA-256 of a delete secret, as clients compute `delete_hash`.
+pub fn delete_hash_of(secret: &[u8]) -> Blob {
+    Blob(sha256(secret))
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}

@@ -1,0 +1,72 @@
+//! The spine function's HTTP surface.
+//!
+//! | route | purpose |
+//! |---|---|
+//! | `POST /rooms` | create a room (signed `admin:<room>` by the admin key in the body) |
+//! | `GET /rooms/{room_id}` | the room (signed `member:` or `admin:`) |
+//! | `PUT /rooms/{room_id}` | new spine and capabilities at an expected version (signed `admin:`) |
+//! | `DELETE /rooms/{room_id}` | delete the room (signed `admin:`) |
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use cinder_proto::RoomId;
+use cinder_proto::rooms::{CreateRoom, Room, UpdateRoom, limits};
+
+use super::{SpineState, domain};
+use crate::Result;
+use crate::extract::{PathParams, SelfSigned, Signed};
+
+/// The spine function's router.
+pub fn router(state: SpineState) -> Router {
+    crate::routing::finish(routes(state))
+}
+
+/// The spine function's routes alone, for the dev server.
+pub fn routes(state: SpineState) -> Router {
+    Router::new()
+        .route("/rooms", post(create))
+        .route(
+            "/rooms/{room_id}",
+            axum::routing::get(get).put(update).delete(delete),
+        )
+        .with_state(state)
+}
+
+async fn create(
+    State(s): State<SpineState>,
+    SelfSigned(req): SelfSigned<CreateRoom, { limits::MAX_ROOMS_BODY }>,
+) -> Result<(StatusCode, Json<Room>)> {
+    let room = domain::create(s.rooms.as_ref(), req).await?;
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+async fn get(
+    State(s): State<SpineState>,
+    PathParams(room): PathParams<RoomId>,
+    req: Signed<()>,
+) -> Result<Json<Room>> {
+    domain::get(s.rooms.as_ref(), req.signer, room)
+        .await
+        .map(Json)
+}
+
+async fn update(
+    State(s): State<SpineState>,
+    PathParams(room): PathParams<RoomId>,
+    req: Signed<UpdateRoom, { limits::MAX_ROOMS_BODY }>,
+) -> Result<Json<Room>> {
+    domain::update(s.rooms.as_ref(), req.signer, room, req.body)
+        .await
+        .map(Json)
+}
+
+async fn delete(
+    State(s): State<SpineState>,
+    PathParams(room): PathParams<RoomId>,
+    req: Signed<()>,
+) -> Result<StatusCode> {
+    domain::delete(s.rooms.as_ref(), req.signer, room).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
