@@ -55,9 +55,9 @@ pub struct EnclaveContents {
     /// What others see of the user, once shared into rooms.
     #[serde(default)]
     pub profile: UserProfile,
-    /// Per room id: its master key and channel keys.
+    /// Per room: its master key, channel keys and (for admins) admin key.
     #[serde(default)]
-    pub memberships: BTreeMap<String, Membership>,
+    pub memberships: BTreeMap<cinder_proto::RoomId, crate::room::Membership>,
 }
 
 /// A user's profile.
@@ -72,17 +72,6 @@ pub struct UserProfile {
     /// Reference to an encrypted avatar in media storage, once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar: Option<String>,
-}
-
-/// The keys of one room this user belongs to.
-#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
-pub struct Membership {
-    /// The room master key (base64url in JSON).
-    #[zeroize(skip)]
-    pub master_key: Blob,
-    /// Per channel id, its channel key.
-    #[zeroize(skip)]
-    pub channel_keys: BTreeMap<String, Blob>,
 }
 
 /// The key that seals the enclave, derived from OPAQUE's export key.

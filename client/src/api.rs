@@ -148,6 +148,55 @@ impl Client {
         self.call_with(method, path, body, signer, None).await
     }
 
+    /// Sends a request signed by a room or channel capability key.
+    pub(crate) async fn call_capability<B, T>(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        signer: Signer,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let bytes = match body {
+            Some(b) => {
+                serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let sig =
+            crate::room::sign_capability(key, signer, method.as_str(), path, &bytes, self.now())?;
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if !bytes.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
+        }
+        for (name, value) in sig.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let text = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status.is_success() {
+            let text = if text.is_empty() {
+                b"null".as_slice()
+            } else {
+                &text
+            };
+            return serde_json::from_slice(text).map_err(|e| self.unreadable(e.to_string()));
+        }
+        let body: ErrorBody = serde_json::from_slice(&text)
+            .map_err(|_| self.unreadable(format!("HTTP {status} without a Cinder error body")))?;
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            body,
+        })
+    }
+
     /// Like `call`, optionally in an account session.
     pub(crate) async fn call_with<B, T>(
         &self,

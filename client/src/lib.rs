@@ -8,6 +8,7 @@
 //! - [`api`]: [`Client`], one method per endpoint, signing requests where required.
 //! - [`directory`]: fetching other users' keys and following their rotation chains
 //!   against pinned versions.
+//! - [`room`]: rooms, channels, invitations and messages: every key made and kept here.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 
 pub mod account;
@@ -16,6 +17,7 @@ pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod profile;
+pub mod room;
 
 pub use api::Client;
 pub use error::ClientError;

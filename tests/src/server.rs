@@ -9,8 +9,13 @@ use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::clock::ManualTime;
 use cinder_server::keys::{self, KeysState};
+use cinder_server::shards::{self, ShardsState};
+use cinder_server::spine::{self, SpineState};
 use cinder_server::store::AccountStore;
 use cinder_sqlite::SqliteStore;
+
+/// The burn horizon of test servers: one day.
+pub const MAX_BURN: u64 = 24 * 3600;
 
 /// Which store a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,19 +58,35 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
                 .merge(accounts::routes(AccountsState::new(
                     store.clone(),
                     secrets,
+                    clock.clone(),
+                )))
+                .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
+                .merge(shards::routes(ShardsState::new(
+                    store.clone(),
                     clock,
+                    MAX_BURN,
                 )));
             (routes, store, Some(file))
         }
         Backend::Dynamo => {
             let (keys_store, _) = crate::moto::fresh_store().await;
             let (account_store, _) = crate::moto::fresh_accounts_store().await;
+            let (rooms_store, _) = crate::moto::fresh_rooms_store().await;
             let routes = Router::new()
                 .merge(keys::routes(KeysState::new(keys_store, clock.clone())))
                 .merge(accounts::routes(AccountsState::new(
                     account_store.clone(),
                     secrets,
+                    clock.clone(),
+                )))
+                .merge(spine::routes(SpineState::new(
+                    rooms_store.clone(),
+                    clock.clone(),
+                )))
+                .merge(shards::routes(ShardsState::new(
+                    rooms_store,
                     clock,
+                    MAX_BURN,
                 )));
             (routes, account_store as Arc<dyn AccountStore>, None)
         }
