@@ -1,5 +1,7 @@
 //! `cinder`: the reference client's command line.
 
+mod cli_rooms;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,6 +66,63 @@ enum Command {
     /// The public key directory.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Rooms you belong to.
+    #[command(subcommand)]
+    Room(cli_rooms::RoomCommand),
+    /// A room's channels.
+    #[command(subcommand)]
+    Channel(cli_rooms::ChannelCommand),
+    /// Invite a user to a room (admins).
+    Invite {
+        /// The room (name or id).
+        room: String,
+        /// The user's id.
+        user_id: UserId,
+        /// The name to list them under.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show invitations waiting in your inbox.
+    Invites,
+    /// Accept every waiting invitation (and new keys after a removal).
+    Accept,
+    /// Send a message.
+    Send {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// The text.
+        text: String,
+        /// Seconds until it burns (default: the channel's burn time).
+        #[arg(long)]
+        burn: Option<u64>,
+    },
+    /// Read a channel's messages.
+    Read {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// Only messages after this number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep polling for new messages (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List a room's members.
+    Members {
+        /// The room (name or id).
+        room: String,
+    },
+    /// Remove a member from a room and rotate its keys (admins).
+    Kick {
+        /// The room (name or id).
+        room: String,
+        /// The member's user id.
+        user_id: UserId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +267,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Passwd => passwd(&mut ctx).await,
         Command::Account(AccountCommand::Delete { yes }) => delete_account(&mut ctx, yes).await,
         Command::Keys(k) => keys(&mut ctx, k).await,
+        rooms => rooms_cmd(&mut ctx, rooms).await,
     }
 }
 
@@ -441,6 +501,53 @@ async fn keys(ctx: &mut Ctx, command: KeysCommand) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
+    ctx.session()?;
+    let json = ctx.cli.json;
+    let client = Client::new(&ctx.cli.server);
+    let Profile { session, pins, .. } = &mut ctx.profile;
+    let session = session.as_mut().ok_or(ClientError::NotLoggedIn)?;
+    let mut rc = cli_rooms::RoomCtx {
+        client: &client,
+        session,
+        pins,
+        json,
+    };
+    let result = match command {
+        Command::Room(c) => cli_rooms::room(&mut rc, c).await,
+        Command::Channel(c) => cli_rooms::channel(&mut rc, c).await,
+        Command::Invite {
+            room,
+            user_id,
+            name,
+        } => cli_rooms::invite(&mut rc, &room, user_id, name).await,
+        Command::Invites => cli_rooms::invites(&mut rc).await,
+        Command::Accept => cli_rooms::accept(&mut rc).await,
+        Command::Send {
+            room,
+            channel,
+            text,
+            burn,
+        } => cli_rooms::send(&mut rc, &room, &channel, &text, burn).await,
+        Command::Read {
+            room,
+            channel,
+            after,
+            follow,
+        } => cli_rooms::read(&mut rc, &room, &channel, after, follow).await,
+        Command::Members { room } => cli_rooms::members(&mut rc, &room).await,
+        Command::Kick { room, user_id } => cli_rooms::kick(&mut rc, &room, user_id).await,
+        _ => Ok(()),
+    };
+    // Keep what changed (memberships, spine versions, pins) even when the command failed late.
+    if let Some(s) = ctx.profile.session.clone() {
+        let server = ctx.cli.server.clone();
+        ctx.profile.remember(&server, s);
+    }
+    ctx.save()?;
+    result
 }
 
 fn is_unknown<T>(answer: Result<T, ClientError>) -> bool {

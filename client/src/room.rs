@@ -886,3 +886,17 @@ pub(crate) fn sign_capability(
         Nonce(nonce),
     ))
 }
+
+impl Client {
+    /// Deletes a room (admins only). Its messages become unreachable and burn on their own.
+    pub async fn delete_room(&self, m: &Membership) -> Result<(), ClientError> {
+        self.cap_call::<(), ()>(
+            &m.admin()?,
+            Signer::Admin(m.room),
+            Method::DELETE,
+            &format!("/rooms/{}", m.room),
+            None,
+        )
+        .await
+    }
+}

@@ -340,3 +340,113 @@ async fn account_walkthrough_register_login_profile_passwd_delete() {
     .await;
     assert_eq!(stderr(&after), "error: wrong login or password\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_walkthrough_create_invite_chat_kick() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let (alice, bob) = (dir.path().join("alice.json"), dir.path().join("bob.json"));
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(o),
+            stderr(o)
+        )
+    };
+    let reg = |p: &Path, name: &str| {
+        let (server, p, name) = (server.clone(), p.to_owned(), name.to_owned());
+        async move {
+            cinder_with_input(
+                &server,
+                &p,
+                &[
+                    "register",
+                    &name,
+                    "--name",
+                    &name,
+                    "--password-stdin",
+                    "--json",
+                ],
+                "long enough pw\n",
+            )
+            .await
+        }
+    };
+    let a = reg(&alice, "alice").await;
+    ok(&a);
+    let b = reg(&bob, "bob").await;
+    ok(&b);
+    let bob_id = json(&b)["user_id"].as_str().unwrap().to_owned();
+
+    // Alice makes a room with a text channel and a voice channel, and invites Bob.
+    ok(&cinder(
+        &server,
+        &alice,
+        &[
+            "room",
+            "create",
+            "team",
+            "--channel",
+            "general",
+            "--burn",
+            "3600",
+        ],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &alice,
+        &[
+            "channel", "create", "team", "call", "--voice", "--burn", "600",
+        ],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &alice,
+        &["invite", "team", &bob_id, "--name", "bob"],
+    )
+    .await);
+    let waiting = cinder(&server, &bob, &["invites", "--json"]).await;
+    ok(&waiting);
+    assert_eq!(json(&waiting).as_array().unwrap().len(), 1);
+    let accepted = cinder(&server, &bob, &["accept"]).await;
+    ok(&accepted);
+    assert!(
+        stdout(&accepted).starts_with("Joined team"),
+        "{}",
+        stdout(&accepted)
+    );
+
+    // They chat; Bob sees who said what.
+    ok(&cinder(&server, &alice, &["send", "team", "general", "hello bob"]).await);
+    ok(&cinder(&server, &bob, &["send", "team", "general", "hi alice"]).await);
+    let read = cinder(&server, &bob, &["read", "team", "general"]).await;
+    ok(&read);
+    assert_eq!(
+        stdout(&read),
+        "#1     alice: hello bob\n#2     bob: hi alice\n"
+    );
+    let members = cinder(&server, &bob, &["members", "team", "--json"]).await;
+    ok(&members);
+    assert_eq!(json(&members).as_array().unwrap().len(), 2);
+    let show = cinder(&server, &bob, &["room", "show", "team"]).await;
+    assert!(
+        stdout(&show).contains("#call") && stdout(&show).contains("voice"),
+        "{}",
+        stdout(&show)
+    );
+
+    // Alice removes Bob: he can no longer read, and the room leaves his list.
+    ok(&cinder(&server, &alice, &["kick", "team", &bob_id]).await);
+    ok(&cinder(&server, &alice, &["send", "team", "general", "bob is gone"]).await);
+    let denied = cinder(&server, &bob, &["read", "team", "general"]).await;
+    assert!(!denied.status.success());
+    let list = cinder(&server, &bob, &["room", "list", "--json"]).await;
+    ok(&list);
+    assert_eq!(json(&list), serde_json::json!([]));
+    let mine = cinder(&server, &alice, &["read", "team", "general", "--json"]).await;
+    ok(&mine);
+    assert_eq!(stdout(&mine).lines().count(), 3);
+}

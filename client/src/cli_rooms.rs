@@ -1,0 +1,443 @@
+//! The `cinder` CLI's room, channel and message commands.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cinder_proto::{ChannelId, ErrorCode, RoomId, UserId};
+use clap::{Args, Subcommand};
+
+use cinder_client::account::LoggedIn;
+use cinder_client::room::{Membership, Received, Spine};
+use cinder_client::{Client, ClientError};
+
+/// Room commands.
+#[derive(Subcommand)]
+pub enum RoomCommand {
+    /// Create a room; you are its admin. It starts with one text channel.
+    Create {
+        /// The room's name.
+        name: String,
+        /// The first text channel's name.
+        #[arg(long, default_value = "general")]
+        channel: String,
+        /// Seconds until its messages burn.
+        #[arg(long, default_value_t = 24 * 3600)]
+        burn: u64,
+    },
+    /// List the rooms you belong to.
+    List,
+    /// Show a room: its channels and members.
+    Show(RoomArg),
+    /// Delete a room (admins).
+    Delete(RoomArg),
+}
+
+/// Channel commands.
+#[derive(Subcommand)]
+pub enum ChannelCommand {
+    /// Add a channel to a room (admins).
+    Create {
+        /// The room (name or id).
+        room: String,
+        /// The channel's name.
+        name: String,
+        /// A voice channel (calls) instead of text.
+        #[arg(long)]
+        voice: bool,
+        /// Seconds until its messages burn.
+        #[arg(long, default_value_t = 24 * 3600)]
+        burn: u64,
+    },
+    /// List a room's channels.
+    List(RoomArg),
+}
+
+/// A room, by name or id.
+#[derive(Args)]
+pub struct RoomArg {
+    /// The room (name or id).
+    pub room: String,
+}
+
+/// What a room command needs from the CLI's context.
+pub struct RoomCtx<'a> {
+    /// The server.
+    pub client: &'a Client,
+    /// The logged-in session (its enclave holds the memberships).
+    pub session: &'a mut LoggedIn,
+    /// Pinned directory keys.
+    pub pins: &'a mut BTreeMap<UserId, cinder_proto::KeyBundle>,
+    /// Print JSON.
+    pub json: bool,
+}
+
+impl RoomCtx<'_> {
+    fn me(&self) -> cinder_client::Identity {
+        self.session.contents.identity.clone()
+    }
+
+    /// Finds a membership by room id or by the name in its spine.
+    async fn find(&mut self, room: &str) -> Result<(RoomId, Spine), ClientError> {
+        if let Ok(id) = room.parse::<RoomId>()
+            && let Some(m) = self.session.contents.memberships.get_mut(&id)
+        {
+            let (_, spine) = self.client.room(m).await?;
+            return Ok((id, spine));
+        }
+        let ids: Vec<RoomId> = self.session.contents.memberships.keys().copied().collect();
+        for id in ids {
+            let m = self
+                .session
+                .contents
+                .memberships
+                .get_mut(&id)
+                .ok_or(ClientError::NotLoggedIn)?;
+            if let Ok((_, spine)) = self.client.room(m).await
+                && spine.name == room
+            {
+                return Ok((id, spine));
+            }
+        }
+        Err(ClientError::Input(format!(
+            "you are in no room called {room:?}"
+        )))
+    }
+
+    fn membership(&mut self, id: RoomId) -> Result<&mut Membership, ClientError> {
+        self.session
+            .contents
+            .memberships
+            .get_mut(&id)
+            .ok_or_else(|| ClientError::Input(format!("you are not in room {id}")))
+    }
+
+    /// Saves the memberships into the enclave, merging over a concurrent change.
+    async fn save(&mut self) -> Result<(), ClientError> {
+        match self.client.save_enclave(self.session).await {
+            Err(e) if e.code() == Some(ErrorCode::VersionConflict) => {
+                let mine = self.session.contents.memberships.clone();
+                self.client.refresh_enclave(self.session).await?;
+                self.session.contents.memberships.extend(mine);
+                self.client.save_enclave(self.session).await
+            }
+            other => other,
+        }
+    }
+}
+
+fn channel_of(spine: &Spine, channel: &str) -> Result<ChannelId, ClientError> {
+    spine
+        .channels
+        .iter()
+        .find(|c| c.name == channel || c.id.to_string() == channel)
+        .map(|c| c.id)
+        .ok_or_else(|| {
+            ClientError::Input(format!("room {:?} has no channel {channel:?}", spine.name))
+        })
+}
+
+fn print_spine(id: RoomId, spine: &Spine, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "room_id": id, "spine": spine }));
+        return;
+    }
+    println!("{} ({id}), version {}", spine.name, spine.version);
+    println!("  channels:");
+    for c in &spine.channels {
+        let kind = if c.voice { "voice" } else { "text" };
+        println!(
+            "    #{:<16} {kind:<5} burns after {}s   {}",
+            c.name, c.burn_secs, c.id
+        );
+    }
+    println!("  members:");
+    for m in &spine.members {
+        println!(
+            "    {:<18} {}{}",
+            m.name,
+            m.user_id,
+            if m.admin { "  (admin)" } else { "" }
+        );
+    }
+}
+
+/// `cinder room …`
+pub async fn room(ctx: &mut RoomCtx<'_>, command: RoomCommand) -> Result<(), ClientError> {
+    match command {
+        RoomCommand::Create {
+            name,
+            channel,
+            burn,
+        } => {
+            let me = ctx.me();
+            let my_name = ctx.session.contents.profile.name.clone();
+            let (m, spine) = ctx
+                .client
+                .create_room(&me, &my_name, &name, &[(channel, false, burn)])
+                .await?;
+            let id = m.room;
+            ctx.session.contents.memberships.insert(id, m);
+            ctx.save().await?;
+            print_spine(id, &spine, ctx.json);
+        }
+        RoomCommand::List => {
+            let ids: Vec<RoomId> = ctx.session.contents.memberships.keys().copied().collect();
+            let mut rows = Vec::new();
+            for id in ids {
+                let client = ctx.client;
+                match client.room(ctx.membership(id)?).await {
+                    Ok((_, spine)) => {
+                        rows.push((id, spine.name, spine.members.len(), spine.channels.len()))
+                    }
+                    // A room deleted, or one we were removed from: its keys no longer verify.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some(ErrorCode::Unauthenticated | ErrorCode::NotFound)
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if ctx.json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(id, n, m, c)| serde_json::json!({"room_id": id, "name": n, "members": m, "channels": c}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if rows.is_empty() {
+                println!(
+                    "You are in no rooms yet. `cinder room create NAME`, or `cinder accept` an invitation."
+                );
+            } else {
+                for (id, name, members, channels) in rows {
+                    println!("{name:<20} {members} members, {channels} channels   {id}");
+                }
+            }
+        }
+        RoomCommand::Show(arg) => {
+            let (id, spine) = ctx.find(&arg.room).await?;
+            print_spine(id, &spine, ctx.json);
+        }
+        RoomCommand::Delete(arg) => {
+            let (id, spine) = ctx.find(&arg.room).await?;
+            ctx.client.delete_room(ctx.membership(id)?).await?;
+            ctx.session.contents.memberships.remove(&id);
+            ctx.save().await?;
+            println!("Deleted room {}.", spine.name);
+        }
+    }
+    Ok(())
+}
+
+/// `cinder channel …`
+pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(), ClientError> {
+    match command {
+        ChannelCommand::Create {
+            room,
+            name,
+            voice,
+            burn,
+        } => {
+            let (id, _) = ctx.find(&room).await?;
+            let client = ctx.client;
+            let channel = client
+                .add_channel(ctx.membership(id)?, &name, voice, burn)
+                .await?;
+            ctx.save().await?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "channel_id": channel }));
+            } else {
+                println!("Added #{name} ({channel}).");
+            }
+        }
+        ChannelCommand::List(arg) => {
+            let (id, spine) = ctx.find(&arg.room).await?;
+            print_spine(id, &spine, ctx.json);
+        }
+    }
+    Ok(())
+}
+
+/// `cinder invite ROOM USER_ID`
+pub async fn invite(
+    ctx: &mut RoomCtx<'_>,
+    room: &str,
+    user: UserId,
+    name: Option<String>,
+) -> Result<(), ClientError> {
+    let (id, _) = ctx.find(room).await?;
+    let keys = ctx.client.verified_keys(user, ctx.pins.get(&user)).await?;
+    ctx.pins.insert(user, keys.clone());
+    let me = ctx.me();
+    let name = name.unwrap_or_else(|| user.to_string()[..8].to_owned());
+    let client = ctx.client;
+    client
+        .invite(&me, ctx.membership(id)?, &keys, &name)
+        .await?;
+    ctx.save().await?;
+    println!("Invited {name} ({user}); they join with `cinder accept`.");
+    Ok(())
+}
+
+/// `cinder invites`: what waits in the inbox.
+pub async fn invites(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
+    let me = ctx.me();
+    let page = ctx.client.inbox(&me, None, None).await?;
+    if ctx.json {
+        let list: Vec<_> = page
+            .envelopes
+            .iter()
+            .map(|e| serde_json::json!({"id": e.id, "from": e.sender, "expires_at": e.expires_at}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if page.envelopes.is_empty() {
+        println!("No invitations.");
+    } else {
+        for e in &page.envelopes {
+            println!("from {} (expires {})", e.sender, e.expires_at);
+        }
+        println!("`cinder accept` opens and verifies them.");
+    }
+    Ok(())
+}
+
+/// `cinder accept`: join every room invited to (and take new keys after removals).
+pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
+    let me = ctx.me();
+    let joined = ctx
+        .client
+        .accept_invites(&me, &mut ctx.session.contents.memberships, ctx.pins)
+        .await?;
+    ctx.save().await?;
+    for id in &joined {
+        let client = ctx.client;
+        let (_, spine) = client.room(ctx.membership(*id)?).await?;
+        println!("Joined {} ({id}).", spine.name);
+    }
+    if joined.is_empty() {
+        println!("No invitations to accept.");
+    }
+    Ok(())
+}
+
+/// `cinder send ROOM CHANNEL TEXT`
+pub async fn send(
+    ctx: &mut RoomCtx<'_>,
+    room: &str,
+    channel: &str,
+    text: &str,
+    burn: Option<u64>,
+) -> Result<(), ClientError> {
+    let (id, spine) = ctx.find(room).await?;
+    let ch = channel_of(&spine, channel)?;
+    let burn = burn.unwrap_or_else(|| {
+        spine
+            .channels
+            .iter()
+            .find(|c| c.id == ch)
+            .map_or(3600, |c| c.burn_secs)
+    });
+    let me = ctx.me();
+    let m = ctx.membership(id)?.clone();
+    let number = ctx.client.send_message(&me, &m, ch, text, burn).await?;
+    if ctx.json {
+        println!("{}", serde_json::json!({ "number": number }));
+    } else {
+        println!("Sent #{number}; it burns in {burn}s.");
+    }
+    Ok(())
+}
+
+fn print_messages(messages: &[Received], json: bool) {
+    for r in messages {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
+                    "sent_at": r.sent_at, "burn_at": r.burn_at, "text": r.text})
+            );
+        } else {
+            let name = r
+                .sender_name
+                .clone()
+                .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
+            println!("#{:<5} {name}: {}", r.number, r.text);
+        }
+    }
+}
+
+/// `cinder read ROOM CHANNEL [--follow]`
+pub async fn read(
+    ctx: &mut RoomCtx<'_>,
+    room: &str,
+    channel: &str,
+    mut after: u64,
+    follow: bool,
+) -> Result<(), ClientError> {
+    let (id, mut spine) = ctx.find(room).await?;
+    let ch = channel_of(&spine, channel)?;
+    let mut idle = Duration::from_secs(1);
+    loop {
+        let m = ctx.membership(id)?.clone();
+        let (messages, next, refused) = ctx.client.read(&m, &spine, ch, after, ctx.pins).await?;
+        if refused > 0 {
+            eprintln!(
+                "warning: {refused} message(s) failed decryption or signature checks and are not shown"
+            );
+        }
+        if let Some(last) = messages.last() {
+            after = last.number;
+            idle = Duration::from_secs(1);
+        }
+        print_messages(&messages, ctx.json);
+        if next.is_some() {
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        // Poll with backoff while the channel is quiet; reread the spine for new names.
+        tokio::time::sleep(idle).await;
+        idle = (idle * 2).min(Duration::from_secs(15));
+        let client = ctx.client;
+        spine = client.room(ctx.membership(id)?).await?.1;
+    }
+}
+
+/// `cinder members ROOM`
+pub async fn members(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientError> {
+    let (_, spine) = ctx.find(room).await?;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::to_string(&spine.members).unwrap_or_default()
+        );
+    } else {
+        for m in &spine.members {
+            println!(
+                "{:<18} {}{}",
+                m.name,
+                m.user_id,
+                if m.admin { "  (admin)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cinder kick ROOM USER_ID`
+pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(), ClientError> {
+    let (id, _) = ctx.find(room).await?;
+    let me = ctx.me();
+    let client = ctx.client;
+    let m = ctx
+        .session
+        .contents
+        .memberships
+        .get_mut(&id)
+        .ok_or(ClientError::NotLoggedIn)?;
+    client.kick(&me, m, user, ctx.pins).await?;
+    ctx.save().await?;
+    println!("Removed {user}; the room's keys are new and went to everyone who stays.");
+    Ok(())
+}
