@@ -323,3 +323,76 @@ pub fn apigw_event(method: &str, route_key: &str, raw_path: &str, query: &str) -
     }
     event
 }
+
+/// Which rooms function a [`rooms_deployment`] runs as its shipped binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Under {
+    /// `cinder-spine` serves `/rooms`.
+    Spine,
+    /// `cinder-shards` serves `/messages`.
+    Shards,
+}
+
+/// A whole deployment on moto for the rooms scenarios: one function's shipped binary (two
+/// instances taking turns) behind the gateway, the others' routers in-process on the same
+/// tables. Returns the gateway and the function processes (killed on drop).
+pub async fn rooms_deployment(
+    binary: &std::path::Path,
+    under: Under,
+) -> (Gateway, Vec<tokio::process::Child>) {
+    use cinder_server::Clock;
+    let (keys_store, _) = crate::moto::fresh_store().await;
+    let (accounts_store, _) = crate::moto::fresh_accounts_store().await;
+    let (rooms_store, tables) = crate::moto::fresh_rooms_store().await;
+    let secrets = Arc::new(cinder_server::accounts::ServerSecrets::from_master(&[7; 32]).unwrap());
+    let clock = Clock::system();
+    let keys = cinder_server::keys::routes(cinder_server::keys::KeysState::new(
+        keys_store,
+        clock.clone(),
+    ));
+    let accounts = cinder_server::accounts::routes(cinder_server::accounts::AccountsState::new(
+        accounts_store,
+        secrets,
+        clock.clone(),
+    ));
+    let spine = cinder_server::spine::routes(cinder_server::spine::SpineState::new(
+        rooms_store.clone(),
+        clock.clone(),
+    ));
+    let shards = cinder_server::shards::routes(cinder_server::shards::ShardsState::new(
+        rooms_store,
+        clock,
+        cinder_server::shards::DEFAULT_MAX_BURN_SECS,
+    ));
+    let env = [
+        ("ROOMS_TABLE", tables.rooms.clone()),
+        ("SHARDS_TABLE", tables.shards.clone()),
+        ("NONCES_TABLE", tables.nonces.clone()),
+        ("AWS_ENDPOINT_URL", crate::moto::endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ];
+    let (a, b) = (
+        Arc::new(RuntimeApi::start().await),
+        Arc::new(RuntimeApi::start().await),
+    );
+    let children = vec![
+        a.spawn_function(binary, &env),
+        b.spawn_function(binary, &env),
+    ];
+    let function = Target::functions(vec![a, b]);
+    let (rooms, messages) = match under {
+        Under::Spine => (function, Target::Router(shards)),
+        Under::Shards => (Target::Router(spine), function),
+    };
+    let gateway = Gateway::start(vec![
+        ("/rooms", rooms),
+        ("/messages", messages),
+        ("/keys", Target::Router(keys.clone())),
+        ("/inbox", Target::Router(keys)),
+        ("/accounts", Target::Router(accounts)),
+    ])
+    .await;
+    (gateway, children)
+}

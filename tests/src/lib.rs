@@ -8,6 +8,7 @@
 //! - [`fixtures`]: deterministic users, key bundles and signed requests.
 //! - [`router`]: driving a router in-process and reading its JSON answers.
 //! - [`server`]: every function on one store over real HTTP, for client-driven tests.
+//! - [`scenarios`]: whole-product scenarios through the client, for any deployment.
 //! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
 //!   API Gateway events.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -17,4 +18,5 @@ pub mod fixtures;
 pub mod lambda;
 pub mod moto;
 pub mod router;
+pub mod scenarios;
 pub mod server;

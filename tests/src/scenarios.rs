@@ -1,0 +1,285 @@
+//! Whole-product scenarios, run through the reference client against any deployment: the
+//! in-process test server on either store, or the shipped Lambda binaries behind the API
+//! Gateway stand-in.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use cinder_client::Client;
+use cinder_client::account::{LoggedIn, UserProfile};
+use cinder_client::room::{Membership, Spine};
+use cinder_proto::accounts::KsfParams;
+use cinder_proto::{ErrorCode, KeyBundle, RoomId, UserId};
+
+/// Moves the server's time forward by some seconds (a manual clock, or real sleep).
+pub type PassTime = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// One user's device: session, memberships and pins.
+pub struct Device {
+    pub me: LoggedIn,
+    pub rooms: BTreeMap<RoomId, Membership>,
+    pub pins: BTreeMap<UserId, KeyBundle>,
+}
+
+pub async fn register(client: &Client, name: &str) -> Device {
+    let profile = UserProfile {
+        name: name.into(),
+        ..Default::default()
+    };
+    let me = client
+        .register(
+            &name.parse().unwrap(),
+            b"a long password",
+            profile,
+            KsfParams::FLOOR,
+        )
+        .await
+        .unwrap();
+    Device {
+        me,
+        rooms: BTreeMap::new(),
+        pins: BTreeMap::new(),
+    }
+}
+
+impl Device {
+    fn id(&self) -> UserId {
+        self.me.contents.identity.user_id()
+    }
+
+    async fn accept(&mut self, client: &Client) -> Vec<RoomId> {
+        client
+            .accept_invites(&self.me.contents.identity, &mut self.rooms, &mut self.pins)
+            .await
+            .unwrap()
+    }
+
+    async fn spine(&mut self, client: &Client, room: RoomId) -> Spine {
+        client
+            .room(self.rooms.get_mut(&room).unwrap())
+            .await
+            .unwrap()
+            .1
+    }
+
+    async fn texts(
+        &mut self,
+        client: &Client,
+        room: RoomId,
+        channel: cinder_proto::ChannelId,
+    ) -> Vec<(Option<String>, String)> {
+        let spine = self.spine(client, room).await;
+        let m = self.rooms[&room].clone();
+        let (got, _, refused) = client
+            .read(&m, &spine, channel, 0, &mut self.pins)
+            .await
+            .unwrap();
+        assert_eq!(refused, 0, "every message opened and verified");
+        got.into_iter().map(|r| (r.sender_name, r.text)).collect()
+    }
+}
+
+/// Three users, a room with a text and a voice channel, invitations, chat, a message that
+/// burns, a removal with key rotation, and a sender deleting a message.
+pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
+    let mut alice = register(&client, "alice").await;
+    let mut bob = register(&client, "bob").await;
+    let mut carol = register(&client, "carol").await;
+
+    // GIVEN alice's room with a text channel and a voice channel
+    let channels = [
+        ("general".to_owned(), false, 3600),
+        ("call".to_owned(), true, 600),
+    ];
+    let (m, spine) = client
+        .create_room(&alice.me.contents.identity, "alice", "Team", &channels)
+        .await
+        .unwrap();
+    let room = m.room;
+    let (general, call) = (spine.channels[0].id, spine.channels[1].id);
+    assert!(spine.channels[1].voice);
+    alice.rooms.insert(room, m);
+    // Her enclave keeps the room's keys across devices.
+    alice.me.contents.memberships = alice.rooms.clone();
+    client.save_enclave(&mut alice.me).await.unwrap();
+
+    // WHEN she invites bob and carol, who accept
+    for (who, name) in [(bob.id(), "bob"), (carol.id(), "carol")] {
+        let keys = client.verified_keys(who, None).await.unwrap();
+        client
+            .invite(
+                &alice.me.contents.identity,
+                alice.rooms.get_mut(&room).unwrap(),
+                &keys,
+                name,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(bob.accept(&client).await, vec![room]);
+    assert_eq!(carol.accept(&client).await, vec![room]);
+    let members: Vec<_> = bob
+        .spine(&client, room)
+        .await
+        .members
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(members, ["alice", "bob", "carol"]);
+
+    // THEN they chat, and everyone sees who said what
+    client
+        .send_message(
+            &alice.me.contents.identity,
+            &alice.rooms[&room],
+            general,
+            "hello team",
+            3600,
+        )
+        .await
+        .unwrap();
+    client
+        .send_message(
+            &bob.me.contents.identity,
+            &bob.rooms[&room],
+            general,
+            "hi alice",
+            3600,
+        )
+        .await
+        .unwrap();
+    let expected = vec![
+        (Some("alice".into()), "hello team".into()),
+        (Some("bob".into()), "hi alice".into()),
+    ];
+    assert_eq!(
+        carol.texts(&client, room, general).await,
+        expected,
+        "{label}"
+    );
+    client
+        .send_message(
+            &carol.me.contents.identity,
+            &carol.rooms[&room],
+            call,
+            "joining the call",
+            600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.texts(&client, room, call).await.len(), 1);
+
+    // A message with a short burn time is served before it and never after.
+    client
+        .send_message(
+            &alice.me.contents.identity,
+            &alice.rooms[&room],
+            general,
+            "this burns",
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bob.texts(&client, room, general).await.len(), 3);
+    pass_time(3).await;
+    assert_eq!(
+        bob.texts(&client, room, general).await,
+        expected,
+        "{label}: burnt message served"
+    );
+
+    // WHEN alice removes carol
+    let carol_keys = carol.rooms[&room].clone();
+    client
+        .kick(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            carol.id(),
+            &mut alice.pins,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.accept(&client).await,
+        vec![room],
+        "bob gets the new keys"
+    );
+    client
+        .send_message(
+            &bob.me.contents.identity,
+            &bob.rooms[&room],
+            general,
+            "after carol left",
+            3600,
+        )
+        .await
+        .unwrap();
+
+    // THEN bob reads old and new messages; carol can neither read nor post
+    let after = bob.texts(&client, room, general).await;
+    assert_eq!(after.last().unwrap().1, "after carol left");
+    assert_eq!(after.len(), 3);
+    let spine = alice.spine(&client, room).await;
+    let denied = client
+        .read(&carol_keys, &spine, general, 0, &mut carol.pins)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(denied.code(), Some(ErrorCode::Unauthenticated), "{label}");
+    let mut stale = carol_keys.clone();
+    let spine_denied = client.room(&mut stale).await.err().unwrap();
+    assert_eq!(spine_denied.code(), Some(ErrorCode::Unauthenticated));
+    let post = client
+        .send_message(
+            &carol.me.contents.identity,
+            &carol_keys,
+            general,
+            "let me in",
+            60,
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(post.code(), Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        carol.accept(&client).await,
+        Vec::<RoomId>::new(),
+        "no keys were sent to carol"
+    );
+
+    // A sender deletes their own message; nobody else can.
+    let n = client
+        .send_message(
+            &bob.me.contents.identity,
+            &bob.rooms[&room],
+            general,
+            "oops",
+            3600,
+        )
+        .await
+        .unwrap();
+    let not_mine = client
+        .delete_message(
+            &alice.me.contents.identity,
+            &alice.rooms[&room],
+            &spine,
+            general,
+            n,
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(not_mine.code(), Some(ErrorCode::Forbidden));
+    client
+        .delete_message(
+            &bob.me.contents.identity,
+            &bob.rooms[&room],
+            &spine,
+            general,
+            n,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bob.texts(&client, room, general).await.len(), 3);
+}
