@@ -83,9 +83,9 @@ impl Device {
 /// Three users, a room with a text and a voice channel, invitations, chat, a message that
 /// burns, a removal with key rotation, and a sender deleting a message.
 pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
-    let mut alice = register(&client, "alice").await;
-    let mut bob = register(&client, "bob").await;
-    let mut carol = register(&client, "carol").await;
+    let mut alice = register(client, "alice").await;
+    let mut bob = register(client, "bob").await;
+    let mut carol = register(client, "carol").await;
 
     // GIVEN alice's room with a text channel and a voice channel
     let channels = [
@@ -117,10 +117,10 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
             .await
             .unwrap();
     }
-    assert_eq!(bob.accept(&client).await, vec![room]);
-    assert_eq!(carol.accept(&client).await, vec![room]);
+    assert_eq!(bob.accept(client).await, vec![room]);
+    assert_eq!(carol.accept(client).await, vec![room]);
     let members: Vec<_> = bob
-        .spine(&client, room)
+        .spine(client, room)
         .await
         .members
         .into_iter()
@@ -154,7 +154,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         (Some("bob".into()), "hi alice".into()),
     ];
     assert_eq!(
-        carol.texts(&client, room, general).await,
+        carol.texts(client, room, general).await,
         expected,
         "{label}"
     );
@@ -168,7 +168,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         )
         .await
         .unwrap();
-    assert_eq!(alice.texts(&client, room, call).await.len(), 1);
+    assert_eq!(alice.texts(client, room, call).await.len(), 1);
 
     // A message with a short burn time is served before it and never after.
     client
@@ -181,10 +181,10 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         )
         .await
         .unwrap();
-    assert_eq!(bob.texts(&client, room, general).await.len(), 3);
+    assert_eq!(bob.texts(client, room, general).await.len(), 3);
     pass_time(3).await;
     assert_eq!(
-        bob.texts(&client, room, general).await,
+        bob.texts(client, room, general).await,
         expected,
         "{label}: burnt message served"
     );
@@ -201,7 +201,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         .await
         .unwrap();
     assert_eq!(
-        bob.accept(&client).await,
+        bob.accept(client).await,
         vec![room],
         "bob gets the new keys"
     );
@@ -217,10 +217,10 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         .unwrap();
 
     // THEN bob reads old and new messages; carol can neither read nor post
-    let after = bob.texts(&client, room, general).await;
+    let after = bob.texts(client, room, general).await;
     assert_eq!(after.last().unwrap().1, "after carol left");
     assert_eq!(after.len(), 3);
-    let spine = alice.spine(&client, room).await;
+    let spine = alice.spine(client, room).await;
     let denied = client
         .read(&carol_keys, &spine, general, 0, &mut carol.pins)
         .await
@@ -243,7 +243,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         .unwrap();
     assert_eq!(post.code(), Some(ErrorCode::Unauthenticated));
     assert_eq!(
-        carol.accept(&client).await,
+        carol.accept(client).await,
         Vec::<RoomId>::new(),
         "no keys were sent to carol"
     );
@@ -281,5 +281,5 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         )
         .await
         .unwrap();
-    assert_eq!(bob.texts(&client, room, general).await.len(), 3);
+    assert_eq!(bob.texts(client, room, general).await.len(), 3);
 }
