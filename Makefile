@@ -53,6 +53,7 @@ deploy: build-deps ## Build with SAM and deploy to your AWS account, guided
 bench: ## Print latency and crypto-cost figures
 	cargo bench -p cinder-tests --bench keys
 	cargo bench -p cinder-tests --bench accounts
+	cargo bench -p cinder-tests --bench rooms
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)

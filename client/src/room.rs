@@ -676,38 +676,15 @@ impl Client {
             .cap_call::<(), _>(&cap, signer, Method::POST, &format!("{base}/numbers"), None)
             .await?;
         let sent_at = Timestamp::now();
-        let burn_at = sent_at.plus(burn_secs);
-        let delete_nonce = Nonce(random_id()?);
-        let signed = message_signed_bytes(
-            m.room,
+        let post = seal_message(
+            me,
+            m,
             channel,
             number,
-            burn_at,
-            me.user_id(),
-            sent_at,
-            &delete_nonce,
             text,
-        );
-        let body = MessageBody {
-            sender: me.user_id(),
             sent_at,
-            text: text.into(),
-            delete_nonce,
-            signature: Signature(me.signing_key().sign(&signed).to_bytes()),
-        };
-        let json =
-            serde_json::to_vec(&body).map_err(|e| ClientError::Verification(e.to_string()))?;
-        let ciphertext = seal(
-            &message_key(&key, m.room, channel),
-            &json,
-            &shard_aad(m.room, channel, number, burn_at),
+            sent_at.plus(burn_secs),
         )?;
-        let secret = delete_secret(me, m.room, channel, &delete_nonce);
-        let post = PostShard {
-            ciphertext,
-            burn_at,
-            delete_hash: Some(Blob(Sha256::digest(secret).to_vec())),
-        };
         let _: Shard = self
             .cap_call(
                 &cap,
@@ -744,58 +721,40 @@ impl Client {
             .await?;
         let mut out = Vec::new();
         let mut refused = 0;
+        // Each sender's keys are verified once per page, not once per message.
+        let mut verified: BTreeMap<UserId, Option<KeyBundle>> = BTreeMap::new();
         for shard in page.shards {
-            match self.open_shard(m, spine, channel, &shard, pins).await {
-                Some(r) => out.push(r),
-                None => refused += 1,
+            let Some(message) = open_message(m, channel, &shard) else {
+                refused += 1;
+                continue;
+            };
+            if !verified.contains_key(&message.sender) {
+                let keys = self
+                    .verified_keys(message.sender, pins.get(&message.sender))
+                    .await
+                    .ok();
+                if let Some(k) = &keys {
+                    pins.insert(message.sender, k.clone());
+                }
+                verified.insert(message.sender, keys);
+            }
+            match verified.get(&message.sender).and_then(Option::as_ref) {
+                Some(keys) if message.verify(&keys.sign_key) => out.push(Received {
+                    number: shard.number,
+                    sender: message.sender,
+                    sender_name: spine
+                        .members
+                        .iter()
+                        .find(|x| x.user_id == message.sender)
+                        .map(|x| x.name.clone()),
+                    sent_at: message.sent_at,
+                    burn_at: shard.burn_at,
+                    text: message.text,
+                }),
+                _ => refused += 1,
             }
         }
         Ok((out, page.next, refused))
-    }
-
-    async fn open_shard(
-        &self,
-        m: &Membership,
-        spine: &Spine,
-        channel: ChannelId,
-        shard: &Shard,
-        pins: &mut BTreeMap<UserId, KeyBundle>,
-    ) -> Option<Received> {
-        let aad = shard_aad(m.room, channel, shard.number, shard.burn_at);
-        let json = m
-            .channel_keys
-            .get(&channel)?
-            .iter()
-            .find_map(|k| open(&message_key(k, m.room, channel), &shard.ciphertext, &aad))?;
-        let body: MessageBody = serde_json::from_slice(&json).ok()?;
-        let bundle = self
-            .verified_keys(body.sender, pins.get(&body.sender))
-            .await
-            .ok()?;
-        let signed = message_signed_bytes(
-            m.room,
-            channel,
-            shard.number,
-            shard.burn_at,
-            body.sender,
-            body.sent_at,
-            &body.delete_nonce,
-            &body.text,
-        );
-        bundle.sign_key.verify(&signed, &body.signature).ok()?;
-        pins.insert(body.sender, bundle);
-        Some(Received {
-            number: shard.number,
-            sender: body.sender,
-            sender_name: spine
-                .members
-                .iter()
-                .find(|x| x.user_id == body.sender)
-                .map(|x| x.name.clone()),
-            sent_at: body.sent_at,
-            burn_at: shard.burn_at,
-            text: body.text,
-        })
     }
 
     /// Removes a member (admins only): new master and channel keys, a spine without them,
@@ -863,6 +822,100 @@ impl Client {
         self.cap_call::<_, ()>(&cap, signer, Method::DELETE, &path, Some(&proof))
             .await
     }
+}
+
+/// Seals a message for a reserved `number`: signed by `me` over the room, channel, number,
+/// burn time, send time, delete nonce and text; sealed under the channel's newest key with
+/// room, channel, number and burn time as associated data.
+pub fn seal_message(
+    me: &Identity,
+    m: &Membership,
+    channel: ChannelId,
+    number: u64,
+    text: &str,
+    sent_at: Timestamp,
+    burn_at: Timestamp,
+) -> Result<PostShard, ClientError> {
+    let key = m.channel_key(channel)?;
+    let delete_nonce = Nonce(random_id()?);
+    let signed = message_signed_bytes(
+        m.room,
+        channel,
+        number,
+        burn_at,
+        me.user_id(),
+        sent_at,
+        &delete_nonce,
+        text,
+    );
+    let body = MessageBody {
+        sender: me.user_id(),
+        sent_at,
+        text: text.into(),
+        delete_nonce,
+        signature: Signature(me.signing_key().sign(&signed).to_bytes()),
+    };
+    let json = serde_json::to_vec(&body).map_err(|e| ClientError::Verification(e.to_string()))?;
+    let ciphertext = seal(
+        &message_key(key, m.room, channel),
+        &json,
+        &shard_aad(m.room, channel, number, burn_at),
+    )?;
+    let secret = delete_secret(me, m.room, channel, &delete_nonce);
+    Ok(PostShard {
+        ciphertext,
+        burn_at,
+        delete_hash: Some(Blob(Sha256::digest(secret).to_vec())),
+    })
+}
+
+/// A message opened with the channel's keys; its signature is checked by [`Opened::verify`].
+pub struct Opened {
+    /// Who it claims to be from.
+    pub sender: UserId,
+    /// When the sender says it was written.
+    pub sent_at: Timestamp,
+    /// The text.
+    pub text: String,
+    signature: Signature,
+    signed: Vec<u8>,
+}
+
+impl Opened {
+    /// Whether `key` (the sender's verified directory key) signed this message, in this
+    /// room, channel, number and burn time.
+    pub fn verify(&self, key: &VerifyKey) -> bool {
+        key.verify(&self.signed, &self.signature).is_ok()
+    }
+}
+
+/// Opens a shard with the membership's keys for `channel`, newest first. `None` if no key
+/// opens it under its room, channel, number and burn time.
+pub fn open_message(m: &Membership, channel: ChannelId, shard: &Shard) -> Option<Opened> {
+    let aad = shard_aad(m.room, channel, shard.number, shard.burn_at);
+    let json = m
+        .channel_keys
+        .get(&channel)?
+        .iter()
+        .find_map(|k| open(&message_key(k, m.room, channel), &shard.ciphertext, &aad))?;
+    let body: MessageBody = serde_json::from_slice(&json).ok()?;
+    let signed = message_signed_bytes(
+        m.room,
+        channel,
+        shard.number,
+        shard.burn_at,
+        body.sender,
+        body.sent_at,
+        &body.delete_nonce,
+        &body.text,
+    );
+    Some(Opened {
+        sender: body.sender,
+        sent_at: body.sent_at,
+        text: body.text,
+        signature: body.signature,
+        signed,
+    })
 }
 
 /// Signs a capability request; used by [`Client`]'s room calls.
