@@ -728,7 +728,8 @@ impl Client {
                 refused += 1;
                 continue;
             };
-            if !verified.contains_key(&message.sender) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = verified.entry(message.sender)
+            {
                 let keys = self
                     .verified_keys(message.sender, pins.get(&message.sender))
                     .await
@@ -736,7 +737,7 @@ impl Client {
                 if let Some(k) = &keys {
                     pins.insert(message.sender, k.clone());
                 }
-                verified.insert(message.sender, keys);
+                slot.insert(keys);
             }
             match verified.get(&message.sender).and_then(Option::as_ref) {
                 Some(keys) if message.verify(&keys.sign_key) => out.push(Received {
