@@ -20,6 +20,21 @@ async fn scenario(s: TestServer) {
     three_users(&s.client(), &format!("{:?}", s.backend), &pass).await;
 }
 
+/// The same scenario against `make dev`'s own app (`cinder_dev::app`, real clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_users_through_the_dev_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cinder_dev::open_store(dir.path()).unwrap();
+    let secrets = std::sync::Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
+    let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = cinder_dev::app(store, secrets, cinder_server::Clock::system());
+    tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+    let pass: PassTime =
+        Box::new(|secs| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(secs))));
+    three_users(&cinder_client::Client::new(&url), "dev server", &pass).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_users_chat_burn_and_remove_on_sqlite() {
     scenario(start(Backend::Sqlite, MASTER).await).await;
