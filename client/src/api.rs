@@ -299,7 +299,8 @@ impl Client {
         Ok((status, server_time, text.to_vec()))
     }
 
-    fn now(&self) -> Timestamp {
+    /// The local clock, corrected by what `stale_request` answers taught this client.
+    pub(crate) fn now(&self) -> Timestamp {
         let offset = self.clock_offset.load(Ordering::Relaxed);
         Timestamp(Timestamp::now().0.saturating_add_signed(offset))
     }

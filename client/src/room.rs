@@ -588,26 +588,23 @@ impl Client {
         loop {
             let page = self.inbox(me, after, None).await?;
             for envelope in &page.envelopes {
-                if let Ok(body) = self
+                match self
                     .open_invite(me, &envelope.sealed, envelope.sender, pins)
                     .await
                 {
-                    let entry = memberships.entry(body.room).or_insert_with(|| Membership {
-                        room: body.room,
-                        master_key: body.master_key.clone(),
-                        admin_key: None,
-                        channel_keys: BTreeMap::new(),
-                        spine_version: 0,
-                    });
-                    entry.master_key = body.master_key.clone();
-                    for (id, key) in &body.channel_keys {
-                        let keys = entry.channel_keys.entry(*id).or_default();
-                        if keys.first() != Some(key) {
-                            keys.insert(0, key.clone());
+                    Ok(body) => {
+                        if let Some(m) = self
+                            .checked_membership(memberships.get(&body.room), &body)
+                            .await?
+                        {
+                            memberships.insert(body.room, m);
+                            joined.push(body.room);
                         }
                     }
-                    entry.spine_version = entry.spine_version.max(body.spine_version);
-                    joined.push(body.room);
+                    // Not for us, not from its sender, or from nobody in the directory.
+                    Err(e) if e.code().is_some() || matches!(e, ClientError::Verification(_)) => {}
+                    // The server could not be asked: keep the envelope for the next try.
+                    Err(e) => return Err(e),
                 }
                 self.delete_envelope(me, envelope.id).await?;
             }
@@ -615,6 +612,45 @@ impl Client {
                 Some(next) => after = Some(next),
                 None => return Ok(joined),
             }
+        }
+    }
+
+    /// The membership an invitation would give, if it is genuine: the server must accept
+    /// the member capability of its master key (so the keys are the room's current ones), and
+    /// the spine they open must name the inviter as an admin. Anyone else's "invitation",
+    /// even a validly signed one, cannot replace a member's keys. `Ok(None)` means ignore it.
+    async fn checked_membership(
+        &self,
+        current: Option<&Membership>,
+        body: &InviteBody,
+    ) -> Result<Option<Membership>, ClientError> {
+        let mut m = current.cloned().unwrap_or_else(|| Membership {
+            room: body.room,
+            master_key: body.master_key.clone(),
+            admin_key: None,
+            channel_keys: BTreeMap::new(),
+            spine_version: 0,
+        });
+        m.master_key = body.master_key.clone();
+        for (id, key) in &body.channel_keys {
+            let keys = m.channel_keys.entry(*id).or_default();
+            if keys.first() != Some(key) {
+                keys.insert(0, key.clone());
+            }
+        }
+        m.spine_version = m.spine_version.max(body.spine_version);
+        match self.room(&mut m).await {
+            Ok((_, spine))
+                if spine
+                    .members
+                    .iter()
+                    .any(|x| x.user_id == body.from && x.admin) =>
+            {
+                Ok(Some(m))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.code().is_some() || matches!(e, ClientError::Verification(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -675,7 +711,7 @@ impl Client {
         let Reserved { number } = self
             .cap_call::<(), _>(&cap, signer, Method::POST, &format!("{base}/numbers"), None)
             .await?;
-        let sent_at = Timestamp::now();
+        let sent_at = self.now();
         let post = seal_message(
             me,
             m,

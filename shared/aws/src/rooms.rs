@@ -47,11 +47,15 @@ impl RoomTables {
     }
 }
 
-/// Reads `MAX_BURN_SECS`, the burn horizon (default 30 days).
+/// Reads `MAX_BURN_SECS`, the burn horizon: 60 seconds to a year, default 30 days.
 pub fn max_burn_secs_from_env() -> Result<u64, ConfigError> {
     match std::env::var("MAX_BURN_SECS") {
         Err(_) => Ok(cinder_server::shards::DEFAULT_MAX_BURN_SECS),
-        Ok(v) => v.parse().map_err(|_| ConfigError::Invalid("MAX_BURN_SECS")),
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|secs| (60..=365 * 24 * 3600).contains(secs))
+            .ok_or(ConfigError::Invalid("MAX_BURN_SECS")),
     }
 }
 

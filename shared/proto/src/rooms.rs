@@ -3,7 +3,7 @@
 //! A room's *spine* is one ciphertext (members, channels, burn times), sealed under the room
 //! master key; the server keeps it with the verification keys of the room's capabilities.
 //! A channel's *shards* are its messages, one ciphertext each, numbered by the server and
-//! burnt at `burn_at`. See `docs/ROOMS.md` for the cryptography.
+//! burnt at `burn_at`. `docs/API.md` ("Room cryptography") has the formats.
 
 use std::collections::BTreeMap;
 
