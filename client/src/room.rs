@@ -990,3 +990,99 @@ impl Client {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn server() -> Client {
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = cinder_dev::open_store(dir.path()).unwrap();
+        let secrets = std::sync::Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
+        let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = cinder_dev::app(store, secrets, cinder_server::Clock::system());
+        tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+        Client::new(&url)
+    }
+
+    async fn user(client: &Client) -> Identity {
+        let me = Identity::generate(Timestamp::now()).unwrap();
+        client.publish(&me.bundle).await.unwrap();
+        me
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signed_invitation_from_a_non_admin_cannot_replace_a_members_keys() {
+        let client = server().await;
+        let (alice, bob, mallory) = (
+            user(&client).await,
+            user(&client).await,
+            user(&client).await,
+        );
+        let (mut m, spine) = client
+            .create_room(&alice, "alice", "Team", &[("general".into(), false, 3600)])
+            .await
+            .unwrap();
+        let general = spine.channels[0].id;
+        client
+            .invite(&alice, &mut m, &bob.bundle, "bob")
+            .await
+            .unwrap();
+        let (mut bob_rooms, mut pins) = (BTreeMap::new(), BTreeMap::new());
+        assert_eq!(
+            client
+                .accept_invites(&bob, &mut bob_rooms, &mut pins)
+                .await
+                .unwrap(),
+            vec![m.room]
+        );
+        let before = bob_rooms[&m.room].clone();
+
+        // Mallory knows the room id and Bob's id, and sends him validly signed bogus keys.
+        let forged = Membership {
+            room: m.room,
+            master_key: Secret32::random().unwrap(),
+            admin_key: None,
+            channel_keys: [(general, vec![Secret32::random().unwrap()])]
+                .into_iter()
+                .collect(),
+            spine_version: 99,
+        };
+        client
+            .send_keys(&mallory, &forged, &bob.bundle, true, 99)
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .accept_invites(&bob, &mut bob_rooms, &mut pins)
+                .await
+                .unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            bob_rooms[&m.room].master_key, before.master_key,
+            "Bob's keys are untouched"
+        );
+        assert!(
+            client
+                .inbox(&bob, None, None)
+                .await
+                .unwrap()
+                .envelopes
+                .is_empty(),
+            "the forgery is discarded"
+        );
+
+        // And Bob still reads the room.
+        client
+            .send_message(&alice, &m, general, "still here", 600)
+            .await
+            .unwrap();
+        let (read, _, refused) = client
+            .read(&bob_rooms[&m.room], &spine, general, 0, &mut pins)
+            .await
+            .unwrap();
+        assert_eq!((read.len(), refused), (1, 0));
+    }
+}
