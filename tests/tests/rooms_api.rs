@@ -416,5 +416,28 @@ async fn only_the_sender_or_an_admin_deletes_a_message() {
             call(&b, &c.chan, "GET", &messages(&c), None).await.json["shards"],
             json!([])
         );
+        // Out-of-range numbers are the caller's mistake on every store.
+        let huge = format!("{}/{}", messages(&c), u64::MAX);
+        assert_eq!(
+            call(&b, &c.chan, "GET", &huge, None).await.code(),
+            "invalid_parameter",
+            "{}",
+            b.name
+        );
+        let after = format!("{}?after={}", messages(&c), u64::MAX);
+        assert_eq!(
+            call(&b, &c.chan, "GET", &after, None).await.code(),
+            "invalid_parameter"
+        );
+        // A burnt message cannot be deleted either: it no longer exists for anyone.
+        post(&b, &c, b"short", 10).await;
+        b.set(T0.plus(11));
+        let burnt = format!("{}/3", messages(&c));
+        assert_eq!(
+            call(&b, &c.admin, "DELETE", &burnt, None).await.code(),
+            "not_found",
+            "{}",
+            b.name
+        );
     }
 }

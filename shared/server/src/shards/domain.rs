@@ -7,6 +7,16 @@ use sha2::{Digest, Sha256};
 use crate::store::{ChannelRef, ShardStore, StoreError};
 use crate::{Error, Result};
 
+/// Message numbers are stored as signed 64-bit integers; anything larger names no message.
+fn check_number(n: u64) -> Result<()> {
+    if n > i64::MAX as u64 {
+        return Err(Error::InvalidParameter(format!(
+            "message number {n} is out of range"
+        )));
+    }
+    Ok(())
+}
+
 /// Requires the channel's capability.
 pub fn require_channel(signer: Signer, channel: ChannelRef) -> Result<()> {
     match signer {
@@ -39,6 +49,7 @@ pub async fn post(
     max_burn_secs: u64,
 ) -> Result<Shard> {
     require_channel(signer, channel)?;
+    check_number(number)?;
     if req.ciphertext.is_empty() || req.ciphertext.len() > limits::MAX_SHARD_BYTES {
         return Err(Error::limit(
             "ciphertext",
@@ -86,6 +97,7 @@ pub async fn list(
     now: Timestamp,
 ) -> Result<ShardPage> {
     require_channel(signer, channel)?;
+    check_number(after)?;
     let limit = match limit {
         None => 50,
         Some(n) if (1..=limits::MAX_SHARD_PAGE).contains(&n) => n,
@@ -112,6 +124,7 @@ pub async fn get(
     now: Timestamp,
 ) -> Result<Shard> {
     require_channel(signer, channel)?;
+    check_number(number)?;
     shards
         .shard(&channel, number, now)
         .await?
@@ -129,14 +142,19 @@ pub async fn delete(
     proof: Option<DeleteShard>,
     now: Timestamp,
 ) -> Result<()> {
+    check_number(number)?;
+    let is_admin = matches!(signer, Signer::Admin(room) if room == channel.room);
+    if !is_admin {
+        require_channel(signer, channel)?;
+    }
+    // A burnt message is gone for everyone, whatever the database still holds.
+    let shard = shards
+        .shard(&channel, number, now)
+        .await?
+        .ok_or(Error::NotFound("message"))?;
     match signer {
-        Signer::Admin(room) if room == channel.room => {}
+        _ if is_admin => {}
         Signer::Channel(..) => {
-            require_channel(signer, channel)?;
-            let shard = shards
-                .shard(&channel, number, now)
-                .await?
-                .ok_or(Error::NotFound("message"))?;
             let proven = match (&shard.delete_hash, proof) {
                 (Some(hash), Some(p)) => hash.0 == sha256(&p.delete_secret.0),
                 _ => false,
