@@ -536,6 +536,13 @@ pub async fn rooms_are_versioned_and_conflicts_change_nothing<S: Rooms>(store: A
     assert!(store.delete_room(&r1.room_id).await.unwrap());
     assert!(!store.delete_room(&r1.room_id).await.unwrap());
     assert_eq!(store.room(&r1.room_id).await.unwrap(), None);
+    assert!(
+        matches!(
+            store.create_room(&room(1, 1)).await,
+            Err(StoreError::Conflict)
+        ),
+        "a deleted room's id stays taken"
+    );
     let mut after = r2;
     after.version = 3;
     assert!(
@@ -688,4 +695,12 @@ pub async fn shards_delete_reports_presence<S: Rooms>(store: Arc<S>) {
     assert!(store.delete_shard(&c, 1).await.unwrap());
     assert!(!store.delete_shard(&c, 1).await.unwrap());
     assert_eq!(store.shard(&c, 1, T0).await.unwrap(), None);
+    assert_eq!(store.shards(&c, 0, 10, T0).await.unwrap(), vec![]);
+    assert!(
+        matches!(
+            store.put_shard(&c, &shard(1, T0.plus(100))).await,
+            Err(StoreError::Conflict)
+        ),
+        "a deleted number stays taken"
+    );
 }

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use cinder_proto::RoomId;
 use cinder_proto::Timestamp;
 use cinder_proto::rooms::{Room, Shard};
@@ -97,7 +97,10 @@ impl RoomStore for DynamoRooms {
             .send()
             .await
             .map_err(backend)?;
-        out.item.map(from_item).transpose()
+        out.item
+            .filter(|i| !i.contains_key("deleted"))
+            .map(from_item)
+            .transpose()
     }
 
     async fn update_room(&self, room: &Room) -> Result<(), StoreError> {
@@ -114,16 +117,22 @@ impl RoomStore for DynamoRooms {
     }
 
     async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
-        let out = self
+        // A tombstone, not a delete: the id must never name a new room, or whoever knew it
+        // could register new capabilities over the old room's unburnt messages.
+        let put = self
             .client
-            .delete_item()
+            .put_item()
             .table_name(&self.tables.rooms)
-            .key("room_id", s(id))
-            .return_values(ReturnValue::AllOld)
+            .item("room_id", s(id))
+            .item("deleted", AttributeValue::Bool(true))
+            .condition_expression("attribute_exists(room_id) AND attribute_not_exists(deleted)")
             .send()
-            .await
-            .map_err(backend)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+            .await;
+        match put.map_err(conditional) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -213,7 +222,7 @@ impl ShardStore for DynamoRooms {
                 .query()
                 .table_name(&self.tables.shards)
                 .key_condition_expression("channel = :c AND #n > :after")
-                .filter_expression("burn_at > :now")
+                .filter_expression("burn_at > :now AND attribute_not_exists(deleted)")
                 .expression_attribute_names("#n", "number")
                 .expression_attribute_values(":c", s(channel))
                 .expression_attribute_values(":after", n(after))
@@ -253,8 +262,8 @@ impl ShardStore for DynamoRooms {
             .send()
             .await
             .map_err(backend)?;
-        let shard = out
-            .item
+        let item = out.item.filter(|i| !i.contains_key("deleted"));
+        let shard = item
             .map(from_item::<ShardItem>)
             .transpose()?
             .map(|i| i.shard);
@@ -265,17 +274,24 @@ impl ShardStore for DynamoRooms {
         if number == 0 {
             return Ok(false);
         }
-        let out = self
+        // A tombstone keeps the number taken (and burn_at, for TTL) while the text goes.
+        let update = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.tables.shards)
             .key("channel", s(channel))
             .key("number", n(number))
-            .return_values(ReturnValue::AllOld)
+            .update_expression("SET deleted = :t REMOVE ciphertext, delete_hash, posted_at")
+            .condition_expression("attribute_exists(#n) AND attribute_not_exists(deleted)")
+            .expression_attribute_names("#n", "number")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
-            .await
-            .map_err(backend)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+            .await;
+        match update.map_err(conditional) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

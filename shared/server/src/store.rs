@@ -199,7 +199,9 @@ pub trait RoomStore: Send + Sync {
     /// [`StoreError::Conflict`] otherwise (including a deleted room).
     async fn update_room(&self, room: &cinder_proto::rooms::Room) -> Result<(), StoreError>;
 
-    /// Deletes a room; `false` if there was none.
+    /// Deletes a room, leaving a tombstone: the id is never accepted for a new room, so no
+    /// one can register fresh capabilities over the old room's unburnt messages. `false` if
+    /// there was no (live) room.
     async fn delete_room(&self, id: &cinder_proto::RoomId) -> Result<bool, StoreError>;
 }
 
@@ -254,6 +256,7 @@ pub trait ShardStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<cinder_proto::rooms::Shard>, StoreError>;
 
-    /// Deletes one shard; `false` if there was none.
+    /// Deletes one shard's contents, leaving its number taken until it burns; `false` if
+    /// there was none.
     async fn delete_shard(&self, channel: &ChannelRef, number: u64) -> Result<bool, StoreError>;
 }

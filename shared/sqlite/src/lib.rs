@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS rate_limits (
 CREATE TABLE IF NOT EXISTS rooms (
     room_id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
-    room    TEXT NOT NULL
+    -- NULL once deleted: the row stays as a tombstone so the id is never reused.
+    room    TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS shard_counters (
     channel TEXT PRIMARY KEY,
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS shards (
     channel TEXT NOT NULL,
     number  INTEGER NOT NULL,
     burn_at INTEGER NOT NULL,
-    shard   TEXT NOT NULL,
+    -- NULL once deleted: the number stays taken until the message would have burnt.
+    shard   TEXT,
     PRIMARY KEY (channel, number)
 ) WITHOUT ROWID;
 PRAGMA user_version = 3;
@@ -566,7 +568,7 @@ impl RoomStore for SqliteStore {
         self.run(move |c| {
             let row: Option<String> = c
                 .query_row(
-                    "SELECT room FROM rooms WHERE room_id = ?1",
+                    "SELECT room FROM rooms WHERE room_id = ?1 AND room IS NOT NULL",
                     params![id],
                     |r| r.get(0),
                 )
@@ -596,7 +598,10 @@ impl RoomStore for SqliteStore {
     async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.run(move |c| {
-            c.execute("DELETE FROM rooms WHERE room_id = ?1", params![id])
+            c.execute(
+                "UPDATE rooms SET room = NULL, version = -1 WHERE room_id = ?1 AND room IS NOT NULL",
+                params![id],
+            )
                 .map(|n| n == 1)
                 .map_err(backend)
         })
@@ -682,7 +687,7 @@ impl ShardStore for SqliteStore {
         self.run(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT shard FROM shards WHERE channel = ?1 AND number > ?2 AND burn_at > ?3
+                    "SELECT shard FROM shards WHERE channel = ?1 AND number > ?2 AND burn_at > ?3 AND shard IS NOT NULL
                      ORDER BY number ASC LIMIT ?4",
                 )
                 .map_err(backend)?;
@@ -709,7 +714,7 @@ impl ShardStore for SqliteStore {
         self.run(move |c| {
             let row: Option<String> = c
                 .query_row(
-                    "SELECT shard FROM shards WHERE channel = ?1 AND number = ?2 AND burn_at > ?3",
+                    "SELECT shard FROM shards WHERE channel = ?1 AND number = ?2 AND burn_at > ?3 AND shard IS NOT NULL",
                     params![channel, number, now],
                     |r| r.get(0),
                 )
@@ -725,7 +730,7 @@ impl ShardStore for SqliteStore {
         let number = to_sql_int(number)?;
         self.run(move |c| {
             c.execute(
-                "DELETE FROM shards WHERE channel = ?1 AND number = ?2",
+                "UPDATE shards SET shard = NULL WHERE channel = ?1 AND number = ?2 AND shard IS NOT NULL",
                 params![channel, number],
             )
             .map(|n| n == 1)
