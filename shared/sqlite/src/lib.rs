@@ -163,8 +163,16 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+/// A uniqueness violation is a lost conditional write; anything else is the backend's.
+fn conflict_or_backend(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict
+        }
+        _ => backend(e),
+    }
 }
 
 fn to_sql_int(n: u64) -> Result<i64, StoreError> {
@@ -191,13 +199,7 @@ impl KeyStore for SqliteStore {
                 params![user, version, json],
             )
             .map(drop)
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(conflict_or_backend)
         })
         .await
     }
@@ -311,13 +313,7 @@ impl InboxStore for SqliteStore {
                 params![owner, id, expires, json],
             )
             .map(drop)
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(conflict_or_backend)
         })
         .await
     }
@@ -408,7 +404,7 @@ impl AccountStore for SqliteStore {
                 params![login, registration, ksf, enclave, version],
             )
             .map(drop)
-            .map_err(|e| if is_constraint(&e) { StoreError::Conflict } else { backend(e) })
+            .map_err(conflict_or_backend)
         })
         .await
     }
@@ -552,13 +548,7 @@ impl RoomStore for SqliteStore {
                 params![id, version, json],
             )
             .map(drop)
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(conflict_or_backend)
         })
         .await
     }
@@ -662,13 +652,7 @@ impl ShardStore for SqliteStore {
                 params![channel, number, burn_at, json],
             )
             .map(drop)
-            .map_err(|e| {
-                if is_constraint(&e) {
-                    StoreError::Conflict
-                } else {
-                    backend(e)
-                }
-            })
+            .map_err(conflict_or_backend)
         })
         .await
     }
