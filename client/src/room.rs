@@ -264,6 +264,9 @@ fn shard_aad(room: RoomId, channel: ChannelId, number: u64, burn_at: Timestamp) 
 #[derive(Serialize, Deserialize)]
 struct MessageBody {
     sender: UserId,
+    /// Which version of the sender's directory keys signed it, so readers can check
+    /// messages written before a rotation.
+    key_version: u64,
     sent_at: Timestamp,
     text: String,
     delete_nonce: Nonce,
@@ -277,6 +280,7 @@ fn message_signed_bytes(
     number: u64,
     burn_at: Timestamp,
     sender: UserId,
+    key_version: u64,
     sent_at: Timestamp,
     delete_nonce: &Nonce,
     text: &str,
@@ -288,6 +292,7 @@ fn message_signed_bytes(
         &number.to_be_bytes(),
         &burn_at.0.to_be_bytes(),
         &sender.0,
+        &key_version.to_be_bytes(),
         &sent_at.0.to_be_bytes(),
         delete_nonce.as_bytes(),
         text.as_bytes(),
@@ -758,25 +763,17 @@ impl Client {
         let mut out = Vec::new();
         let mut refused = 0;
         // Each sender's keys are verified once per page, not once per message.
-        let mut verified: BTreeMap<UserId, Option<KeyBundle>> = BTreeMap::new();
+        let mut senders: BTreeMap<UserId, Option<Vec<KeyBundle>>> = BTreeMap::new();
         for shard in page.shards {
             let Some(message) = open_message(m, channel, &shard) else {
                 refused += 1;
                 continue;
             };
-            if let std::collections::btree_map::Entry::Vacant(slot) = verified.entry(message.sender)
-            {
-                let keys = self
-                    .verified_keys(message.sender, pins.get(&message.sender))
-                    .await
-                    .ok();
-                if let Some(k) = &keys {
-                    pins.insert(message.sender, k.clone());
-                }
-                slot.insert(keys);
-            }
-            match verified.get(&message.sender).and_then(Option::as_ref) {
-                Some(keys) if message.verify(&keys.sign_key) => out.push(Received {
+            let key = self
+                .sender_key(&mut senders, pins, message.sender, message.key_version)
+                .await;
+            match key {
+                Some(key) if message.verify(&key) => out.push(Received {
                     number: shard.number,
                     sender: message.sender,
                     sender_name: spine
@@ -792,6 +789,49 @@ impl Client {
             }
         }
         Ok((out, page.next, refused))
+    }
+
+    /// The verification key of `version` of `sender`'s keys, verified: the current version
+    /// through the pinned chain, an older one through the whole chain from version 1, which
+    /// must end at the current keys. Cached in `senders` for the rest of a page.
+    async fn sender_key(
+        &self,
+        senders: &mut BTreeMap<UserId, Option<Vec<KeyBundle>>>,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        sender: UserId,
+        version: u64,
+    ) -> Option<VerifyKey> {
+        if let std::collections::btree_map::Entry::Vacant(slot) = senders.entry(sender) {
+            let current = self.verified_keys(sender, pins.get(&sender)).await.ok();
+            if let Some(k) = &current {
+                pins.insert(sender, k.clone());
+            }
+            slot.insert(current.map(|k| vec![k]));
+        }
+        let known = senders.get_mut(&sender)?.as_mut()?;
+        let current = known.last()?.clone();
+        if version < current.version && known.len() == 1 {
+            let mut chain = Vec::new();
+            let mut after = 0;
+            while let Ok(page) = self.chain(sender, after).await {
+                let Some(last) = page.bundles.last() else {
+                    break;
+                };
+                after = last.version;
+                chain.extend(page.bundles);
+                if !page.more {
+                    break;
+                }
+            }
+            match crate::directory::verify_chain(None, &chain) {
+                Ok(end) if end == current => *known = chain,
+                _ => return None,
+            }
+        }
+        known
+            .iter()
+            .find(|b| b.version == version)
+            .map(|b| b.sign_key)
     }
 
     /// Removes a member (admins only): new master and channel keys, a spine without them,
@@ -881,12 +921,14 @@ pub fn seal_message(
         number,
         burn_at,
         me.user_id(),
+        me.bundle.version,
         sent_at,
         &delete_nonce,
         text,
     );
     let body = MessageBody {
         sender: me.user_id(),
+        key_version: me.bundle.version,
         sent_at,
         text: text.into(),
         delete_nonce,
@@ -910,6 +952,8 @@ pub fn seal_message(
 pub struct Opened {
     /// Who it claims to be from.
     pub sender: UserId,
+    /// Which version of the sender's keys it claims to be signed with.
+    pub key_version: u64,
     /// When the sender says it was written.
     pub sent_at: Timestamp,
     /// The text.
@@ -942,12 +986,14 @@ pub fn open_message(m: &Membership, channel: ChannelId, shard: &Shard) -> Option
         shard.number,
         shard.burn_at,
         body.sender,
+        body.key_version,
         body.sent_at,
         &body.delete_nonce,
         &body.text,
     );
     Some(Opened {
         sender: body.sender,
+        key_version: body.key_version,
         sent_at: body.sent_at,
         text: body.text,
         signature: body.signature,
@@ -1084,5 +1130,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((read.len(), refused), (1, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_written_before_a_key_rotation_still_verify() {
+        let client = server().await;
+        let (alice, bob) = (user(&client).await, user(&client).await);
+        let (mut m, spine) = client
+            .create_room(&alice, "alice", "Team", &[("general".into(), false, 3600)])
+            .await
+            .unwrap();
+        let general = spine.channels[0].id;
+        client
+            .invite(&alice, &mut m, &bob.bundle, "bob")
+            .await
+            .unwrap();
+        let (mut bob_rooms, mut pins) = (BTreeMap::new(), BTreeMap::new());
+        client
+            .accept_invites(&bob, &mut bob_rooms, &mut pins)
+            .await
+            .unwrap();
+
+        client
+            .send_message(&alice, &m, general, "before", 600)
+            .await
+            .unwrap();
+        let rotated = alice.rotated(Timestamp::now()).unwrap();
+        client.rotate(&rotated.bundle).await.unwrap();
+        client
+            .send_message(&rotated, &m, general, "after", 600)
+            .await
+            .unwrap();
+
+        let (read, _, refused) = client
+            .read(&bob_rooms[&m.room], &spine, general, 0, &mut pins)
+            .await
+            .unwrap();
+        let texts: Vec<_> = read.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!((texts, refused), (vec!["before", "after"], 0));
     }
 }
