@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cinder-dev: serving http://{addr} (data in {})",
         args.data_dir.display()
     );
-    println!("cinder-dev: try `cinder --server http://{addr} keys publish`; Ctrl-C stops");
+    println!("cinder-dev: try `cinder --server http://{addr} register NAME`; Ctrl-C stops");
     let shutdown = async {
         // If the signal cannot be awaited, keep serving until the process is killed.
         if tokio::signal::ctrl_c().await.is_err() {
