@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use cinder_proto::Timestamp;
 use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
-use cinder_server::clock::ManualTime;
+use cinder_server::clock::SkewedTime;
 use cinder_server::keys::{self, KeysState};
 use cinder_server::shards::{self, ShardsState};
 use cinder_server::spine::{self, SpineState};
@@ -28,7 +27,8 @@ pub enum Backend {
 pub struct TestServer {
     pub backend: Backend,
     pub url: String,
-    pub time: ManualTime,
+    /// Moves the server's clock ahead of real time (it otherwise runs as usual).
+    pub time: SkewedTime,
     /// The same app the HTTP server serves, for raw in-process requests.
     pub app: Router,
     /// The accounts store, for tests that play a hostile server.
@@ -46,7 +46,7 @@ impl TestServer {
 
 /// Starts every function on `backend` with the master secret `master`.
 pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
-    let (clock, time) = Clock::manual(Timestamp::now());
+    let (clock, time) = Clock::skewed();
     let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let (routes, accounts, sqlite_file): (Router, Arc<dyn AccountStore>, _) = match backend {

@@ -15,6 +15,7 @@ pub struct Clock(Source);
 enum Source {
     System,
     Manual(Arc<AtomicU64>),
+    Skewed(Arc<std::sync::atomic::AtomicI64>),
 }
 
 impl Clock {
@@ -29,11 +30,23 @@ impl Clock {
         (Self(Source::Manual(cell.clone())), ManualTime(cell))
     }
 
+    /// The system clock plus an offset that the returned handle moves: time runs as usual
+    /// (so signatures dated by a client's real clock stay fresh) and tests can jump ahead.
+    pub fn skewed() -> (Self, SkewedTime) {
+        let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        (Self(Source::Skewed(offset.clone())), SkewedTime(offset))
+    }
+
     /// The current time.
     pub fn now(&self) -> Timestamp {
         match &self.0 {
             Source::System => Timestamp::now(),
             Source::Manual(cell) => Timestamp(cell.load(Ordering::SeqCst)),
+            Source::Skewed(offset) => Timestamp(
+                Timestamp::now()
+                    .0
+                    .saturating_add_signed(offset.load(Ordering::SeqCst)),
+            ),
         }
     }
 }
@@ -43,6 +56,9 @@ impl fmt::Debug for Clock {
         match &self.0 {
             Source::System => f.write_str("Clock::System"),
             Source::Manual(cell) => write!(f, "Clock::Manual({})", cell.load(Ordering::SeqCst)),
+            Source::Skewed(offset) => {
+                write!(f, "Clock::Skewed({:+})", offset.load(Ordering::SeqCst))
+            }
         }
     }
 }
@@ -60,5 +76,17 @@ impl ManualTime {
     /// Moves the time forward by `secs`.
     pub fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// The handle that moves a skewed clock.
+#[derive(Clone, Debug)]
+pub struct SkewedTime(Arc<std::sync::atomic::AtomicI64>);
+
+impl SkewedTime {
+    /// Moves the clock forward by `secs`.
+    pub fn advance(&self, secs: u64) {
+        self.0
+            .fetch_add(i64::try_from(secs).unwrap_or(i64::MAX), Ordering::SeqCst);
     }
 }
