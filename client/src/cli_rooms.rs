@@ -379,7 +379,15 @@ pub async fn read(
     let mut idle = Duration::from_secs(1);
     loop {
         let m = ctx.membership(id)?.clone();
-        let (messages, next, refused) = ctx.client.read(&m, &spine, ch, after, ctx.pins).await?;
+        let (messages, next, refused) = match ctx.client.read(&m, &spine, ch, after, ctx.pins).await
+        {
+            Ok(page) => page,
+            Err(e) if follow && e.code() == Some(ErrorCode::Unauthenticated) => {
+                spine = rekeyed(ctx, id, e).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if refused > 0 {
             eprintln!(
                 "warning: {refused} message(s) failed decryption or signature checks and are not shown"
@@ -400,8 +408,33 @@ pub async fn read(
         tokio::time::sleep(idle).await;
         idle = (idle * 2).min(Duration::from_secs(15));
         let client = ctx.client;
-        spine = client.room(ctx.membership(id)?).await?.1;
+        spine = match client.room(ctx.membership(id)?).await {
+            Ok((_, spine)) => spine,
+            Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => rekeyed(ctx, id, e).await?,
+            Err(e) => return Err(e),
+        };
     }
+}
+
+/// After the room's keys stopped verifying (someone was removed): takes the new keys if we
+/// were sent some and returns the fresh spine; otherwise we were the one removed, and the
+/// original error stands.
+async fn rekeyed(
+    ctx: &mut RoomCtx<'_>,
+    id: RoomId,
+    original: ClientError,
+) -> Result<Spine, ClientError> {
+    let me = ctx.me();
+    let joined = ctx
+        .client
+        .accept_invites(&me, &mut ctx.session.contents.memberships, ctx.pins)
+        .await?;
+    if !joined.contains(&id) {
+        return Err(original);
+    }
+    ctx.save().await?;
+    let client = ctx.client;
+    Ok(client.room(ctx.membership(id)?).await?.1)
 }
 
 /// `cinder members ROOM`

@@ -509,6 +509,15 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
     let client = Client::new(&ctx.cli.server);
     let Profile { session, pins, .. } = &mut ctx.profile;
     let session = session.as_mut().ok_or(ClientError::NotLoggedIn)?;
+    // The enclave is the source of truth for memberships: another device (or a `read
+    // --follow` that took new keys) may have changed it since this profile cached it.
+    client.refresh_enclave(session).await.map_err(|e| {
+        if e.code() == Some(ErrorCode::Unauthenticated) {
+            ClientError::NotLoggedIn
+        } else {
+            e
+        }
+    })?;
     let mut rc = cli_rooms::RoomCtx {
         client: &client,
         session,

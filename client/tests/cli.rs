@@ -450,3 +450,108 @@ async fn room_walkthrough_create_invite_chat_kick() {
     ok(&mine);
     assert_eq!(stdout(&mine).lines().count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_follow_shows_new_messages_and_survives_a_rekey() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let p = |n: &str| dir.path().join(format!("{n}.json"));
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(o),
+            stderr(o)
+        )
+    };
+    let mut ids = std::collections::BTreeMap::new();
+    for name in ["alice", "bob", "carol"] {
+        let reg = cinder_with_input(
+            &server,
+            &p(name),
+            &[
+                "register",
+                name,
+                "--name",
+                name,
+                "--password-stdin",
+                "--json",
+            ],
+            "long enough pw\n",
+        )
+        .await;
+        ok(&reg);
+        ids.insert(name, json(&reg)["user_id"].as_str().unwrap().to_owned());
+    }
+    ok(&cinder(&server, &p("alice"), &["room", "create", "team"]).await);
+    for name in ["bob", "carol"] {
+        ok(&cinder(
+            &server,
+            &p("alice"),
+            &["invite", "team", &ids[name], "--name", name],
+        )
+        .await);
+        ok(&cinder(&server, &p(name), &["accept"]).await);
+    }
+
+    // GIVEN bob following the channel
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"))
+        .arg("--server")
+        .arg(&server)
+        .arg("--profile")
+        .arg(p("bob"))
+        .args(["read", "team", "general", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200))
+                && line.contains(want)
+            {
+                return;
+            }
+        }
+        panic!("--follow never showed {want:?}");
+    };
+
+    // WHEN alice writes, then removes carol (new keys) and writes again
+    ok(&cinder(&server, &p("alice"), &["send", "team", "general", "first"]).await);
+    wait_for("alice: first");
+    ok(&cinder(&server, &p("alice"), &["kick", "team", &ids["carol"]]).await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["send", "team", "general", "after the rekey"],
+    )
+    .await);
+
+    // THEN bob's follow picks up the new keys and shows the new message
+    wait_for("alice: after the rekey");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+
+    // AND the new keys reached bob's enclave, so his next command (whose profile cache the
+    // killed follower never updated) reads on; carol cannot.
+    let again = cinder(&server, &p("bob"), &["read", "team", "general"]).await;
+    ok(&again);
+    assert_eq!(stdout(&again).lines().count(), 2);
+    assert!(
+        !cinder(&server, &p("carol"), &["read", "team", "general"])
+            .await
+            .status
+            .success()
+    );
+}
