@@ -177,12 +177,12 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
             &alice.rooms[&room],
             general,
             "this burns",
-            2,
+            5,
         )
         .await
         .unwrap();
     assert_eq!(bob.texts(client, room, general).await.len(), 3);
-    pass_time(3).await;
+    pass_time(6).await;
     assert_eq!(
         bob.texts(client, room, general).await,
         expected,
