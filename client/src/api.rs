@@ -181,20 +181,34 @@ impl Client {
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let text = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        match self.decode(status, &text)? {
+            Ok(value) => Ok(value),
+            Err(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            }),
+        }
+    }
+
+    /// A success body as `T` (empty reads as `null`), or the server's error body.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        status: StatusCode,
+        text: &[u8],
+    ) -> Result<Result<T, ErrorBody>, ClientError> {
         if status.is_success() {
             let text = if text.is_empty() {
                 b"null".as_slice()
             } else {
-                &text
+                text
             };
-            return serde_json::from_slice(text).map_err(|e| self.unreadable(e.to_string()));
+            return serde_json::from_slice(text)
+                .map(Ok)
+                .map_err(|e| self.unreadable(e.to_string()));
         }
-        let body: ErrorBody = serde_json::from_slice(&text)
-            .map_err(|_| self.unreadable(format!("HTTP {status} without a Cinder error body")))?;
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            body,
-        })
+        serde_json::from_slice(text)
+            .map(Err)
+            .map_err(|_| self.unreadable(format!("HTTP {status} without a Cinder error body")))
     }
 
     /// Like `call`, optionally in an account session.
@@ -221,17 +235,10 @@ impl Client {
             let (status, server_time, text) = self
                 .send(method.clone(), path, &bytes, signer, session)
                 .await?;
-            if status.is_success() {
-                let text = if text.is_empty() {
-                    b"null".as_slice()
-                } else {
-                    &text
-                };
-                return serde_json::from_slice(text).map_err(|e| self.unreadable(e.to_string()));
-            }
-            let body: ErrorBody = serde_json::from_slice(&text).map_err(|_| {
-                self.unreadable(format!("HTTP {status} without a Cinder error body"))
-            })?;
+            let body = match self.decode(status, &text)? {
+                Ok(value) => return Ok(value),
+                Err(body) => body,
+            };
             if body.code == ErrorCode::StaleRequest
                 && !retried
                 && signer.is_some()

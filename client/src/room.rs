@@ -338,18 +338,6 @@ fn random_id() -> Result<[u8; 16], ClientError> {
 }
 
 impl Client {
-    /// Sends a request signed by a capability key.
-    async fn cap_call<B: Serialize, T: serde::de::DeserializeOwned>(
-        &self,
-        key: &SigningKey,
-        signer: Signer,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, ClientError> {
-        self.call_capability(key, signer, method, path, body).await
-    }
-
     /// Creates a room with the given channels; the creator is its admin. Returns the keys to
     /// keep in the enclave and the first spine.
     pub async fn create_room(
@@ -398,7 +386,7 @@ impl Client {
             channels: caps,
         };
         let _: Room = self
-            .cap_call(
+            .call_capability(
                 &m.admin()?,
                 Signer::Admin(room),
                 Method::POST,
@@ -418,7 +406,7 @@ impl Client {
     /// Reads and opens a room's spine, refusing one older than this membership has seen.
     pub async fn room(&self, m: &mut Membership) -> Result<(Room, Spine), ClientError> {
         let room: Room = self
-            .cap_call::<(), _>(
+            .call_capability::<(), _>(
                 &m.member_key(),
                 Signer::Member(m.room),
                 Method::GET,
@@ -466,7 +454,7 @@ impl Client {
             channels,
         };
         let room: Room = self
-            .cap_call(
+            .call_capability(
                 &m.admin()?,
                 Signer::Admin(m.room),
                 Method::PUT,
@@ -714,7 +702,7 @@ impl Client {
         let signer = Signer::Channel(m.room, channel);
         let base = format!("/messages/{}/{channel}", m.room);
         let Reserved { number } = self
-            .cap_call::<(), _>(&cap, signer, Method::POST, &format!("{base}/numbers"), None)
+            .call_capability::<(), _>(&cap, signer, Method::POST, &format!("{base}/numbers"), None)
             .await?;
         let sent_at = self.now();
         let post = seal_message(
@@ -727,7 +715,7 @@ impl Client {
             sent_at.plus(burn_secs),
         )?;
         let _: Shard = self
-            .cap_call(
+            .call_capability(
                 &cap,
                 signer,
                 Method::PUT,
@@ -752,7 +740,7 @@ impl Client {
         let key = m.channel_key(channel)?;
         let cap = channel_capability(key, m.room, channel);
         let page: ShardPage = self
-            .cap_call::<(), _>(
+            .call_capability::<(), _>(
                 &cap,
                 Signer::Channel(m.room, channel),
                 Method::GET,
@@ -873,17 +861,15 @@ impl Client {
         &self,
         me: &Identity,
         m: &Membership,
-        spine: &Spine,
         channel: ChannelId,
         number: u64,
     ) -> Result<(), ClientError> {
-        let _ = spine;
         let key = m.channel_key(channel)?;
         let cap = channel_capability(key, m.room, channel);
         let signer = Signer::Channel(m.room, channel);
         let path = format!("/messages/{}/{channel}/{number}", m.room);
         let shard: Shard = self
-            .cap_call::<(), _>(&cap, signer, Method::GET, &path, None)
+            .call_capability::<(), _>(&cap, signer, Method::GET, &path, None)
             .await?;
         let aad = shard_aad(m.room, channel, number, shard.burn_at);
         let json = m.channel_keys[&channel]
@@ -896,7 +882,7 @@ impl Client {
         let proof = cinder_proto::rooms::DeleteShard {
             delete_secret: Blob(secret.to_vec()),
         };
-        self.cap_call::<_, ()>(&cap, signer, Method::DELETE, &path, Some(&proof))
+        self.call_capability::<_, ()>(&cap, signer, Method::DELETE, &path, Some(&proof))
             .await
     }
 }
@@ -1026,7 +1012,7 @@ pub(crate) fn sign_capability(
 impl Client {
     /// Deletes a room (admins only). Its messages become unreachable and burn on their own.
     pub async fn delete_room(&self, m: &Membership) -> Result<(), ClientError> {
-        self.cap_call::<(), ()>(
+        self.call_capability::<(), ()>(
             &m.admin()?,
             Signer::Admin(m.room),
             Method::DELETE,

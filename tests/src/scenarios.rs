@@ -260,25 +260,13 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         .await
         .unwrap();
     let not_mine = client
-        .delete_message(
-            &alice.me.contents.identity,
-            &alice.rooms[&room],
-            &spine,
-            general,
-            n,
-        )
+        .delete_message(&alice.me.contents.identity, &alice.rooms[&room], general, n)
         .await
         .err()
         .unwrap();
     assert_eq!(not_mine.code(), Some(ErrorCode::Forbidden));
     client
-        .delete_message(
-            &bob.me.contents.identity,
-            &bob.rooms[&room],
-            &spine,
-            general,
-            n,
-        )
+        .delete_message(&bob.me.contents.identity, &bob.rooms[&room], general, n)
         .await
         .unwrap();
     assert_eq!(bob.texts(client, room, general).await.len(), 3);
