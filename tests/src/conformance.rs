@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
-use cinder_proto::rooms::{Room, Shard};
+use cinder_proto::rooms::{Room, Shard, SpineEntry, limits};
 use cinder_proto::{Blob, Envelope, EnvelopeId, Timestamp, UserId};
 use cinder_proto::{ChannelId, RoomId};
 use cinder_server::store::{
@@ -51,6 +51,9 @@ macro_rules! rooms_conformance_suite {
         $crate::conformance_suite!(@cases $make;
             rooms_are_versioned_and_conflicts_change_nothing,
             rooms_concurrent_updates_have_one_winner,
+            spine_log_holds_every_version_and_no_lost_write,
+            spine_log_keeps_only_the_winners_of_concurrent_writes,
+            spine_log_pages_through_the_largest_spines,
             shards_reserve_unique_increasing_numbers_under_concurrency,
             shards_list_in_order_and_never_return_burnt_ones,
             shards_duplicate_number_conflicts,
@@ -574,6 +577,131 @@ pub async fn rooms_concurrent_updates_have_one_winner<S: Rooms>(store: Arc<S>) {
         store.room(&RoomId([1; 16])).await.unwrap(),
         Some(winners.remove(0))
     );
+}
+
+/// The log entry a room write must leave.
+fn logged(room: &Room) -> SpineEntry {
+    SpineEntry {
+        version: room.version,
+        spine: room.spine.clone(),
+    }
+}
+
+/// `room` at `version` with a spine of `len` bytes of `fill`.
+fn at_version(room: &Room, version: u64, fill: u8, len: usize) -> Room {
+    Room {
+        version,
+        spine: Blob(vec![fill; len]),
+        ..room.clone()
+    }
+}
+
+pub async fn spine_log_holds_every_version_and_no_lost_write<S: Rooms>(store: Arc<S>) {
+    let id = RoomId([7; 16]);
+    let v1 = room(7, 1);
+    let v2 = at_version(&v1, 2, 72, 40);
+    let v3 = at_version(&v1, 3, 73, 90);
+    store.create_room(&v1).await.unwrap();
+    store.update_room(&v2).await.unwrap();
+    store.update_room(&v3).await.unwrap();
+    let all = vec![logged(&v1), logged(&v2), logged(&v3)];
+    assert_eq!(store.spines(&id, 0, 10).await.unwrap(), all);
+    // `after` is exclusive and `limit` bounds the page.
+    assert_eq!(store.spines(&id, 1, 10).await.unwrap(), all[1..]);
+    assert_eq!(store.spines(&id, 0, 2).await.unwrap(), all[..2]);
+    assert_eq!(store.spines(&id, 1, 1).await.unwrap(), all[1..2]);
+    assert_eq!(store.spines(&id, 3, 10).await.unwrap(), vec![]);
+    // Logs are per room; an unknown room has none.
+    let other = room(8, 1);
+    store.create_room(&other).await.unwrap();
+    assert_eq!(
+        store.spines(&other.room_id, 0, 10).await.unwrap(),
+        vec![logged(&other)]
+    );
+    assert_eq!(store.spines(&RoomId([9; 16]), 0, 10).await.unwrap(), vec![]);
+
+    // Lost writes leave nothing behind: a second creation, an update from a stale version
+    // (the version exists), an update that skips a version.
+    for lost in [
+        store.create_room(&at_version(&v1, 1, 1, 5)).await,
+        store.update_room(&at_version(&v1, 3, 3, 5)).await,
+        store.update_room(&at_version(&v1, 2, 2, 5)).await,
+        store.update_room(&at_version(&v1, 5, 5, 5)).await,
+    ] {
+        assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    }
+    assert_eq!(store.spines(&id, 0, 10).await.unwrap(), all);
+    assert_eq!(store.spines(&id, 3, 10).await.unwrap(), vec![]);
+    assert_eq!(store.room(&id).await.unwrap(), Some(v3.clone()));
+
+    // Deletion leaves the log (the caller decides not to serve it), and adds nothing to it.
+    assert!(store.delete_room(&id).await.unwrap());
+    assert!(matches!(
+        store.update_room(&at_version(&v1, 4, 4, 5)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.spines(&id, 0, 10).await.unwrap(), all);
+}
+
+/// Awaits racing room writes and returns the one that won; every other one must conflict.
+async fn the_winner(tasks: Vec<tokio::task::JoinHandle<(Result<(), StoreError>, Room)>>) -> Room {
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(()), r) => winners.push(r),
+            (Err(StoreError::Conflict), _) => {}
+            (Err(e), _) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one winner per version");
+    winners.remove(0)
+}
+
+pub async fn spine_log_keeps_only_the_winners_of_concurrent_writes<S: Rooms>(store: Arc<S>) {
+    // Ten creations of one id, then ten updates to version 2: one of each wins, and the
+    // log holds exactly the winners' spines.
+    let base = room(6, 1);
+    let creates = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            let r = at_version(&base, 1, i, 16);
+            tokio::spawn(async move { (store.create_room(&r).await, r) })
+        })
+        .collect();
+    let created = the_winner(creates).await;
+    assert_eq!(
+        store.spines(&base.room_id, 0, 10).await.unwrap(),
+        vec![logged(&created)]
+    );
+    let updates = (0..10u8)
+        .map(|i| {
+            let store = store.clone();
+            let r = at_version(&base, 2, 100 + i, 16);
+            tokio::spawn(async move { (store.update_room(&r).await, r) })
+        })
+        .collect();
+    let updated = the_winner(updates).await;
+    assert_eq!(
+        store.spines(&base.room_id, 0, 10).await.unwrap(),
+        vec![logged(&created), logged(&updated)]
+    );
+    assert_eq!(store.room(&base.room_id).await.unwrap(), Some(updated));
+}
+
+pub async fn spine_log_pages_through_the_largest_spines<S: Rooms>(store: Arc<S>) {
+    // Eight spines of the largest size are more than one DynamoDB Query answers (1 MB):
+    // the store reads on until the page is full.
+    let first = at_version(&room(5, 1), 1, 1, limits::MAX_SPINE_BYTES);
+    store.create_room(&first).await.unwrap();
+    let mut all = vec![logged(&first)];
+    for v in 2..=8u64 {
+        let next = at_version(&first, v, v as u8, limits::MAX_SPINE_BYTES);
+        store.update_room(&next).await.unwrap();
+        all.push(logged(&next));
+    }
+    assert_eq!(store.spines(&first.room_id, 0, 20).await.unwrap(), all);
+    assert_eq!(store.spines(&first.room_id, 0, 8).await.unwrap(), all);
+    assert_eq!(store.spines(&first.room_id, 1, 6).await.unwrap(), all[1..7]);
 }
 
 fn channel(room: u8, channel: u8) -> ChannelRef {

@@ -324,6 +324,40 @@ pub fn apigw_event(method: &str, route_key: &str, raw_path: &str, query: &str) -
     event
 }
 
+/// The environment of a rooms function (spine or shards) on `tables`, on moto.
+pub fn rooms_env(tables: &cinder_aws::rooms::RoomTables) -> Vec<(&'static str, String)> {
+    vec![
+        ("ROOMS_TABLE", tables.rooms.clone()),
+        ("SPINES_TABLE", tables.spines.clone()),
+        ("SHARDS_TABLE", tables.shards.clone()),
+        ("NONCES_TABLE", tables.nonces.clone()),
+        ("AWS_ENDPOINT_URL", crate::moto::endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ]
+}
+
+/// Status and JSON body (`Null` when empty) of a Lambda proxy response.
+pub fn proxy_answer(response: &Value) -> (u64, Value) {
+    use base64::Engine as _;
+    let status = response["statusCode"].as_u64().expect("statusCode");
+    let body = response["body"].as_str().unwrap_or("");
+    let body = if response["isBase64Encoded"] == Value::Bool(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    (status, json)
+}
+
 /// Which rooms function a [`rooms_deployment`] runs as its shipped binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Under {
@@ -364,15 +398,7 @@ pub async fn rooms_deployment(
         clock,
         cinder_server::shards::DEFAULT_MAX_BURN_SECS,
     ));
-    let env = [
-        ("ROOMS_TABLE", tables.rooms.clone()),
-        ("SHARDS_TABLE", tables.shards.clone()),
-        ("NONCES_TABLE", tables.nonces.clone()),
-        ("AWS_ENDPOINT_URL", crate::moto::endpoint().to_owned()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-    ];
+    let env = rooms_env(&tables);
     let (a, b) = (
         Arc::new(RuntimeApi::start().await),
         Arc::new(RuntimeApi::start().await),

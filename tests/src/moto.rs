@@ -151,6 +151,7 @@ pub async fn fresh_rooms_store() -> (
     let tables = cinder_aws::rooms::RoomTables::prefixed(&unique_prefix());
     for (name, spec) in [
         (&tables.rooms, schema::ROOMS),
+        (&tables.spines, schema::SPINES),
         (&tables.shards, schema::SHARDS),
         (&tables.nonces, schema::NONCES),
     ] {

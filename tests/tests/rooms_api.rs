@@ -232,6 +232,122 @@ async fn rooms_are_created_read_updated_and_deleted_by_capability() {
     }
 }
 
+/// The body of an admin's update of `c` from version `v` to a spine of `spine`.
+fn update_body(c: &Caps, v: u64, spine: &[u8]) -> Value {
+    json!({
+        "expected_version": v, "spine": encode(spine),
+        "admin_key": c.admin.verify_key(), "member_key": c.member.verify_key(),
+        "channels": { c.channel.to_string(): c.chan.verify_key() },
+    })
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_spine_log_serves_every_version_to_members_and_admins_in_pages() {
+    use cinder_proto::rooms::limits::MAX_SPINE_PAGE;
+    for b in backends().await {
+        b.set(T0);
+        let c = caps(6);
+        create(&b, &c).await;
+        let path = format!("/rooms/{}", c.room);
+        // Two versions more than a page holds.
+        let last = MAX_SPINE_PAGE as u64 + 2;
+        for v in 1..last {
+            let body = update_body(&c, v, format!("sealed spine v{}", v + 1).as_bytes());
+            let ok = call(&b, &c.admin, "PUT", &path, Some(body)).await;
+            assert_eq!(ok.status, 200, "{}: {:?}", b.name, ok.json);
+        }
+        // `create` sealed "sealed spine v1"; the updates follow the same pattern.
+        let spine = |v: u64| encode(format!("sealed spine v{v}").as_bytes());
+        let log = format!("{path}/spines");
+
+        // A full page, oldest first, with the cursor of the next one.
+        let first = call(&b, &c.member, "GET", &format!("{log}?after=0"), None).await;
+        assert_eq!(first.status, 200, "{}: {:?}", b.name, first.json);
+        let entries = first.json["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), MAX_SPINE_PAGE, "{}", b.name);
+        for (i, e) in entries.iter().enumerate() {
+            let v = i as u64 + 1;
+            assert_eq!((&e["version"], &e["spine"]), (&json!(v), &json!(spine(v))));
+        }
+        assert_eq!(first.json["next"], json!(MAX_SPINE_PAGE), "{}", b.name);
+        // The rest, for the admin too; a short page has no `next`.
+        let rest = call(
+            &b,
+            &c.admin,
+            "GET",
+            &format!("{log}?after={MAX_SPINE_PAGE}"),
+            None,
+        )
+        .await;
+        assert_eq!(rest.status, 200, "{}: {:?}", b.name, rest.json);
+        assert_eq!(
+            rest.json,
+            json!({"entries": [
+                {"version": last - 1, "spine": spine(last - 1)},
+                {"version": last, "spine": spine(last)},
+            ]}),
+            "{}",
+            b.name
+        );
+        // Without `after`, from the start; past the end, nothing.
+        let whole = call(&b, &c.member, "GET", &log, None).await;
+        assert_eq!(whole.json["entries"], first.json["entries"]);
+        let past = call(&b, &c.member, "GET", &format!("{log}?after={last}"), None).await;
+        assert_eq!(
+            (past.status.as_u16(), &past.json),
+            (200, &json!({"entries": []}))
+        );
+        // The room's current record is the log's last entry.
+        let room = call(&b, &c.member, "GET", &path, None).await;
+        assert_eq!(
+            (&room.json["version"], &room.json["spine"]),
+            (&json!(last), &json!(spine(last)))
+        );
+
+        // The same capabilities as reading the room: a channel key is not a member key,
+        // and another room's admin is nobody here.
+        assert_eq!(
+            call(&b, &c.chan, "GET", &log, None).await.code(),
+            "forbidden"
+        );
+        let other = caps(7);
+        create(&b, &other).await;
+        let cross = Capability::new(7, Signer::Admin(other.room));
+        let refused = call(&b, &cross, "GET", &log, None).await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.code()),
+            (403, "forbidden"),
+            "{}",
+            b.name
+        );
+
+        // `after` is a version: a u64 that fits the stores' signed 64-bit integers.
+        for bad in [
+            "after=-1",
+            "after=x",
+            "after=1.5",
+            "after=",
+            "after=18446744073709551616",
+            "after=9223372036854775808",
+        ] {
+            let refused = call(&b, &c.member, "GET", &format!("{log}?{bad}"), None).await;
+            assert_eq!(
+                (refused.status.as_u16(), refused.code()),
+                (400, "invalid_parameter"),
+                "{}: {bad}",
+                b.name
+            );
+        }
+
+        // Once the room is deleted, no capability of it verifies.
+        assert_eq!(call(&b, &c.admin, "DELETE", &path, None).await.status, 204);
+        assert_eq!(
+            call(&b, &c.member, "GET", &log, None).await.code(),
+            "unauthenticated"
+        );
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn messages_are_numbered_listed_and_burnt_by_channel_capability() {
     for b in backends().await {

@@ -20,6 +20,7 @@ pub mod schema;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
@@ -122,6 +123,34 @@ where
         Some("ConditionalCheckFailedException") => StoreError::Conflict,
         _ => backend(err),
     }
+}
+
+/// Maps a cancelled transaction to [`StoreError::Conflict`] when it lost a conditional
+/// write: a condition failed, or a concurrent transaction on one of its items won the race,
+/// which is the same lost write to the caller (it re-reads and retries). Anything else,
+/// including throttling or validation, is a backend error.
+pub(crate) fn transaction<R>(err: SdkError<TransactWriteItemsError, R>) -> StoreError
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        err.as_service_error()
+    {
+        let reasons: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .filter(|code| *code != "None")
+            .collect();
+        if !reasons.is_empty()
+            && reasons
+                .iter()
+                .all(|code| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict"))
+        {
+            return StoreError::Conflict;
+        }
+    }
+    backend(err)
 }
 
 pub(crate) fn to_item<T: Serialize>(

@@ -1,25 +1,33 @@
 //! The spine and shards functions' stores on DynamoDB.
 //!
+//! Each room write is one transaction of two puts: the room, conditional on its id being
+//! new or on its stored version, and its spine into the spine log, conditional on that
+//! version not being logged yet. Either both happen or neither.
+//!
 //! Shards live in one table keyed by channel (`room/channel`) and number. Number 0 of each
 //! channel is not a message but its counter: `reserve` is one atomic `ADD` on it, which is
 //! how concurrent posters get unique, increasing numbers.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use cinder_proto::RoomId;
-use cinder_proto::Timestamp;
-use cinder_proto::rooms::{Room, Shard};
+use aws_sdk_dynamodb::types::builders::PutBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use cinder_proto::rooms::{Room, Shard, SpineEntry};
+use cinder_proto::{Blob, RoomId, Timestamp};
 use cinder_server::store::{ChannelRef, NonceStore, RoomStore, ShardStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
+use crate::{
+    ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item, transaction,
+};
 
 /// The spine and shards functions' tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomTables {
     /// Rooms: partition `room_id`.
     pub rooms: String,
+    /// The spine log: partition `room_id`, sort `version`.
+    pub spines: String,
     /// Shards: partition `channel`, sort `number`, TTL `burn_at`.
     pub shards: String,
     /// Spent request nonces (shared with every function).
@@ -31,16 +39,18 @@ impl RoomTables {
     pub fn prefixed(prefix: &str) -> Self {
         Self {
             rooms: format!("{prefix}rooms"),
+            spines: format!("{prefix}spines"),
             shards: format!("{prefix}shards"),
             nonces: format!("{prefix}nonces"),
         }
     }
 
-    /// Reads `ROOMS_TABLE`, `SHARDS_TABLE` and `NONCES_TABLE`.
+    /// Reads `ROOMS_TABLE`, `SPINES_TABLE`, `SHARDS_TABLE` and `NONCES_TABLE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         Ok(Self {
             rooms: var("ROOMS_TABLE")?,
+            spines: var("SPINES_TABLE")?,
             shards: var("SHARDS_TABLE")?,
             nonces: var("NONCES_TABLE")?,
         })
@@ -71,20 +81,65 @@ impl DynamoRooms {
     pub fn new(client: Client, tables: RoomTables) -> Self {
         Self { client, tables }
     }
+
+    /// Writes `room`, conditional on `room_condition` (with `values`), and logs its spine,
+    /// in one transaction: both puts happen, or neither.
+    async fn write_room(
+        &self,
+        room: &Room,
+        room_condition: &str,
+        values: Option<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let room_put = Put::builder()
+            .table_name(&self.tables.rooms)
+            .set_item(Some(to_item(room)?))
+            .condition_expression(room_condition);
+        let room_put = match values {
+            Some((name, value)) => room_put.expression_attribute_values(name, value),
+            None => room_put,
+        };
+        let entry = SpineItem {
+            room_id: room.room_id,
+            version: room.version,
+            spine: room.spine.clone(),
+        };
+        // A version is logged once: no write may replace the spine a version had.
+        let log_put = Put::builder()
+            .table_name(&self.tables.spines)
+            .set_item(Some(to_item(&entry)?))
+            .condition_expression("attribute_not_exists(room_id)");
+        self.client
+            .transact_write_items()
+            .transact_items(transact_put(room_put)?)
+            .transact_items(transact_put(log_put)?)
+            .send()
+            .await
+            .map_err(transaction)?;
+        Ok(())
+    }
+}
+
+/// One put of a transaction. Building fails only if table or item is missing, a bug here.
+fn transact_put(builder: PutBuilder) -> Result<TransactWriteItem, StoreError> {
+    let put = builder
+        .build()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// A spine log item: one version of a room's sealed spine.
+#[derive(Serialize, Deserialize)]
+struct SpineItem {
+    room_id: RoomId,
+    version: u64,
+    spine: Blob,
 }
 
 #[async_trait]
 impl RoomStore for DynamoRooms {
     async fn create_room(&self, room: &Room) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.rooms)
-            .set_item(Some(to_item(room)?))
-            .condition_expression("attribute_not_exists(room_id)")
-            .send()
+        self.write_room(room, "attribute_not_exists(room_id)", None)
             .await
-            .map_err(conditional)?;
-        Ok(())
     }
 
     async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
@@ -104,16 +159,52 @@ impl RoomStore for DynamoRooms {
     }
 
     async fn update_room(&self, room: &Room) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.tables.rooms)
-            .set_item(Some(to_item(room)?))
-            .condition_expression("version = :prev")
-            .expression_attribute_values(":prev", n(room.version.saturating_sub(1)))
-            .send()
-            .await
-            .map_err(conditional)?;
-        Ok(())
+        self.write_room(
+            room,
+            "version = :prev",
+            Some((":prev", n(room.version.saturating_sub(1)))),
+        )
+        .await
+    }
+
+    async fn spines(
+        &self,
+        id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SpineEntry>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        let mut start = None;
+        // A Query answers at most 1 MB, about five of the largest spines: read on until the
+        // page is full or the log is exhausted.
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.spines)
+                .key_condition_expression("room_id = :r AND version > :after")
+                .expression_attribute_values(":r", s(id))
+                .expression_attribute_values(":after", n(after))
+                .scan_index_forward(true)
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in page.items.unwrap_or_default() {
+                let item: SpineItem = from_item(item)?;
+                out.push(SpineEntry {
+                    version: item.version,
+                    spine: item.spine,
+                });
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {

@@ -69,6 +69,12 @@ pub const ROOMS: TableSpec = TableSpec {
     sort: None,
     ttl: None,
 };
+/// The spine log: every version of every room's sealed spine.
+pub const SPINES: TableSpec = TableSpec {
+    partition: ("room_id", ScalarAttributeTypeName::S),
+    sort: Some(("version", ScalarAttributeTypeName::N)),
+    ttl: None,
+};
 /// The shards table: partition `room/channel`, sort message number; number 0 is the counter.
 pub const SHARDS: TableSpec = TableSpec {
     partition: ("channel", ScalarAttributeTypeName::S),

@@ -21,6 +21,11 @@ pub mod limits {
     pub const MAX_SHARD_BYTES: usize = 64 * 1024;
     /// Most messages in one page.
     pub const MAX_SHARD_PAGE: usize = 100;
+    /// Most spine versions in one page of a room's spine log. Spines are up to
+    /// [`MAX_SPINE_BYTES`] each: 20 of them are 2.5 MiB, about 3.5 MB as base64url JSON,
+    /// and under 4.7 MB even if the Lambda runtime base64-encodes the body once more, so a
+    /// full page stays below the 6 MB limit on a Lambda (API Gateway proxy) response.
+    pub const MAX_SPINE_PAGE: usize = 20;
     /// Largest request body of the spine and shards functions.
     pub const MAX_ROOMS_BODY: usize = 256 * 1024;
 }
@@ -74,6 +79,26 @@ pub struct UpdateRoom {
     pub member_key: VerifyKey,
     /// The channels' capabilities; a channel left out is removed.
     pub channels: BTreeMap<ChannelId, VerifyKey>,
+}
+
+/// One past or current version of a room's sealed spine, as the server logged it when that
+/// version was written. Clients check the whole sequence, not only the latest version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpineEntry {
+    /// The room version this spine was sealed for.
+    pub version: u64,
+    /// The sealed spine of that version, byte for byte as it was stored.
+    pub spine: Blob,
+}
+
+/// `GET /rooms/{room_id}/spines?after=N`: versions above N, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpinePage {
+    /// Up to [`limits::MAX_SPINE_PAGE`] versions above the cursor, in version order.
+    pub entries: Vec<SpineEntry>,
+    /// Pass as `after` for the next page; present when this page is full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// A reserved message number.

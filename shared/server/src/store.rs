@@ -183,10 +183,17 @@ pub trait RateLimitStore: Send + Sync {
     ) -> Result<u64, StoreError>;
 }
 
-/// Rooms: the spine ciphertext and the capabilities' verification keys.
+/// Rooms: the spine ciphertext and the capabilities' verification keys, and the spine log:
+/// every version's sealed spine, so clients can check a room's whole history of states.
+///
+/// The log is written only by [`create_room`](Self::create_room) and
+/// [`update_room`](Self::update_room), in the same atomic write as the room itself: a write
+/// that fails for any reason (a conflict included) leaves no log entry behind, and a
+/// version's entry, once written, is never overwritten. So the log holds exactly the
+/// versions the room has had, each with the spine the room held at that version.
 #[async_trait]
 pub trait RoomStore: Send + Sync {
-    /// Creates a room. [`StoreError::Conflict`] if the id exists.
+    /// Creates a room and logs its spine. [`StoreError::Conflict`] if the id exists.
     async fn create_room(&self, room: &cinder_proto::rooms::Room) -> Result<(), StoreError>;
 
     /// Reads a room.
@@ -195,9 +202,21 @@ pub trait RoomStore: Send + Sync {
         id: &cinder_proto::RoomId,
     ) -> Result<Option<cinder_proto::rooms::Room>, StoreError>;
 
-    /// Replaces a room whose stored version is `room.version - 1`.
-    /// [`StoreError::Conflict`] otherwise (including a deleted room).
+    /// Replaces a room whose stored version is `room.version - 1`, and logs its spine.
+    /// [`StoreError::Conflict`] otherwise (including a deleted room, or a version already
+    /// logged), with neither the room nor the log changed.
     async fn update_room(&self, room: &cinder_proto::rooms::Room) -> Result<(), StoreError>;
+
+    /// Up to `limit` logged spines of a room with versions above `after`, oldest first;
+    /// empty for an unknown room. The log outlives [`delete_room`](Self::delete_room), as
+    /// the room's messages do: whether a deleted room's history is served is the caller's
+    /// decision.
+    async fn spines(
+        &self,
+        id: &cinder_proto::RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<cinder_proto::rooms::SpineEntry>, StoreError>;
 
     /// Deletes a room, leaving a tombstone: the id is never accepted for a new room, so no
     /// one can register fresh capabilities over the old room's unburnt messages. `false` if

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cinder_proto::RoomId;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
-use cinder_proto::rooms::{Room, Shard};
+use cinder_proto::rooms::{Room, Shard, SpineEntry};
 use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{
     AccountRecord, AccountStore, ChannelRef, InboxStore, KeyStore, LoginKey, NonceStore,
@@ -75,11 +75,20 @@ CREATE TABLE IF NOT EXISTS shards (
     shard   TEXT,
     PRIMARY KEY (channel, number)
 ) WITHOUT ROWID;
-PRAGMA user_version = 3;
+-- Every version's sealed spine, written in the same transaction as the room row. A rowid
+-- table, unlike the others: its rows hold spines of up to 128 KiB, and SQLite advises
+-- against WITHOUT ROWID for rows that large.
+CREATE TABLE IF NOT EXISTS room_spines (
+    room_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    spine   BLOB NOT NULL,
+    PRIMARY KEY (room_id, version)
+);
+PRAGMA user_version = 4;
 ";
 
 /// The schema version this build writes; older files are upgraded in place.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +99,9 @@ pub enum OpenError {
     /// The file was written by a newer Cinder.
     #[error("the SQLite store has schema version {0}, newer than this build understands")]
     TooNew(i64),
+    /// An older file could not be upgraded: a stored record does not decode.
+    #[error("cannot upgrade the SQLite store: {0}")]
+    Upgrade(StoreError),
 }
 
 /// Cinder's records in one SQLite database.
@@ -109,7 +121,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, OpenError> {
+    fn init(mut conn: Connection) -> Result<Self, OpenError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -117,7 +129,14 @@ impl SqliteStore {
         if version > SCHEMA_VERSION {
             return Err(OpenError::TooNew(version));
         }
-        conn.execute_batch(SCHEMA)?;
+        // One transaction, so a failed upgrade leaves the file at its old version, to be
+        // upgraded again on the next open.
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        if version < 4 {
+            log_current_spines(&tx).map_err(OpenError::Upgrade)?;
+        }
+        tx.commit()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             writes: AtomicU64::new(0),
@@ -147,6 +166,33 @@ impl SqliteStore {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(SWEEP_EVERY)
     }
+}
+
+/// Schema 4 added the spine log. Rooms from before it have only their current version on
+/// record, so that is what their log starts with.
+fn log_current_spines(c: &Connection) -> Result<(), StoreError> {
+    let rooms: Vec<Room> = {
+        let mut stmt = c
+            .prepare("SELECT room FROM rooms WHERE room IS NOT NULL")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend).and_then(|t| decode(&t)))
+            .collect::<Result<_, _>>()?
+    };
+    for room in rooms {
+        c.execute(
+            "INSERT OR IGNORE INTO room_spines (room_id, version, spine) VALUES (?1, ?2, ?3)",
+            params![
+                room.room_id.to_string(),
+                to_sql_int(room.version)?,
+                room.spine.0
+            ],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Deletes a table's expired rows. `table` is one of this file's literal table names.
@@ -536,19 +582,34 @@ impl RateLimitStore for SqliteStore {
     }
 }
 
+/// Logs a room version's spine, inside the transaction that writes the room. A version
+/// logged already is a conflict: the log is never rewritten.
+fn log_spine(c: &Connection, room: &str, version: i64, spine: Vec<u8>) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO room_spines (room_id, version, spine) VALUES (?1, ?2, ?3)",
+        params![room, version, spine],
+    )
+    .map(drop)
+    .map_err(conflict_or_backend)
+}
+
 #[async_trait]
 impl RoomStore for SqliteStore {
     async fn create_room(&self, room: &Room) -> Result<(), StoreError> {
         let id = room.room_id.to_string();
         let version = to_sql_int(room.version)?;
         let json = encode(room)?;
+        let spine = room.spine.0.clone();
         self.run(move |c| {
-            c.execute(
+            // Dropping the transaction on any error rolls back both writes.
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
                 "INSERT INTO rooms (room_id, version, room) VALUES (?1, ?2, ?3)",
                 params![id, version, json],
             )
-            .map(drop)
-            .map_err(conflict_or_backend)
+            .map_err(conflict_or_backend)?;
+            log_spine(&tx, &id, version, spine)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -573,14 +634,55 @@ impl RoomStore for SqliteStore {
         let id = room.room_id.to_string();
         let version = to_sql_int(room.version)?;
         let json = encode(room)?;
+        let spine = room.spine.0.clone();
         self.run(move |c| {
-            let changed = c
+            // Dropping the transaction on any error rolls back both writes.
+            let tx = c.transaction().map_err(backend)?;
+            let changed = tx
                 .execute(
                     "UPDATE rooms SET version = ?2, room = ?3 WHERE room_id = ?1 AND version = ?2 - 1",
                     params![id, version, json],
                 )
                 .map_err(backend)?;
-            if changed == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+            if changed != 1 {
+                return Err(StoreError::Conflict);
+            }
+            log_spine(&tx, &id, version, spine)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn spines(
+        &self,
+        id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SpineEntry>, StoreError> {
+        let id = id.to_string();
+        let after = to_sql_int(after)?;
+        let limit = to_sql_int(limit as u64)?;
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT version, spine FROM room_spines WHERE room_id = ?1 AND version > ?2
+                     ORDER BY version ASC LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![id, after, limit], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(backend)?;
+            rows.map(|r| {
+                let (version, spine) = r.map_err(backend)?;
+                Ok(SpineEntry {
+                    version: u64::try_from(version)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    spine: Blob(spine),
+                })
+            })
+            .collect()
         })
         .await
     }
@@ -721,5 +823,66 @@ impl ShardStore for SqliteStore {
             .map_err(backend)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cinder_proto::VerifyKey;
+
+    use super::*;
+
+    /// A file from before the spine log (schema 3): its live rooms' current spines start the
+    /// log, a deleted room adds nothing, and the upgraded store logs new versions as usual.
+    #[tokio::test]
+    async fn an_older_file_is_upgraded_with_each_live_rooms_current_spine() {
+        let mut base = [0x66; 32];
+        base[0] = 0x58; // the Ed25519 base point, a valid key
+        let key = VerifyKey::from_bytes(&base).unwrap();
+        let room = Room {
+            room_id: RoomId([1; 16]),
+            version: 4,
+            spine: Blob(vec![4; 32]),
+            admin_key: key,
+            member_key: key,
+            channels: Default::default(),
+        };
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE rooms (room_id TEXT PRIMARY KEY, version INTEGER NOT NULL, room TEXT)
+             WITHOUT ROWID;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO rooms VALUES (?1, 4, ?2), (?3, -1, NULL)",
+            params![
+                room.room_id.to_string(),
+                encode(&room).unwrap(),
+                RoomId([2; 16]).to_string()
+            ],
+        )
+        .unwrap();
+
+        let store = SqliteStore::init(conn).unwrap();
+        let logged = |version, room: &Room| SpineEntry {
+            version,
+            spine: room.spine.clone(),
+        };
+        assert_eq!(
+            store.spines(&room.room_id, 0, 10).await.unwrap(),
+            vec![logged(4, &room)]
+        );
+        assert_eq!(store.spines(&RoomId([2; 16]), 0, 10).await.unwrap(), vec![]);
+        let next = Room {
+            version: 5,
+            spine: Blob(vec![5; 32]),
+            ..room.clone()
+        };
+        store.update_room(&next).await.unwrap();
+        assert_eq!(
+            store.spines(&room.room_id, 0, 10).await.unwrap(),
+            vec![logged(4, &room), logged(5, &next)]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Room rules: who may read and change a room, and the bounds on what is stored.
 
-use cinder_proto::rooms::{CreateRoom, Room, UpdateRoom, limits};
+use cinder_proto::rooms::{CreateRoom, Room, SpinePage, UpdateRoom, limits};
 use cinder_proto::{Blob, ChannelId, RoomId, Signer, VerifyKey};
 
 use crate::extract::BringsKey;
@@ -60,13 +60,44 @@ pub async fn create(rooms: &dyn RoomStore, req: CreateRoom) -> Result<Room> {
     }
 }
 
+/// Requires a member or admin signature for `room`: who may read the room.
+pub fn require_reader(signer: Signer, room: RoomId) -> Result<()> {
+    match signer {
+        Signer::Member(r) | Signer::Admin(r) if r == room => Ok(()),
+        _ => Err(Error::Forbidden),
+    }
+}
+
 /// A room, for its members and admins.
 pub async fn get(rooms: &dyn RoomStore, signer: Signer, room: RoomId) -> Result<Room> {
-    match signer {
-        Signer::Member(r) | Signer::Admin(r) if r == room => {}
-        _ => return Err(Error::Forbidden),
-    }
+    require_reader(signer, room)?;
     rooms.room(&room).await?.ok_or(Error::NotFound("room"))
+}
+
+/// A page of the room's spine log after version `after`, for its members and admins, who
+/// check every step of the room's history rather than trusting the latest version alone.
+pub async fn spines(
+    rooms: &dyn RoomStore,
+    signer: Signer,
+    room: RoomId,
+    after: u64,
+) -> Result<SpinePage> {
+    require_reader(signer, room)?;
+    // Versions are stored as signed 64-bit integers; a larger cursor names no version.
+    if after > i64::MAX as u64 {
+        return Err(Error::InvalidParameter(format!(
+            "version {after} is out of range"
+        )));
+    }
+    // The store keeps a deleted room's log; the wire does not serve it, as for the room.
+    if rooms.room(&room).await?.is_none() {
+        return Err(Error::NotFound("room"));
+    }
+    let entries = rooms.spines(&room, after, limits::MAX_SPINE_PAGE).await?;
+    let next = (entries.len() == limits::MAX_SPINE_PAGE)
+        .then(|| entries.last().map(|e| e.version))
+        .flatten();
+    Ok(SpinePage { entries, next })
 }
 
 /// Replaces a room's spine and capabilities, if nobody did since `expected_version`.

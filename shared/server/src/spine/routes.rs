@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /rooms` | create a room (signed `admin:<room>` by the admin key in the body) |
 //! | `GET /rooms/{room_id}` | the room (signed `member:` or `admin:`) |
+//! | `GET /rooms/{room_id}/spines?after=N` | logged spines of versions above N, oldest first (signed `member:` or `admin:`) |
 //! | `PUT /rooms/{room_id}` | new spine and capabilities at an expected version (signed `admin:`) |
 //! | `DELETE /rooms/{room_id}` | delete the room (signed `admin:`) |
 
@@ -12,11 +13,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use cinder_proto::RoomId;
-use cinder_proto::rooms::{CreateRoom, Room, UpdateRoom, limits};
+use cinder_proto::rooms::{CreateRoom, Room, SpinePage, UpdateRoom, limits};
+use serde::Deserialize;
 
 use super::{SpineState, domain};
 use crate::Result;
-use crate::extract::{PathParams, SelfSigned, Signed};
+use crate::extract::{PathParams, QueryParams, SelfSigned, Signed};
 
 /// The spine function's router.
 pub fn router(state: SpineState) -> Router {
@@ -31,6 +33,7 @@ pub fn routes(state: SpineState) -> Router {
             "/rooms/{room_id}",
             axum::routing::get(get).put(update).delete(delete),
         )
+        .route("/rooms/{room_id}/spines", axum::routing::get(spines))
         .with_state(state)
 }
 
@@ -48,6 +51,23 @@ async fn get(
     req: Signed<()>,
 ) -> Result<Json<Room>> {
     domain::get(s.rooms.as_ref(), req.signer, room)
+        .await
+        .map(Json)
+}
+
+#[derive(Deserialize)]
+struct SpinesQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn spines(
+    State(s): State<SpineState>,
+    PathParams(room): PathParams<RoomId>,
+    QueryParams(q): QueryParams<SpinesQuery>,
+    req: Signed<()>,
+) -> Result<Json<SpinePage>> {
+    domain::spines(s.rooms.as_ref(), req.signer, room, q.after)
         .await
         .map(Json)
 }
