@@ -26,7 +26,7 @@ use rand_core::OsRng;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::{Client, ClientError, Identity};
 
@@ -57,7 +57,11 @@ pub struct EnclaveContents {
     pub profile: UserProfile,
     /// Per room: its master key, channel keys and (for admins) admin key.
     #[serde(default)]
-    pub memberships: BTreeMap<cinder_proto::RoomId, crate::room::Membership>,
+    pub memberships: BTreeMap<cinder_proto::RoomId, crate::rooms::Membership>,
+    /// Other users' directory keys as this user's devices verified them: a new device
+    /// starts from these pins, not from whatever the server says is current.
+    #[serde(default)]
+    pub pins: BTreeMap<cinder_proto::UserId, cinder_proto::KeyBundle>,
 }
 
 /// A user's profile.
@@ -102,12 +106,12 @@ impl EnclaveKey {
     }
 
     /// The raw key, for caching in the local profile.
-    pub fn to_blob(&self) -> Blob {
+    fn to_blob(&self) -> Blob {
         Blob(self.0.to_vec())
     }
 
     /// A key read back from the local profile.
-    pub fn from_blob(blob: &Blob) -> Option<Self> {
+    fn from_blob(blob: &Blob) -> Option<Self> {
         blob.0.as_slice().try_into().ok().map(Self)
     }
 
@@ -240,8 +244,9 @@ fn registration_start(
     Ok((start.state, Blob(start.message.serialize().to_vec())))
 }
 
-/// The second half: the upload, the enclave key and the server's public key.
-fn registration_finish(
+/// The second half: the upload, the enclave key and the server's public key. Argon2id runs
+/// here, for about a second, so it runs on a blocking thread, never on the async executor.
+async fn registration_finish(
     state: ClientRegistration<ClientSuite>,
     password: &[u8],
     response: &RegisterStartResponse,
@@ -250,19 +255,35 @@ fn registration_finish(
     let response = RegistrationResponse::<ClientSuite>::deserialize(&response.response.0)
         .map_err(|_| malformed("response"))?;
     let argon = argon2(ksf)?;
-    let finish = state
-        .finish(
-            &mut OsRng,
-            password,
-            response,
-            ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&argon)),
-        )
-        .map_err(|_| ClientError::Verification("OPAQUE registration failed".into()))?;
-    Ok((
-        Blob(finish.message.serialize().to_vec()),
-        EnclaveKey::from_export_key(&finish.export_key),
-        Blob(finish.server_s_pk.serialize().to_vec()),
-    ))
+    let password = Zeroizing::new(password.to_vec());
+    off_executor(move || {
+        let finish = state
+            .finish(
+                &mut OsRng,
+                &password,
+                response,
+                ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&argon)),
+            )
+            .map_err(|_| ClientError::Verification("OPAQUE registration failed".into()))?;
+        Ok((
+            Blob(finish.message.serialize().to_vec()),
+            EnclaveKey::from_export_key(&finish.export_key),
+            Blob(finish.server_s_pk.serialize().to_vec()),
+        ))
+    })
+    .await
+}
+
+/// Runs CPU-heavy work (Argon2id) on tokio's blocking pool, so an app's other tasks keep
+/// running while a password is stretched.
+async fn off_executor<T, F>(work: F) -> Result<T, ClientError>
+where
+    F: FnOnce() -> Result<T, ClientError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ClientError::Internal(format!("password stretching stopped: {e}")))?
 }
 
 impl Client {
@@ -287,12 +308,14 @@ impl Client {
                 None,
             )
             .await?;
-        let (upload, key, server_key) = registration_finish(state, password, &response, &ksf)?;
+        let (upload, key, server_key) =
+            registration_finish(state, password, &response, &ksf).await?;
         let contents = EnclaveContents {
             version: 1,
             identity: Identity::generate(Timestamp::now())?,
             profile,
             memberships: BTreeMap::new(),
+            pins: BTreeMap::new(),
         };
         let body = RegisterFinish {
             login: login.clone(),
@@ -341,18 +364,22 @@ impl Client {
         let argon = argon2(&answer.ksf)?;
         let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
             .map_err(|_| malformed("response"))?;
-        let finish = start
-            .state
-            .finish(
-                password,
-                response,
-                ClientLoginFinishParameters::new(
-                    Some(CONTEXT),
-                    Identifiers::default(),
-                    Some(&argon),
-                ),
-            )
-            .map_err(|_| ClientError::LoginFailed)?;
+        let password = Zeroizing::new(password.to_vec());
+        let state = start.state;
+        let finish = off_executor(move || {
+            state
+                .finish(
+                    &password,
+                    response,
+                    ClientLoginFinishParameters::new(
+                        Some(CONTEXT),
+                        Identifiers::default(),
+                        Some(&argon),
+                    ),
+                )
+                .map_err(|_| ClientError::LoginFailed)
+        })
+        .await?;
         let server_key = Blob(finish.server_s_pk.serialize().to_vec());
         if pinned_server_key.is_some_and(|pinned| pinned != &server_key) {
             return Err(ClientError::Verification(
@@ -385,6 +412,15 @@ impl Client {
             Ok(current) if current.version + 1 == me.bundle.version => {
                 self.rotate(&me.bundle).await?;
             }
+            // The enclave is written first, so it is never behind the directory unless
+            // the server serves an old copy: one from before a rotation (or a removal)
+            // that a device of this user made since.
+            Ok(current) if current.version > me.bundle.version => {
+                return Err(ClientError::Verification(format!(
+                    "the server returned an enclave holding version {} of your keys, but the directory has version {}: an old copy (rollback)",
+                    me.bundle.version, current.version
+                )));
+            }
             Ok(_) => {}
             Err(e) => return Err(e),
         }
@@ -409,7 +445,21 @@ impl Client {
                 &session.token,
             )
             .await?;
-        session.contents = session.key.open(&stored, session.contents.version)?;
+        let mut fresh = session.key.open(&stored, session.contents.version)?;
+        // What this device verified or was given is never lost to an older copy: each
+        // membership keeps every key either copy holds and the newer verified room state.
+        for (id, mine) in std::mem::take(&mut session.contents.memberships) {
+            match fresh.memberships.entry(id) {
+                std::collections::btree_map::Entry::Occupied(mut theirs) => {
+                    theirs.get_mut().merge(mine)
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(mine);
+                }
+            }
+        }
+        crate::profile::merge_pins(&mut fresh.pins, &session.contents.pins);
+        session.contents = fresh;
         Ok(())
     }
 
@@ -453,7 +503,7 @@ impl Client {
                 &session.token,
             )
             .await?;
-        let (upload, key, _) = registration_finish(state, new_password, &response, &ksf)?;
+        let (upload, key, _) = registration_finish(state, new_password, &response, &ksf).await?;
         let expected_version = session.contents.version;
         let mut next = session.contents.clone();
         next.version = expected_version + 1;
@@ -520,6 +570,7 @@ mod tests {
                 ..Default::default()
             },
             memberships: BTreeMap::new(),
+            pins: BTreeMap::new(),
         }
     }
 

@@ -18,6 +18,18 @@ use crate::{ClientError, Identity};
 /// The dev server's address, where a client points when told nothing else.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
 
+/// The most this client moves its clock to agree with a server's: a hostile server must
+/// not be able to make it think it is a day earlier, when burnt messages still look alive.
+pub const MAX_CLOCK_OFFSET_SECS: i64 = 900;
+
+/// Who signs a request.
+#[derive(Clone, Copy)]
+enum SignAs<'a> {
+    Nobody,
+    User(&'a Identity),
+    Capability(&'a ed25519_dalek::SigningKey, Signer),
+}
+
 /// A connection to one Cinder server.
 #[derive(Debug)]
 pub struct Client {
@@ -161,33 +173,8 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let bytes = match body {
-            Some(b) => {
-                serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?
-            }
-            None => Vec::new(),
-        };
-        let sig =
-            crate::room::sign_capability(key, signer, method.as_str(), path, &bytes, self.now())?;
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if !bytes.is_empty() {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
-        for (name, value) in sig.headers() {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
-        let status = response.status();
-        let text = response.bytes().await.map_err(|e| self.unreachable(e))?;
-        match self.decode(status, &text)? {
-            Ok(value) => Ok(value),
-            Err(body) => Err(ClientError::Api {
-                status: status.as_u16(),
-                body,
-            }),
-        }
+        self.call_signed(method, path, body, SignAs::Capability(key, signer), None)
+            .await
     }
 
     /// A success body as `T` (empty reads as `null`), or the server's error body.
@@ -224,6 +211,24 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        let sign_as = signer.map_or(SignAs::Nobody, SignAs::User);
+        self.call_signed(method, path, body, sign_as, session).await
+    }
+
+    /// Sends one request signed as asked; a signed request refused as stale is retried
+    /// once on the server's clock, as far as [`MAX_CLOCK_OFFSET_SECS`] lets it move ours.
+    async fn call_signed<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        sign_as: SignAs<'_>,
+        session: Option<&Blob>,
+    ) -> Result<T, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let bytes = match body {
             Some(b) => {
                 serde_json::to_vec(b).map_err(|e| ClientError::Verification(e.to_string()))?
@@ -233,7 +238,7 @@ impl Client {
         let mut retried = false;
         loop {
             let (status, server_time, text) = self
-                .send(method.clone(), path, &bytes, signer, session)
+                .send(method.clone(), path, &bytes, sign_as, session)
                 .await?;
             let body = match self.decode(status, &text)? {
                 Ok(value) => return Ok(value),
@@ -241,12 +246,14 @@ impl Client {
             };
             if body.code == ErrorCode::StaleRequest
                 && !retried
-                && signer.is_some()
+                && !matches!(sign_as, SignAs::Nobody)
                 && let Some(server) = server_time
             {
                 let local = i64::try_from(Timestamp::now().0).unwrap_or(i64::MAX);
-                self.clock_offset
-                    .store(server.saturating_sub(local), Ordering::Relaxed);
+                let offset = server
+                    .saturating_sub(local)
+                    .clamp(-MAX_CLOCK_OFFSET_SECS, MAX_CLOCK_OFFSET_SECS);
+                self.clock_offset.store(offset, Ordering::Relaxed);
                 retried = true;
                 continue;
             }
@@ -262,7 +269,7 @@ impl Client {
         method: Method,
         path: &str,
         body: &[u8],
-        signer: Option<&Identity>,
+        sign_as: SignAs<'_>,
         session: Option<&Blob>,
     ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
         let mut request = self
@@ -279,12 +286,17 @@ impl Client {
                 cinder_proto::encoding::encode(&token.0),
             );
         }
-        if let Some(me) = signer {
+        let (key, signer) = match sign_as {
+            SignAs::Nobody => (None, None),
+            SignAs::User(me) => (Some(me.signing_key()), Some(Signer::User(me.user_id()))),
+            SignAs::Capability(key, signer) => (Some(key.clone()), Some(signer)),
+        };
+        if let (Some(key), Some(signer)) = (key, signer) {
             let mut nonce = [0u8; 16];
             getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
             let sig = RequestSignature::sign(
-                &me.signing_key(),
-                Signer::User(me.user_id()),
+                &key,
+                signer,
                 method.as_str(),
                 path,
                 body,
@@ -306,16 +318,19 @@ impl Client {
         Ok((status, server_time, text.to_vec()))
     }
 
-    /// The local clock, corrected by what `stale_request` answers taught this client.
+    /// The local clock, corrected by what `stale_request` answers taught this client
+    /// (at most [`MAX_CLOCK_OFFSET_SECS`] either way).
     pub(crate) fn now(&self) -> Timestamp {
         let offset = self.clock_offset.load(Ordering::Relaxed);
         Timestamp(Timestamp::now().0.saturating_add_signed(offset))
     }
 
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        let e = e.without_url();
         ClientError::Unreachable {
             url: self.base.clone(),
-            reason: e.without_url().to_string(),
+            reason: e.to_string(),
+            cause: Some(Box::new(e)),
         }
     }
 
@@ -323,6 +338,7 @@ impl Client {
         ClientError::Unreachable {
             url: self.base.clone(),
             reason: format!("unexpected answer: {reason}"),
+            cause: None,
         }
     }
 }

@@ -2,7 +2,10 @@
 //! signature by signature, from the version this device pinned before, or, for a user seen
 //! for the first time, from a version 1 whose id derives from its key.
 
-use cinder_proto::{KeyBundle, UserId};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use cinder_proto::{KeyBundle, Timestamp, UserId, VerifyKey};
 
 use crate::{Client, ClientError};
 
@@ -85,6 +88,69 @@ impl Client {
             ));
         }
         Ok(verified)
+    }
+}
+
+/// A version of someone's directory keys, verified.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignerKey {
+    /// The Ed25519 key of that version.
+    pub key: VerifyKey,
+    /// When the next version was made, if this one has been superseded: what it signs
+    /// must be dated no later (with a clock allowance).
+    pub superseded_at: Option<Timestamp>,
+}
+
+/// Directory keys fetched and verified once per operation (a page of messages, a run of
+/// room states): the current version through the pinned chain, an older one through the
+/// whole chain from version 1, which must end at the current keys.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    known: BTreeMap<UserId, Option<Vec<KeyBundle>>>,
+}
+
+impl KeyCache {
+    /// Version `version` of `user`'s keys, verified; `None` if it does not verify or the
+    /// directory cannot be asked. Pins move forward to what was verified.
+    pub async fn key(
+        &mut self,
+        client: &Client,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        user: UserId,
+        version: u64,
+    ) -> Option<SignerKey> {
+        if let Entry::Vacant(slot) = self.known.entry(user) {
+            let current = client.verified_keys(user, pins.get(&user)).await.ok();
+            if let Some(k) = &current {
+                pins.insert(user, k.clone());
+            }
+            slot.insert(current.map(|k| vec![k]));
+        }
+        let known = self.known.get_mut(&user)?.as_mut()?;
+        let current = known.last()?.clone();
+        if version < current.version && known.len() == 1 {
+            let mut chain = Vec::new();
+            let mut after = 0;
+            while let Ok(page) = client.chain(user, after).await {
+                let Some(last) = page.bundles.last() else {
+                    break;
+                };
+                after = last.version;
+                chain.extend(page.bundles);
+                if !page.more {
+                    break;
+                }
+            }
+            match verify_chain(None, &chain) {
+                Ok(end) if end == current => *known = chain,
+                _ => return None,
+            }
+        }
+        let at = known.iter().position(|b| b.version == version)?;
+        Some(SignerKey {
+            key: known[at].sign_key,
+            superseded_at: known.get(at + 1).map(|b| b.created_at),
+        })
     }
 }
 

@@ -2,8 +2,13 @@
 
 use cinder_proto::{ErrorBody, ErrorCode};
 
-/// Everything a client call can fail with.
+/// A lower-level error kept as the cause of a [`ClientError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a client call can fail with. New variants may come, so match with a
+/// wildcard arm; [`std::error::Error::source`] gives the underlying cause where there is one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The server could not be reached or answered with something that is not Cinder.
     #[error("could not reach the Cinder server at {url}: {reason}")]
@@ -12,6 +17,9 @@ pub enum ClientError {
         url: String,
         /// What went wrong, as the HTTP library put it.
         reason: String,
+        /// The HTTP library's error or the decoding error, if any.
+        #[source]
+        cause: Option<Cause>,
     },
     /// The server refused the request.
     #[error("{}", describe(.status, .body))]
@@ -31,6 +39,9 @@ pub enum ClientError {
         path: String,
         /// What went wrong.
         reason: String,
+        /// The I/O or decoding error.
+        #[source]
+        cause: Option<Cause>,
     },
     /// The user's input cannot be used.
     #[error("{0}")]
@@ -46,6 +57,9 @@ pub enum ClientError {
     /// The cached session has ended.
     #[error("not logged in, or the session has ended; run `cinder login`")]
     NotLoggedIn,
+    /// A bug or a failure of the runtime (a worker thread that stopped), not of the server.
+    #[error("internal client error: {0}")]
+    Internal(String),
     /// The system could not provide randomness.
     #[error("the system's random number generator failed")]
     Randomness,

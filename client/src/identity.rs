@@ -13,15 +13,15 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ClientError;
 
-/// Secret seeds, as kept in the profile.
+/// Secret seeds, as kept in the profile and the enclave. Their bytes never leave this crate.
 #[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct Seeds {
     /// Ed25519 signing key seed.
     #[serde(with = "seed")]
-    pub sign: [u8; 32],
+    pub(crate) sign: [u8; 32],
     /// Input keying material for the HPKE X25519 key pair.
     #[serde(with = "seed")]
-    pub hpke: [u8; 32],
+    pub(crate) hpke: [u8; 32],
 }
 
 /// A user: their published bundle and the secrets behind it.
@@ -30,7 +30,7 @@ pub struct Identity {
     /// The published bundle (current version).
     pub bundle: KeyBundle,
     /// The secrets behind it.
-    pub seeds: Seeds,
+    pub(crate) seeds: Seeds,
 }
 
 impl std::fmt::Debug for Identity {
@@ -67,7 +67,7 @@ impl Identity {
     }
 
     /// The key that signs this user's requests and messages.
-    pub fn signing_key(&self) -> SigningKey {
+    pub(crate) fn signing_key(&self) -> SigningKey {
         self.seeds.signing_key()
     }
 }
@@ -84,12 +84,12 @@ impl Seeds {
     }
 
     /// The Ed25519 signing key.
-    pub fn signing_key(&self) -> SigningKey {
+    pub(crate) fn signing_key(&self) -> SigningKey {
         SigningKey::from_bytes(&self.sign)
     }
 
     /// The HPKE key pair.
-    pub fn hpke_keypair(
+    pub(crate) fn hpke_keypair(
         &self,
     ) -> (
         <X25519HkdfSha256 as Kem>::PrivateKey,
@@ -99,7 +99,7 @@ impl Seeds {
     }
 
     /// The HPKE public key, as published.
-    pub fn hpke_public(&self) -> HpkePublicKey {
+    pub(crate) fn hpke_public(&self) -> HpkePublicKey {
         let mut out = [0u8; 32];
         out.copy_from_slice(&self.hpke_keypair().1.to_bytes());
         HpkePublicKey(out)

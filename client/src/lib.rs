@@ -1,5 +1,7 @@
 //! Cinder's client library: the reference implementation of everything a client must do
 //! that the server cannot do for it: hold keys, sign requests, verify what comes back.
+//! The `cinder` command line is a separate crate (`client/cli`), so an app embedding this
+//! library compiles no argument parser or terminal code.
 //!
 //! # Layout
 //! - [`identity`]: a user's private keys and the bundle that publishes them.
@@ -8,7 +10,7 @@
 //! - [`api`]: [`Client`], one method per endpoint, signing requests where required.
 //! - [`directory`]: fetching other users' keys and following their rotation chains
 //!   against pinned versions.
-//! - [`room`]: rooms, channels, invitations and messages: every key made and kept here.
+//! - [`rooms`]: rooms, channels, invitations and messages: every key made and kept here.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 
 pub mod account;
@@ -17,7 +19,7 @@ pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod profile;
-pub mod room;
+pub mod rooms;
 
 pub use api::Client;
 pub use error::ClientError;

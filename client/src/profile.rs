@@ -57,10 +57,11 @@ impl Profile {
     /// Reads the profile at `path`; a missing file is an empty profile.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| fail(path, format!("is not a valid profile: {e}"))),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| fail(path, "is not a valid profile", e))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(fail(path, format!("cannot be read: {e}"))),
+            Err(e) => Err(fail(path, "cannot be read", e)),
         }
     }
 
@@ -71,9 +72,9 @@ impl Profile {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| fail(path, format!("cannot be created: {e}")))?;
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| fail(path, format!("cannot be encoded: {e}")))?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(path, "cannot be created", e))?;
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| fail(path, "cannot be encoded", e))?;
         let tmp = path.with_extension("json.tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -85,7 +86,7 @@ impl Profile {
             file.sync_all()?;
             std::fs::rename(&tmp, path)
         };
-        write().map_err(|e| fail(path, format!("cannot be written: {e}")))
+        write().map_err(|e| fail(path, "cannot be written", e))
     }
 
     /// This profile's identity (the logged-in account's, else a stand-alone one), or the
@@ -103,8 +104,12 @@ impl Profile {
         format!("{login}@{server}")
     }
 
-    /// Records a session: caches it and remembers its enclave version and server key.
-    pub fn remember(&mut self, server: &str, session: LoggedIn) {
+    /// Records a session: caches it and remembers its enclave version and server key. Pins
+    /// travel both ways: this device takes the newer pins the account's other devices put in
+    /// the enclave, and the enclave gets this device's, for the next save.
+    pub fn remember(&mut self, server: &str, mut session: LoggedIn) {
+        merge_pins(&mut self.pins, &session.contents.pins);
+        merge_pins(&mut session.contents.pins, &self.pins);
         let memory = self
             .accounts
             .entry(Self::account_key(server, &session.login))
@@ -119,10 +124,27 @@ impl Profile {
     }
 }
 
-fn fail(path: &Path, reason: String) -> ClientError {
+/// Adds `from`'s pins to `into`, keeping the newer version of each (every pin was verified
+/// along its user's signed chain by the device that made it).
+pub fn merge_pins(into: &mut BTreeMap<UserId, KeyBundle>, from: &BTreeMap<UserId, KeyBundle>) {
+    for (user, bundle) in from {
+        match into.get(user) {
+            Some(mine) if mine.version >= bundle.version => {}
+            _ => {
+                into.insert(*user, bundle.clone());
+            }
+        }
+    }
+}
+
+fn fail<E>(path: &Path, reason: &str, cause: E) -> ClientError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     ClientError::Profile {
         path: path.display().to_string(),
-        reason,
+        reason: format!("{reason}: {cause}"),
+        cause: Some(Box::new(cause)),
     }
 }
 

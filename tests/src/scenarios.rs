@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use cinder_client::Client;
 use cinder_client::account::{LoggedIn, UserProfile};
-use cinder_client::room::{Membership, Spine};
+use cinder_client::rooms::{Membership, Spine};
 use cinder_proto::accounts::KsfParams;
 use cinder_proto::{ErrorCode, KeyBundle, RoomId, UserId};
 
@@ -57,10 +57,9 @@ impl Device {
 
     async fn spine(&mut self, client: &Client, room: RoomId) -> Spine {
         client
-            .room(self.rooms.get_mut(&room).unwrap())
+            .room(self.rooms.get_mut(&room).unwrap(), &mut self.pins)
             .await
             .unwrap()
-            .1
     }
 
     async fn texts(
@@ -69,16 +68,20 @@ impl Device {
         room: RoomId,
         channel: cinder_proto::ChannelId,
     ) -> Vec<(Option<String>, String)> {
-        let spine = self.spine(client, room).await;
+        self.spine(client, room).await;
         let m = self.rooms[&room].clone();
-        let (got, _, refused) = client
-            .read(&m, &spine, channel, 0, &mut self.pins)
-            .await
-            .unwrap();
-        assert_eq!(refused, 0, "every message opened and verified");
-        got.into_iter().map(|r| (r.sender_name, r.text)).collect()
+        let page = client.read(&m, channel, 0, &mut self.pins).await.unwrap();
+        assert_eq!(page.refused, vec![], "every message opened and verified");
+        page.messages
+            .into_iter()
+            .map(|r| (r.sender_name, r.text))
+            .collect()
     }
 }
+
+/// The short burn time of the scenario's burning message: long enough that a slow machine
+/// reads it before it burns, where time passes for real (the Lambda binaries' clock).
+const BURN_SECS: u64 = 20;
 
 /// Three users, a room with a text and a voice channel, invitations, chat, a message that
 /// burns, a removal with key rotation, and a sender deleting a message.
@@ -113,6 +116,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
                 alice.rooms.get_mut(&room).unwrap(),
                 &keys,
                 name,
+                &mut alice.pins,
             )
             .await
             .unwrap();
@@ -132,7 +136,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     client
         .send_message(
             &alice.me.contents.identity,
-            &alice.rooms[&room],
+            alice.rooms.get_mut(&room).unwrap(),
             general,
             "hello team",
             3600,
@@ -142,7 +146,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     client
         .send_message(
             &bob.me.contents.identity,
-            &bob.rooms[&room],
+            bob.rooms.get_mut(&room).unwrap(),
             general,
             "hi alice",
             3600,
@@ -161,7 +165,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     client
         .send_message(
             &carol.me.contents.identity,
-            &carol.rooms[&room],
+            carol.rooms.get_mut(&room).unwrap(),
             call,
             "joining the call",
             600,
@@ -174,15 +178,15 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     client
         .send_message(
             &alice.me.contents.identity,
-            &alice.rooms[&room],
+            alice.rooms.get_mut(&room).unwrap(),
             general,
             "this burns",
-            5,
+            BURN_SECS,
         )
         .await
         .unwrap();
     assert_eq!(bob.texts(client, room, general).await.len(), 3);
-    pass_time(6).await;
+    pass_time(BURN_SECS + 1).await;
     assert_eq!(
         bob.texts(client, room, general).await,
         expected,
@@ -208,7 +212,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     client
         .send_message(
             &bob.me.contents.identity,
-            &bob.rooms[&room],
+            bob.rooms.get_mut(&room).unwrap(),
             general,
             "after carol left",
             3600,
@@ -220,20 +224,23 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     let after = bob.texts(client, room, general).await;
     assert_eq!(after.last().unwrap().1, "after carol left");
     assert_eq!(after.len(), 3);
-    let spine = alice.spine(client, room).await;
     let denied = client
-        .read(&carol_keys, &spine, general, 0, &mut carol.pins)
+        .read(&carol_keys, general, 0, &mut carol.pins)
         .await
         .err()
         .unwrap();
     assert_eq!(denied.code(), Some(ErrorCode::Unauthenticated), "{label}");
     let mut stale = carol_keys.clone();
-    let spine_denied = client.room(&mut stale).await.err().unwrap();
+    let spine_denied = client
+        .room(&mut stale, &mut carol.pins)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(spine_denied.code(), Some(ErrorCode::Unauthenticated));
     let post = client
         .send_message(
             &carol.me.contents.identity,
-            &carol_keys,
+            &mut carol_keys.clone(),
             general,
             "let me in",
             60,
@@ -252,7 +259,7 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     let n = client
         .send_message(
             &bob.me.contents.identity,
-            &bob.rooms[&room],
+            bob.rooms.get_mut(&room).unwrap(),
             general,
             "oops",
             3600,
@@ -270,4 +277,62 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
         .await
         .unwrap();
     assert_eq!(bob.texts(client, room, general).await.len(), 3);
+
+    // Several admins: alice makes bob an admin, who can then change the room himself.
+    client
+        .grant_admin(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            bob.id(),
+            &mut alice.pins,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.accept(client).await,
+        vec![room],
+        "{label}: bob gets the admin key"
+    );
+    assert!(bob.rooms[&room].holds_admin_key());
+    let random = client
+        .add_channel(
+            &bob.me.contents.identity,
+            bob.rooms.get_mut(&room).unwrap(),
+            ("random", false, 600),
+            &mut bob.pins,
+        )
+        .await
+        .unwrap();
+    let seen = alice.spine(client, room).await;
+    assert!(
+        seen.channel(random).is_some(),
+        "{label}: alice verifies bob's change"
+    );
+    assert!(seen.is_admin(bob.id()));
+
+    // WHEN alice revokes bob, the admin key is replaced and bob's no longer works.
+    client
+        .revoke_admin(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            bob.id(),
+            &mut alice.pins,
+        )
+        .await
+        .unwrap();
+    assert!(!bob.spine(client, room).await.is_admin(bob.id()));
+    let refused = client
+        .add_channel(
+            &bob.me.contents.identity,
+            bob.rooms.get_mut(&room).unwrap(),
+            ("mine", false, 600),
+            &mut bob.pins,
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(refused, cinder_client::ClientError::Input(_)),
+        "{label}: {refused}"
+    );
 }

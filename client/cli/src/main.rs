@@ -1,6 +1,6 @@
 //! `cinder`: the reference client's command line.
 
-mod cli_rooms;
+mod rooms;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -52,7 +52,12 @@ enum Command {
         login: Login,
     },
     /// Forget the session and keys on this device (the account stays on the server).
-    Logout,
+    Logout {
+        /// Also delete a stand-alone identity (from `cinder keys publish`), whose private
+        /// keys exist only in this profile.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show who this device is logged in as.
     Whoami,
     /// Your profile, kept in your enclave.
@@ -68,10 +73,10 @@ enum Command {
     Keys(KeysCommand),
     /// Rooms you belong to.
     #[command(subcommand)]
-    Room(cli_rooms::RoomCommand),
+    Room(rooms::RoomCommand),
     /// A room's channels.
     #[command(subcommand)]
-    Channel(cli_rooms::ChannelCommand),
+    Channel(rooms::ChannelCommand),
     /// Invite a user to a room (admins).
     Invite {
         /// The room (name or id).
@@ -116,6 +121,9 @@ enum Command {
         /// The room (name or id).
         room: String,
     },
+    /// Grant, revoke or hand over admin in a room.
+    #[command(subcommand)]
+    Admin(rooms::AdminCommand),
     /// Remove a member from a room and rotate its keys (admins).
     Kick {
         /// The room (name or id).
@@ -244,22 +252,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         profile,
         client,
     };
-    let command = std::mem::replace(&mut ctx.cli.command, Command::Logout);
+    let command = std::mem::replace(&mut ctx.cli.command, Command::Whoami);
     match command {
         Command::Register { login, name } => register(&mut ctx, login, name).await,
         Command::Login { login } => login_cmd(&mut ctx, login).await,
-        Command::Logout => {
-            let was = ctx.profile.session.take().map(|s| s.login);
-            ctx.profile.identity = None;
-            ctx.save()?;
-            match was {
-                Some(login) => {
-                    println!("Logged out {login}; this device no longer holds its keys.")
-                }
-                None => println!("Not logged in."),
-            }
-            Ok(())
-        }
+        Command::Logout { yes } => logout(&mut ctx, yes),
         Command::Whoami => whoami(&mut ctx),
         Command::Profile(ProfileCommand::Set { name, status }) => {
             profile_set(&mut ctx, name, status).await
@@ -323,6 +320,26 @@ async fn login_cmd(ctx: &mut Ctx, login: Login) -> Result<(), ClientError> {
         println!("{}", serde_json::json!({ "login": login, "user_id": id }));
     } else {
         println!("Logged in as {login} ({name}), user id {id}.");
+    }
+    Ok(())
+}
+
+fn logout(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
+    // An account's keys live on in its enclave; a stand-alone identity's only copy is here.
+    if let Some(me) = &ctx.profile.identity
+        && !yes
+    {
+        return Err(ClientError::Input(format!(
+            "this profile holds the only copy of stand-alone user {}'s private keys; logging out deletes them for good; run again with --yes to confirm",
+            me.user_id()
+        )));
+    }
+    let was = ctx.profile.session.take().map(|s| s.login);
+    ctx.profile.identity = None;
+    ctx.save()?;
+    match was {
+        Some(login) => println!("Logged out {login}; this device no longer holds its keys."),
+        None => println!("Not logged in."),
     }
     Ok(())
 }
@@ -518,37 +535,48 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
             e
         }
     })?;
-    let mut rc = cli_rooms::RoomCtx {
+    let heads = versions(&session.contents.memberships);
+    let mut rc = rooms::RoomCtx {
         client: &client,
         session,
         pins,
         json,
     };
     let result = match command {
-        Command::Room(c) => cli_rooms::room(&mut rc, c).await,
-        Command::Channel(c) => cli_rooms::channel(&mut rc, c).await,
+        Command::Room(c) => rooms::room(&mut rc, c).await,
+        Command::Channel(c) => rooms::channel(&mut rc, c).await,
         Command::Invite {
             room,
             user_id,
             name,
-        } => cli_rooms::invite(&mut rc, &room, user_id, name).await,
-        Command::Invites => cli_rooms::invites(&mut rc).await,
-        Command::Accept => cli_rooms::accept(&mut rc).await,
+        } => rooms::invite(&mut rc, &room, user_id, name).await,
+        Command::Invites => rooms::invites(&mut rc).await,
+        Command::Accept => rooms::accept(&mut rc).await,
         Command::Send {
             room,
             channel,
             text,
             burn,
-        } => cli_rooms::send(&mut rc, &room, &channel, &text, burn).await,
+        } => rooms::send(&mut rc, &room, &channel, &text, burn).await,
         Command::Read {
             room,
             channel,
             after,
             follow,
-        } => cli_rooms::read(&mut rc, &room, &channel, after, follow).await,
-        Command::Members { room } => cli_rooms::members(&mut rc, &room).await,
-        Command::Kick { room, user_id } => cli_rooms::kick(&mut rc, &room, user_id).await,
+        } => rooms::read(&mut rc, &room, &channel, after, follow).await,
+        Command::Members { room } => rooms::members(&mut rc, &room).await,
+        Command::Kick { room, user_id } => rooms::kick(&mut rc, &room, user_id).await,
+        Command::Admin(c) => rooms::admin(&mut rc, c).await,
         _ => Ok(()),
+    };
+    // A room state verified along the way is a floor for every device: keep it in the
+    // enclave, so neither a rollback nor another device can take this one back.
+    // A failed command saves too: a kick whose re-sharing failed part-way has new keys.
+    let result = if versions(&rc.session.contents.memberships) != heads {
+        let saved = rc.save().await;
+        result.and(saved)
+    } else {
+        result
     };
     // Keep what changed (memberships, spine versions, pins) even when the command failed late.
     if let Some(s) = ctx.profile.session.clone() {
@@ -557,6 +585,18 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
     }
     ctx.save()?;
     result
+}
+
+fn versions(
+    memberships: &std::collections::BTreeMap<
+        cinder_proto::RoomId,
+        cinder_client::rooms::Membership,
+    >,
+) -> Vec<(cinder_proto::RoomId, u64)> {
+    memberships
+        .iter()
+        .map(|(id, m)| (*id, m.spine().version))
+        .collect()
 }
 
 fn is_unknown<T>(answer: Result<T, ClientError>) -> bool {

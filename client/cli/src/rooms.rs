@@ -7,7 +7,7 @@ use cinder_proto::{ChannelId, ErrorCode, RoomId, UserId};
 use clap::{Args, Subcommand};
 
 use cinder_client::account::LoggedIn;
-use cinder_client::room::{Membership, Received, Spine};
+use cinder_client::rooms::{Break, Continuity, Membership, Received, Spine};
 use cinder_client::{Client, ClientError};
 
 /// Room commands.
@@ -59,6 +59,8 @@ pub struct RoomArg {
     pub room: String,
 }
 
+type PinMap = BTreeMap<UserId, cinder_proto::KeyBundle>;
+
 /// What a room command needs from the CLI's context.
 pub struct RoomCtx<'a> {
     /// The server.
@@ -79,20 +81,13 @@ impl RoomCtx<'_> {
     /// Finds a membership by room id or by the name in its spine.
     async fn find(&mut self, room: &str) -> Result<(RoomId, Spine), ClientError> {
         if let Ok(id) = room.parse::<RoomId>()
-            && let Some(m) = self.session.contents.memberships.get_mut(&id)
+            && self.session.contents.memberships.contains_key(&id)
         {
-            let (_, spine) = self.client.room(m).await?;
-            return Ok((id, spine));
+            return Ok((id, self.sync(id).await?));
         }
         let ids: Vec<RoomId> = self.session.contents.memberships.keys().copied().collect();
         for id in ids {
-            let m = self
-                .session
-                .contents
-                .memberships
-                .get_mut(&id)
-                .ok_or(ClientError::NotLoggedIn)?;
-            if let Ok((_, spine)) = self.client.room(m).await
+            if let Ok(spine) = self.sync(id).await
                 && spine.name == room
             {
                 return Ok((id, spine));
@@ -103,6 +98,48 @@ impl RoomCtx<'_> {
         )))
     }
 
+    /// Brings a room's verified state up to date along its signed chain.
+    async fn sync(&mut self, id: RoomId) -> Result<Spine, ClientError> {
+        let m = self
+            .session
+            .contents
+            .memberships
+            .get_mut(&id)
+            .ok_or_else(|| ClientError::Input(format!("you are not in room {id}")))?;
+        self.client.room(m, self.pins).await
+    }
+
+    /// The membership and the pins, borrowed together.
+    fn parts(&mut self, id: RoomId) -> Result<(&mut Membership, &mut PinMap), ClientError> {
+        let m = self
+            .session
+            .contents
+            .memberships
+            .get_mut(&id)
+            .ok_or_else(|| ClientError::Input(format!("you are not in room {id}")))?;
+        Ok((m, self.pins))
+    }
+
+    /// Makes sure this device holds the channel's key: a channel added after joining comes
+    /// in an envelope, taken here if it has not been yet.
+    async fn keys_for(&mut self, id: RoomId, channel: ChannelId) -> Result<(), ClientError> {
+        if self.membership(id)?.holds_channel_key(channel) {
+            return Ok(());
+        }
+        let me = self.me();
+        self.client
+            .accept_invites(&me, &mut self.session.contents.memberships, self.pins)
+            .await?;
+        self.save().await?;
+        if self.membership(id)?.holds_channel_key(channel) {
+            Ok(())
+        } else {
+            Err(ClientError::Input(format!(
+                "this device has no key for channel {channel} yet; ask an admin to invite you again"
+            )))
+        }
+    }
+
     fn membership(&mut self, id: RoomId) -> Result<&mut Membership, ClientError> {
         self.session
             .contents
@@ -111,13 +148,15 @@ impl RoomCtx<'_> {
             .ok_or_else(|| ClientError::Input(format!("you are not in room {id}")))
     }
 
-    /// Saves the memberships into the enclave, merging over a concurrent change.
-    async fn save(&mut self) -> Result<(), ClientError> {
+    /// Saves the memberships into the enclave, merging over a concurrent change key by
+    /// key, so neither device's newer keys or verified states are lost.
+    pub async fn save(&mut self) -> Result<(), ClientError> {
+        cinder_client::profile::merge_pins(&mut self.session.contents.pins, self.pins);
         match self.client.save_enclave(self.session).await {
             Err(e) if e.code() == Some(ErrorCode::VersionConflict) => {
-                let mine = self.session.contents.memberships.clone();
+                // Refreshing merges this device's memberships into the newer enclave.
                 self.client.refresh_enclave(self.session).await?;
-                self.session.contents.memberships.extend(mine);
+                cinder_client::profile::merge_pins(&mut self.session.contents.pins, self.pins);
                 self.client.save_enclave(self.session).await
             }
             other => other,
@@ -184,9 +223,8 @@ pub async fn room(ctx: &mut RoomCtx<'_>, command: RoomCommand) -> Result<(), Cli
             let ids: Vec<RoomId> = ctx.session.contents.memberships.keys().copied().collect();
             let mut rows = Vec::new();
             for id in ids {
-                let client = ctx.client;
-                match client.room(ctx.membership(id)?).await {
-                    Ok((_, spine)) => {
+                match ctx.sync(id).await {
+                    Ok(spine) => {
                         rows.push((id, spine.name, spine.members.len(), spine.channels.len()))
                     }
                     // A room deleted, or one we were removed from: its keys no longer verify.
@@ -239,9 +277,11 @@ pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(
             burn,
         } => {
             let (id, _) = ctx.find(&room).await?;
+            let me = ctx.me();
             let client = ctx.client;
+            let (m, pins) = ctx.parts(id)?;
             let channel = client
-                .add_channel(ctx.membership(id)?, &name, voice, burn)
+                .add_channel(&me, m, (&name, voice, burn), pins)
                 .await?;
             ctx.save().await?;
             if ctx.json {
@@ -271,9 +311,8 @@ pub async fn invite(
     let me = ctx.me();
     let name = name.unwrap_or_else(|| user.to_string()[..8].to_owned());
     let client = ctx.client;
-    client
-        .invite(&me, ctx.membership(id)?, &keys, &name)
-        .await?;
+    let (m, pins) = ctx.parts(id)?;
+    client.invite(&me, m, &keys, &name, pins).await?;
     ctx.save().await?;
     println!("Invited {name} ({user}); they join with `cinder accept`.");
     Ok(())
@@ -310,9 +349,8 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
         .await?;
     ctx.save().await?;
     for id in &joined {
-        let client = ctx.client;
-        let (_, spine) = client.room(ctx.membership(*id)?).await?;
-        println!("Joined {} ({id}).", spine.name);
+        let name = ctx.membership(*id)?.spine().name.clone();
+        println!("Joined {name} ({id}), or took its new keys.");
     }
     if joined.is_empty() {
         println!("No invitations to accept.");
@@ -338,8 +376,10 @@ pub async fn send(
             .map_or(3600, |c| c.burn_secs)
     });
     let me = ctx.me();
-    let m = ctx.membership(id)?.clone();
-    let number = ctx.client.send_message(&me, &m, ch, text, burn).await?;
+    ctx.keys_for(id, ch).await?;
+    let client = ctx.client;
+    let (m, _) = ctx.parts(id)?;
+    let number = client.send_message(&me, m, ch, text, burn).await?;
     if ctx.json {
         println!("{}", serde_json::json!({ "number": number }));
     } else {
@@ -374,67 +414,81 @@ pub async fn read(
     mut after: u64,
     follow: bool,
 ) -> Result<(), ClientError> {
-    let (id, mut spine) = ctx.find(room).await?;
+    let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
+    ctx.keys_for(id, ch).await?;
     let mut idle = Duration::from_secs(1);
+    let mut continuity = Continuity::default();
     loop {
         let m = ctx.membership(id)?.clone();
-        let (messages, next, refused) = match ctx.client.read(&m, &spine, ch, after, ctx.pins).await
-        {
+        let page = match ctx.client.read(&m, ch, after, ctx.pins).await {
             Ok(page) => page,
             Err(e) if follow && e.code() == Some(ErrorCode::Unauthenticated) => {
-                spine = rekeyed(ctx, id, e).await?;
+                rekeyed(ctx, id, e).await?;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        if refused > 0 {
-            eprintln!(
-                "warning: {refused} message(s) failed decryption or signature checks and are not shown"
-            );
+        for (number, why) in &page.refused {
+            eprintln!("warning: message #{number} {why}; not shown");
         }
-        if let Some(last) = messages.last() {
-            after = last.number;
+        // Read on after everything on the page, shown or refused, so a page of messages
+        // that do not verify cannot hold the reader in place.
+        if let Some(last) = page.last {
+            after = last;
             idle = Duration::from_secs(1);
         }
-        print_messages(&messages, ctx.json);
-        if next.is_some() {
+        for r in &page.messages {
+            match continuity.observe(r) {
+                Some(Break::Missing {
+                    sender,
+                    count,
+                    number,
+                }) => eprintln!(
+                    "warning: {count} message(s) from {sender} are missing before #{number}: burnt, deleted, or withheld by the server"
+                ),
+                Some(Break::Forked { sender, number }) => eprintln!(
+                    "warning: #{number} from {sender} does not follow their previous message: replaced or replayed by the server, or sent from two devices at once"
+                ),
+                _ => {}
+            }
+        }
+        print_messages(&page.messages, ctx.json);
+        if page.more {
             continue;
         }
         if !follow {
             return Ok(());
         }
-        // Poll with backoff while the channel is quiet; reread the spine for new names.
+        // Poll with backoff while the channel is quiet; follow the room's signed state.
         tokio::time::sleep(idle).await;
         idle = (idle * 2).min(Duration::from_secs(15));
-        let client = ctx.client;
-        spine = match client.room(ctx.membership(id)?).await {
-            Ok((_, spine)) => spine,
+        match ctx.sync(id).await {
+            Ok(_) => {}
             Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => rekeyed(ctx, id, e).await?,
             Err(e) => return Err(e),
-        };
+        }
     }
 }
 
 /// After the room's keys stopped verifying (someone was removed): takes the new keys if we
-/// were sent some and returns the fresh spine; otherwise we were the one removed, and the
-/// original error stands.
+/// were sent some; otherwise we were the one removed, and the original error stands.
 async fn rekeyed(
     ctx: &mut RoomCtx<'_>,
     id: RoomId,
     original: ClientError,
-) -> Result<Spine, ClientError> {
+) -> Result<(), ClientError> {
     let me = ctx.me();
-    let joined = ctx
-        .client
+    let before = ctx.membership(id)?.spine().epoch;
+    ctx.client
         .accept_invites(&me, &mut ctx.session.contents.memberships, ctx.pins)
         .await?;
-    if !joined.contains(&id) {
+    ctx.save().await?;
+    ctx.sync(id).await?;
+    if ctx.membership(id)?.spine().epoch == before {
         return Err(original);
     }
-    ctx.save().await?;
-    let client = ctx.client;
-    Ok(client.room(ctx.membership(id)?).await?.1)
+    Ok(())
 }
 
 /// `cinder members ROOM`
@@ -463,14 +517,52 @@ pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(),
     let (id, _) = ctx.find(room).await?;
     let me = ctx.me();
     let client = ctx.client;
-    let m = ctx
-        .session
-        .contents
-        .memberships
-        .get_mut(&id)
-        .ok_or(ClientError::NotLoggedIn)?;
-    client.kick(&me, m, user, ctx.pins).await?;
+    let (m, pins) = ctx.parts(id)?;
+    client.kick(&me, m, user, pins).await?;
     ctx.save().await?;
     println!("Removed {user}; the room's keys are new and went to everyone who stays.");
+    Ok(())
+}
+
+/// Admin commands.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Make a member an admin (admins).
+    Grant(AdminArgs),
+    /// Take admin from a member; the admin key is replaced (admins).
+    Revoke(AdminArgs),
+    /// Hand admin to a member and give it up yourself (admins).
+    Transfer(AdminArgs),
+}
+
+/// A room and a member.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The room (name or id).
+    pub room: String,
+    /// The member's user id.
+    pub user_id: UserId,
+}
+
+/// `cinder admin grant|revoke|transfer ROOM USER_ID`
+pub async fn admin(ctx: &mut RoomCtx<'_>, command: AdminCommand) -> Result<(), ClientError> {
+    let (args, done) = match &command {
+        AdminCommand::Grant(a) => (a, "is now an admin"),
+        AdminCommand::Revoke(a) => (a, "is no longer an admin; the admin key is new"),
+        AdminCommand::Transfer(a) => (a, "is now an admin, and you are not"),
+    };
+    let (id, _) = ctx.find(&args.room).await?;
+    let me = ctx.me();
+    let user = args.user_id;
+    let client = ctx.client;
+    let (m, pins) = ctx.parts(id)?;
+    let result = match command {
+        AdminCommand::Grant(_) => client.grant_admin(&me, m, user, pins).await,
+        AdminCommand::Revoke(_) => client.revoke_admin(&me, m, user, pins).await,
+        AdminCommand::Transfer(_) => client.transfer_admin(&me, m, user, pins).await,
+    };
+    ctx.save().await?;
+    result?;
+    println!("{user} {done}.");
     Ok(())
 }

@@ -1,0 +1,685 @@
+//! The hostile-server suite for rooms and messages. Each test plays a server that lies: it
+//! writes what it likes straight into its own store (forged room states, planted messages,
+//! replayed envelopes) or runs on a clock of its choosing, usually together with a user of
+//! the directory or a member. Each names the attack, and fails if its defence is removed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cinder_proto::rooms::{Room, Shard};
+use cinder_proto::{ChannelId, KeyBundle, RoomId, Timestamp, UserId};
+use cinder_server::Clock;
+use cinder_server::store::{ChannelRef, InboxStore, RoomStore, ShardStore};
+use cinder_sqlite::SqliteStore;
+
+use super::invites::InviteKind;
+use super::state::{Head, sign_and_seal};
+use super::*;
+use crate::{Client, ClientError, Identity};
+
+struct World {
+    client: Client,
+    /// The server's own store: what a hostile operator can rewrite at will.
+    store: Arc<SqliteStore>,
+}
+
+async fn world_with(clock: Clock) -> World {
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let store = cinder_dev::open_store(dir.path()).unwrap();
+    let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
+    let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = cinder_dev::app(store.clone(), secrets, clock);
+    tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+    World {
+        client: Client::new(&url),
+        store,
+    }
+}
+
+async fn world() -> World {
+    world_with(Clock::system()).await
+}
+
+struct User {
+    me: Identity,
+    rooms: BTreeMap<RoomId, Membership>,
+    pins: BTreeMap<UserId, KeyBundle>,
+}
+
+impl User {
+    async fn new(w: &World) -> Self {
+        let me = Identity::generate(Timestamp::now()).unwrap();
+        w.client.publish(&me.bundle).await.unwrap();
+        Self {
+            me,
+            rooms: BTreeMap::new(),
+            pins: BTreeMap::new(),
+        }
+    }
+
+    fn id(&self) -> UserId {
+        self.me.user_id()
+    }
+
+    async fn accept(&mut self, w: &World) -> Vec<RoomId> {
+        w.client
+            .accept_invites(&self.me, &mut self.rooms, &mut self.pins)
+            .await
+            .unwrap()
+    }
+
+    async fn sync(&mut self, w: &World, room: RoomId) -> Result<Spine, ClientError> {
+        let m = self.rooms.get_mut(&room).unwrap();
+        w.client.room(m, &mut self.pins).await
+    }
+
+    async fn read(&mut self, w: &World, room: RoomId, channel: ChannelId) -> messages::Page {
+        let m = self.rooms[&room].clone();
+        w.client.read(&m, channel, 0, &mut self.pins).await.unwrap()
+    }
+
+    async fn invite(&mut self, w: &World, room: RoomId, who: &User, name: &str) {
+        let m = self.rooms.get_mut(&room).unwrap();
+        w.client
+            .invite(&self.me, m, &who.me.bundle, name, &mut self.pins)
+            .await
+            .unwrap();
+    }
+}
+
+/// Alice's room "Team" with one text channel (burn 3600 s); Bob and Carol accepted.
+async fn team(w: &World) -> (User, User, User, RoomId, ChannelId) {
+    let (mut alice, mut bob, mut carol) =
+        (User::new(w).await, User::new(w).await, User::new(w).await);
+    let (m, spine) = w
+        .client
+        .create_room(
+            &alice.me,
+            "alice",
+            "Team",
+            &[("general".into(), false, 3600)],
+        )
+        .await
+        .unwrap();
+    let (room, general) = (m.room, spine.channels[0].id);
+    alice.rooms.insert(room, m);
+    alice.invite(w, room, &bob, "bob").await;
+    alice.invite(w, room, &carol, "carol").await;
+    assert_eq!(bob.accept(w).await, vec![room]);
+    assert_eq!(carol.accept(w).await, vec![room]);
+    (alice, bob, carol, room, general)
+}
+
+/// The server stores `spine`, signed by `signer` and sealed under `keys`' master key, as the
+/// room's next version, with the capability keys `keys` make: so `keys` "verify" at the
+/// server, exactly as a server that accepts an attacker's capabilities would have it.
+async fn plant_state(w: &World, signer: &Identity, keys: &Membership, spine: &Spine) {
+    let (sealed, _) = sign_and_seal(signer, keys, spine).unwrap();
+    let current = w.store.room(&keys.room).await.unwrap().unwrap();
+    let caps = keys.capabilities().unwrap();
+    let next = Room {
+        room_id: keys.room,
+        version: current.version + 1,
+        spine: sealed,
+        admin_key: caps.admin,
+        member_key: caps.member,
+        channels: caps.channels,
+    };
+    w.store.update_room(&next).await.unwrap();
+}
+
+/// The server stores a message of its choosing at `number`.
+async fn plant_shard(w: &World, room: RoomId, channel: ChannelId, shard: Shard) {
+    w.store
+        .put_shard(&ChannelRef { room, channel }, &shard)
+        .await
+        .unwrap();
+}
+
+fn shard_from(post: cinder_proto::rooms::PostShard, number: u64) -> Shard {
+    Shard {
+        number,
+        ciphertext: post.ciphertext,
+        burn_at: post.burn_at,
+        posted_at: Timestamp::now(),
+        delete_hash: post.delete_hash,
+    }
+}
+
+fn next_state(head: &Membership) -> Spine {
+    let mut s = head.spine().clone();
+    s.version += 1;
+    s.prev = head.head_hash().clone();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_and_the_server_cannot_swap_a_members_room_keys() {
+    let w = world().await;
+    let (_alice, mut bob, _carol, room, general) = team(&w).await;
+    let mallory = User::new(&w).await;
+    let before = bob.rooms[&room].clone();
+
+    // GIVEN Mallory's own keys for the room, and a next version that looks like a re-key
+    // naming her admin, extending Bob's pinned state, signed by her
+    let mut forged = bob.rooms[&room].clone();
+    forged.master_keys = [(2, Secret32::random().unwrap())].into_iter().collect();
+    forged.channel_keys = [(
+        general,
+        [(2, Secret32::random().unwrap())].into_iter().collect(),
+    )]
+    .into_iter()
+    .collect();
+    forged.admin_key = Some(Secret32::random().unwrap());
+    let mut spine = next_state(&before);
+    spine.epoch = 2;
+    spine.members = vec![
+        SpineMember {
+            user_id: mallory.id(),
+            name: "alice".into(),
+            status: String::new(),
+            admin: true,
+        },
+        spine.member(bob.id()).unwrap().clone(),
+    ];
+    for c in &mut spine.channels {
+        c.cutoffs.insert(1, 100);
+    }
+    let caps = forged.capabilities().unwrap();
+    (spine.admin_key, spine.member_key, spine.channel_keys) =
+        (caps.admin, caps.member, caps.channels);
+    spine.former = before
+        .spine()
+        .members
+        .iter()
+        .filter(|m| m.user_id != bob.id())
+        .map(|m| FormerMember {
+            user_id: m.user_id,
+            name: m.name.clone(),
+            last_epoch: 1,
+        })
+        .collect();
+    let (_, hash) = sign_and_seal(&mallory.me, &forged, &spine).unwrap();
+    forged.head = Head {
+        spine: spine.clone(),
+        hash,
+    };
+    // WHEN the server takes her capabilities and state, and she sends Bob "new keys"
+    plant_state(&w, &mallory.me, &forged, &spine).await;
+    w.client
+        .send_keys(&mallory.me, &forged, &bob.me.bundle, InviteKind::Rekey)
+        .await
+        .unwrap();
+
+    // THEN Bob installs nothing: same keys, same verified state
+    assert_eq!(bob.accept(&w).await, Vec::<RoomId>::new());
+    let after = &bob.rooms[&room];
+    assert_eq!(after.master_keys, before.master_keys);
+    assert_eq!(after.channel_keys, before.channel_keys);
+    assert_eq!(after.head_hash(), before.head_hash());
+    assert!(after.spine().is_admin(_alice.id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_and_the_server_cannot_forge_the_room_state() {
+    let w = world().await;
+    let (_alice, mut bob, carol, room, _) = team(&w).await;
+    let before = bob.rooms[&room].clone();
+
+    // GIVEN Carol, a member but no admin, signs a next version making herself admin
+    let carol_m = carol.rooms[&room].clone();
+    let mut spine = next_state(&carol_m);
+    spine.name = "Carol's now".into();
+    for m in &mut spine.members {
+        m.admin |= m.user_id == carol.id();
+    }
+    // Her membership has no admin seed: seal with the room's keys, keep the server's caps.
+    let (sealed, _) = sign_and_seal(&carol.me, &with_admin_seed(&carol_m), &spine).unwrap();
+    let current = w.store.room(&room).await.unwrap().unwrap();
+    w.store
+        .update_room(&Room {
+            version: current.version + 1,
+            spine: sealed,
+            ..current
+        })
+        .await
+        .unwrap();
+
+    // THEN Bob refuses it and keeps what he verified
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("not an admin")),
+        "{refused}"
+    );
+    assert_eq!(bob.rooms[&room].head_hash(), before.head_hash());
+    assert_eq!(bob.rooms[&room].spine().name, "Team");
+}
+
+/// A copy of `m` holding some admin seed, so a forger can seal and sign a state with it.
+fn with_admin_seed(m: &Membership) -> Membership {
+    let mut m = m.clone();
+    m.admin_key = Some(Secret32::random().unwrap());
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_admin_and_the_server_cannot_sign_the_next_state() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, _) = team(&w).await;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .grant_admin(&alice.me, m, bob.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    assert_eq!(bob.accept(&w).await, vec![room]);
+    assert!(bob.rooms[&room].holds_admin_key());
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .revoke_admin(&alice.me, m, bob.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    bob.sync(&w, room).await.unwrap();
+    carol.sync(&w, room).await.unwrap();
+    let before = carol.rooms[&room].clone();
+
+    // GIVEN Bob, no longer admin, signs a version removing Alice's admin
+    let bob_m = bob.rooms[&room].clone();
+    let mut spine = next_state(&bob_m);
+    for m in &mut spine.members {
+        m.admin = m.user_id == bob.id();
+    }
+    spine.admin_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+        .verifying_key()
+        .into();
+    let (sealed, _) = sign_and_seal(&bob.me, &with_admin_seed(&bob_m), &spine).unwrap();
+    let current = w.store.room(&room).await.unwrap().unwrap();
+    w.store
+        .update_room(&Room {
+            version: current.version + 1,
+            spine: sealed,
+            ..current
+        })
+        .await
+        .unwrap();
+
+    // THEN Carol refuses it
+    let refused = carol.sync(&w, room).await.unwrap_err();
+    assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
+    assert_eq!(carol.rooms[&room].head_hash(), before.head_hash());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cannot_relabel_an_old_state_as_new() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    // One more version, so there is an older one to replay.
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .add_channel(&alice.me, m, ("random", false, 60), &mut alice.pins)
+        .await
+        .unwrap();
+    bob.sync(&w, room).await.unwrap();
+    let before = bob.rooms[&room].clone();
+    let log = w.store.spines(&room, 0, 100).await.unwrap();
+    let old = log[log.len() - 2].spine.clone();
+    let current = w.store.room(&room).await.unwrap().unwrap();
+    w.store
+        .update_room(&Room {
+            version: current.version + 1,
+            spine: old,
+            ..current
+        })
+        .await
+        .unwrap();
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
+    assert_eq!(bob.rooms[&room].spine().version, before.spine().version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_invitation_does_not_roll_keys_back() {
+    let w = world().await;
+    let (mut alice, mut bob, carol, room, general) = team(&w).await;
+    // GIVEN the server kept a copy of an envelope Bob already used
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .invite(&alice.me, m, &bob.me.bundle, "bob", &mut alice.pins)
+        .await
+        .unwrap();
+    let old = w
+        .store
+        .list(&bob.id(), None, 10, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 1);
+    bob.accept(&w).await;
+    // WHEN Carol is removed, Bob takes the new keys, and the server replays the old envelope
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&alice.me, m, carol.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    assert_eq!(bob.accept(&w).await, vec![room]);
+    let before = bob.rooms[&room].clone();
+    assert_eq!(before.spine().epoch, 2);
+    w.store.put(&bob.id(), &old[0]).await.unwrap();
+
+    // THEN nothing moves back, and Bob still posts under the new keys
+    assert_eq!(bob.accept(&w).await, Vec::<RoomId>::new());
+    let after = &bob.rooms[&room];
+    assert_eq!(after.master().unwrap().0, 2);
+    assert_eq!(after.channel_key(general).unwrap().0, 2);
+    assert_eq!(after.head_hash(), before.head_hash());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_refuse_old_keys_past_their_cutoff_and_non_members() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, general) = team(&w).await;
+    w.client
+        .send_message(
+            &carol.me,
+            carol.rooms.get_mut(&room).unwrap(),
+            general,
+            "before",
+            600,
+        )
+        .await
+        .unwrap();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&alice.me, m, carol.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    bob.accept(&w).await;
+    let cutoff = bob.rooms[&room].spine().channel(general).unwrap().cutoffs[&1];
+
+    // GIVEN the server posts, for Carol, messages under her old key: one numbered at the
+    // cut-off (as if written before her removal) and one after it
+    let mut old = carol.rooms[&room].clone();
+    let now = Timestamp::now();
+    let mut at = |n| {
+        seal_message(
+            &carol.me,
+            &mut old,
+            general,
+            n,
+            "still here",
+            now,
+            now.plus(600),
+        )
+    };
+    plant_shard(&w, room, general, shard_from(at(cutoff).unwrap(), cutoff)).await;
+    plant_shard(
+        &w,
+        room,
+        general,
+        shard_from(at(cutoff + 5).unwrap(), cutoff + 5),
+    )
+    .await;
+    // and, for Mallory, who never was a member, one under a leaked current key
+    let mallory = User::new(&w).await;
+    let mut leaked = bob.rooms[&room].clone();
+    let post = seal_message(
+        &mallory.me,
+        &mut leaked,
+        general,
+        cutoff + 6,
+        "hi",
+        now,
+        now.plus(600),
+    );
+    plant_shard(&w, room, general, shard_from(post.unwrap(), cutoff + 6)).await;
+
+    // THEN Bob shows the message from before the cut-off, and refuses the others
+    let page = bob.read(&w, room, general).await;
+    let texts: Vec<_> = page
+        .messages
+        .iter()
+        .map(|r| (r.number, r.text.as_str()))
+        .collect();
+    assert_eq!(texts, vec![(1, "before"), (cutoff, "still here")]);
+    assert_eq!(
+        page.refused,
+        vec![
+            (cutoff + 5, Refusal::AfterCutoff),
+            (cutoff + 6, Refusal::NotAMember)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_directory_key_cannot_sign_new_messages() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    // GIVEN Alice replaced her keys a while ago, and her old key leaked
+    let now = Timestamp::now();
+    let rotated = alice.me.rotated(Timestamp(now.0 - 1000)).unwrap();
+    w.client.rotate(&rotated.bundle).await.unwrap();
+    // WHEN the old key signs a message now
+    w.client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "from the thief",
+            600,
+        )
+        .await
+        .unwrap();
+    w.client
+        .send_message(
+            &rotated,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "from alice",
+            600,
+        )
+        .await
+        .unwrap();
+    // THEN readers refuse it
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![(1, Refusal::RetiredKey)]);
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].text, "from alice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cannot_move_renumber_or_prolong_a_message() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let n = w
+        .client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "here",
+            600,
+        )
+        .await
+        .unwrap();
+    let ch = ChannelRef {
+        room,
+        channel: general,
+    };
+    let real = w
+        .store
+        .shard(&ch, n, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // Renumbered: the same ciphertext under another number.
+    plant_shard(
+        &w,
+        room,
+        general,
+        Shard {
+            number: n + 10,
+            ..real.clone()
+        },
+    )
+    .await;
+    // Prolonged: the same ciphertext with a later burn time.
+    let later = Timestamp(real.burn_at.0 + 3000);
+    plant_shard(
+        &w,
+        room,
+        general,
+        Shard {
+            number: n + 11,
+            burn_at: later,
+            ..real.clone()
+        },
+    )
+    .await;
+    // A message that asks to live longer than the channel allows.
+    let now = Timestamp::now();
+    let long = seal_message(
+        &alice.me,
+        alice.rooms.get_mut(&room).unwrap(),
+        general,
+        n + 12,
+        "x",
+        now,
+        now.plus(36_000),
+    );
+    plant_shard(&w, room, general, shard_from(long.unwrap(), n + 12)).await;
+    // Moved: into another room's channel (Alice's second room).
+    let (other, spine) = w
+        .client
+        .create_room(
+            &alice.me,
+            "alice",
+            "Other",
+            &[("general".into(), false, 3600)],
+        )
+        .await
+        .unwrap();
+    plant_shard(&w, other.room, spine.channels[0].id, real.clone()).await;
+
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(
+        page.refused,
+        vec![
+            (n + 10, Refusal::Unreadable),
+            (n + 11, Refusal::Unreadable),
+            (n + 12, Refusal::BadTimes)
+        ]
+    );
+    let moved = w
+        .client
+        .read(&other, spine.channels[0].id, 0, &mut BTreeMap::new())
+        .await;
+    assert_eq!(moved.unwrap().refused, vec![(n, Refusal::Unreadable)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_running_late_cannot_show_a_burnt_message() {
+    // GIVEN a server whose clock runs ten minutes behind, so it still serves what burnt
+    let (clock, _time) = Clock::manual(Timestamp(Timestamp::now().0 - 600));
+    let w = world_with(clock).await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    // WHEN Alice posts a message that burns in a minute
+    w.client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "gone soon",
+            60,
+        )
+        .await
+        .unwrap();
+    // THEN the server serves it, but Bob's client, by its own clock, does not show it
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages, vec![]);
+    assert_eq!(page.refused, vec![(1, Refusal::Burnt)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_admins_share_and_replace_the_admin_key() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, _) = team(&w).await;
+    for who in [bob.id(), carol.id()] {
+        let m = alice.rooms.get_mut(&room).unwrap();
+        w.client
+            .grant_admin(&alice.me, m, who, &mut alice.pins)
+            .await
+            .unwrap();
+    }
+    bob.accept(&w).await;
+    carol.accept(&w).await;
+    assert!(bob.rooms[&room].holds_admin_key() && carol.rooms[&room].holds_admin_key());
+    // Removing an admin replaces the admin key; the admins who stay get the new one.
+    let m = bob.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&bob.me, m, carol.id(), &mut bob.pins)
+        .await
+        .unwrap();
+    alice.accept(&w).await;
+    let spine = alice.sync(&w, room).await.unwrap();
+    assert_eq!(spine.epoch, 2);
+    assert!(
+        alice.rooms[&room].holds_admin_key(),
+        "alice got the new admin key"
+    );
+    let old_admin = carol.rooms[&room].admin().unwrap().verifying_key();
+    assert_ne!(cinder_proto::VerifyKey::from(old_admin), spine.admin_key);
+    // Bob revokes Alice: the admin key is replaced, and Alice's old one is dropped.
+    let m = bob.rooms.get_mut(&room).unwrap();
+    w.client
+        .revoke_admin(&bob.me, m, alice.id(), &mut bob.pins)
+        .await
+        .unwrap();
+    alice.sync(&w, room).await.unwrap();
+    assert!(
+        !alice.rooms[&room].holds_admin_key(),
+        "a revoked admin drops the old key"
+    );
+    // Bob hands admin to Alice and gives it up, in one signed change.
+    let m = bob.rooms.get_mut(&room).unwrap();
+    w.client
+        .transfer_admin(&bob.me, m, alice.id(), &mut bob.pins)
+        .await
+        .unwrap();
+    assert_eq!(alice.accept(&w).await, vec![room]);
+    let spine = alice.sync(&w, room).await.unwrap();
+    assert!(spine.is_admin(alice.id()) && !spine.is_admin(bob.id()));
+    assert!(alice.rooms[&room].holds_admin_key());
+    assert!(!bob.rooms[&room].holds_admin_key());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_written_before_a_key_rotation_still_verify() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    w.client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "before",
+            600,
+        )
+        .await
+        .unwrap();
+    let rotated = alice.me.rotated(Timestamp::now()).unwrap();
+    w.client.rotate(&rotated.bundle).await.unwrap();
+    w.client
+        .send_message(
+            &rotated,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "after",
+            600,
+        )
+        .await
+        .unwrap();
+    let page = bob.read(&w, room, general).await;
+    let texts: Vec<_> = page.messages.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!((texts, page.refused), (vec!["before", "after"], vec![]));
+}

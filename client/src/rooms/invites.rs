@@ -1,0 +1,371 @@
+//! Invitations, re-keyings and admin grants: a room's keys for one recipient, signed by
+//! the sender and HPKE-sealed to the recipient's directory key, naming the signed room
+//! version (its number and hash) the keys belong to.
+//!
+//! A client installs keys only where they match the signed room state: a newcomer anchors
+//! on the version the inviter named (it must hash as named and list the inviter as an admin
+//! and the newcomer as a member); an existing member verifies the chain from its pin to the
+//! named version. Either way the keys must derive the capability keys that version lists,
+//! so keys from anyone else, a replayed invitation or a state the server made up are
+//! refused, and nothing already held is ever replaced.
+
+use std::collections::BTreeMap;
+
+use cinder_proto::api::limits as api_limits;
+use cinder_proto::{Blob, ChannelId, EnvelopeId, KeyBundle, RoomId, Signature, UserId};
+use ed25519_dalek::Signer as _;
+use hpke::aead::AesGcm256;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use serde::{Deserialize, Serialize};
+
+use super::capabilities::{CapabilityKeys, channel_capability, member_capability};
+use super::state::Head;
+use super::{Membership, Secret32};
+use crate::directory::KeyCache;
+use crate::{Client, ClientError, Identity};
+
+/// Why keys are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteKind {
+    /// Into a room the recipient was just added to.
+    Join,
+    /// New keys after a removal, for a member who stays.
+    Rekey,
+    /// The admin key, for a member who is (still) an admin.
+    Admin,
+}
+
+/// What an invitation carries, signed by its sender.
+#[derive(Serialize, Deserialize)]
+struct InviteBody {
+    kind: InviteKind,
+    room: RoomId,
+    recipient: UserId,
+    from: UserId,
+    /// The signed room version the keys belong to, and its hash.
+    head_version: u64,
+    head_hash: Blob,
+    master_key: Secret32,
+    channel_keys: BTreeMap<ChannelId, Secret32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    admin_key: Option<Secret32>,
+}
+
+/// What is HPKE-sealed: the body's exact bytes and the sender's signature over them.
+#[derive(Serialize, Deserialize)]
+struct SignedInvite {
+    body: Blob,
+    signature: Signature,
+}
+
+const INVITE_INFO: &[u8] = b"cinder/invite/v2";
+const INVITE_DOMAIN: &[u8] = b"cinder/invite-signature/v2\0";
+
+/// What became of one envelope.
+enum Fate {
+    /// Used or refused for good: delete it.
+    Done,
+    /// Names a room version this device cannot reach yet: keep it for a later try.
+    Keep,
+}
+
+impl Client {
+    /// Invites a user (admins only): adds them to the signed state, then seals the room's
+    /// keys at that version to their verified directory key. Inviting a member again
+    /// re-sends the current keys (after an interrupted re-key, say).
+    pub async fn invite(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        invitee: &KeyBundle,
+        name: &str,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let mut spine = self.room(m, pins).await?;
+        if spine.member(invitee.user_id).is_none() {
+            spine.members.push(super::SpineMember {
+                user_id: invitee.user_id,
+                name: name.into(),
+                status: String::new(),
+                admin: false,
+            });
+            let next = m.clone();
+            *m = self.commit(me, m, next, spine).await?;
+        }
+        self.send_keys(me, m, invitee, InviteKind::Join).await
+    }
+
+    /// Seals `m`'s current keys at its head for `to`: the admin key too if the state lists
+    /// them as an admin.
+    pub(crate) async fn send_keys(
+        &self,
+        me: &Identity,
+        m: &Membership,
+        to: &KeyBundle,
+        kind: InviteKind,
+    ) -> Result<(), ClientError> {
+        let head = m.spine();
+        let (_, master) = m.master()?;
+        let body = InviteBody {
+            kind,
+            room: m.room,
+            recipient: to.user_id,
+            from: me.user_id(),
+            head_version: head.version,
+            head_hash: m.head_hash().clone(),
+            master_key: master.clone(),
+            channel_keys: head
+                .channels
+                .iter()
+                .filter_map(|c| m.channel_key(c.id).ok().map(|(_, k)| (c.id, k.clone())))
+                .collect(),
+            admin_key: if head.is_admin(to.user_id) {
+                m.admin_key.clone()
+            } else {
+                None
+            },
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| ClientError::Internal(e.to_string()))?;
+        let signature = Signature(
+            me.signing_key()
+                .sign(&[INVITE_DOMAIN, &body].concat())
+                .to_bytes(),
+        );
+        let plaintext = serde_json::to_vec(&SignedInvite {
+            body: Blob(body),
+            signature,
+        })
+        .map_err(|e| ClientError::Internal(e.to_string()))?;
+        let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(to.hpke_key.as_bytes())
+            .map_err(|_| {
+                ClientError::Verification("the invitee's HPKE key is not a valid X25519 key".into())
+            })?;
+        let (encapped, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &pk,
+            INVITE_INFO,
+            &plaintext,
+            &to.user_id.0,
+            &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
+        )
+        .map_err(|_| ClientError::Internal("HPKE sealing failed".into()))?;
+        let sealed = [encapped.to_bytes().as_slice(), &ct].concat();
+        if sealed.len() > api_limits::MAX_ENVELOPE_BYTES {
+            return Err(ClientError::Input(
+                "this room has too many channels to fit one invitation".into(),
+            ));
+        }
+        self.drop_envelope(me, to.user_id, sealed, None)
+            .await
+            .map(drop)
+    }
+
+    /// Opens every envelope in the inbox and installs the keys of those that verify against
+    /// the signed room state (see the module's introduction). Returns the rooms joined or
+    /// given new keys. Envelopes that are forged, replayed or used are deleted; ones that
+    /// name a room version this device cannot reach yet are kept; a failure to ask the
+    /// server (a 5xx, a 429, no connection) stops here and deletes nothing unchecked.
+    pub async fn accept_invites(
+        &self,
+        me: &Identity,
+        memberships: &mut BTreeMap<RoomId, Membership>,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<Vec<RoomId>, ClientError> {
+        let mut by_room: BTreeMap<RoomId, Vec<(EnvelopeId, InviteBody)>> = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = self.inbox(me, after, None).await?;
+            for envelope in &page.envelopes {
+                match self
+                    .open_invite(me, &envelope.sealed, envelope.sender, pins)
+                    .await
+                {
+                    Ok(body) => by_room
+                        .entry(body.room)
+                        .or_default()
+                        .push((envelope.id, body)),
+                    Err(e) if definitive(&e) => self.delete_envelope(me, envelope.id).await?,
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut changed = Vec::new();
+        for (room, invites) in by_room {
+            let mut cache = KeyCache::default();
+            let (next, fates) = self
+                .accept_room(me, memberships.get(&room), room, &invites, pins, &mut cache)
+                .await?;
+            if let Some(next) = next {
+                memberships.insert(room, next);
+                changed.push(room);
+            }
+            for ((id, _), fate) in invites.iter().zip(fates) {
+                if matches!(fate, Fate::Done) {
+                    self.delete_envelope(me, *id).await?;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// One room's invitations: the membership they verifiably give or extend (`None` if
+    /// nothing changed), and what to do with each envelope.
+    async fn accept_room(
+        &self,
+        me: &Identity,
+        current: Option<&Membership>,
+        room: RoomId,
+        invites: &[(EnvelopeId, InviteBody)],
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        cache: &mut KeyCache,
+    ) -> Result<(Option<Membership>, Vec<Fate>), ClientError> {
+        let extra: Vec<&Secret32> = invites.iter().map(|(_, b)| &b.master_key).collect();
+        let mut seen: BTreeMap<u64, Head> = BTreeMap::new();
+        let mut m = match current {
+            Some(m) => m.clone(),
+            None => {
+                let mut joined = None;
+                let mut joins: Vec<&InviteBody> = invites
+                    .iter()
+                    .map(|(_, b)| b)
+                    .filter(|b| b.kind == InviteKind::Join)
+                    .collect();
+                joins.sort_by_key(|b| std::cmp::Reverse(b.head_version));
+                for b in joins {
+                    let named = (b.head_version, &b.head_hash, b.from);
+                    match self.anchor(me, room, &extra, named, pins, cache).await {
+                        Ok((head, master)) => {
+                            joined = Some(Membership::joined(room, head, master));
+                            break;
+                        }
+                        Err(e) if definitive(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                match joined {
+                    Some(m) => m,
+                    // Nothing anchors: none of these can ever be used by a newcomer.
+                    None => return Ok((None, invites.iter().map(|_| Fate::Done).collect())),
+                }
+            }
+        };
+        let start = m.clone();
+        seen.insert(m.spine().version, m.head.clone());
+        match self
+            .sync(&mut m, &extra, pins, cache, Some(&mut seen))
+            .await
+        {
+            Ok(()) => {}
+            // Stuck part-way (keys of a later epoch not here yet) or shut out: use what
+            // verified so far.
+            Err(e) if definitive(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let mut fates = Vec::new();
+        let mut installed = current.is_none();
+        for (_, b) in invites {
+            let fate = match seen.get(&b.head_version) {
+                Some(head) if genuine(me, head, seen.get(&b.head_version.saturating_sub(1)), b) => {
+                    m.install(
+                        &head.spine,
+                        &b.master_key,
+                        &b.channel_keys,
+                        b.admin_key.as_ref(),
+                    );
+                    installed = true;
+                    Fate::Done
+                }
+                Some(_) => Fate::Done,
+                None if b.head_version <= m.spine().version => Fate::Done,
+                None => Fate::Keep,
+            };
+            fates.push(fate);
+        }
+        let moved = m.spine().version != start.spine().version;
+        Ok(((installed || moved).then_some(m), fates))
+    }
+
+    async fn open_invite(
+        &self,
+        me: &Identity,
+        sealed: &Blob,
+        sender: UserId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<InviteBody, ClientError> {
+        let bad = |why: &str| ClientError::Verification(format!("an invitation {why}"));
+        let (encapped, ct) = sealed
+            .0
+            .split_at_checked(32)
+            .ok_or_else(|| bad("is truncated"))?;
+        let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(encapped)
+            .map_err(|_| bad("is malformed"))?;
+        let (sk, _) = me.seeds.hpke_keypair();
+        let plaintext = hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
+            &OpModeR::Base,
+            &sk,
+            &encapped,
+            INVITE_INFO,
+            ct,
+            &me.user_id().0,
+        )
+        .map_err(|_| bad("does not open with this user's key"))?;
+        let signed: SignedInvite =
+            serde_json::from_slice(&plaintext).map_err(|_| bad("is malformed"))?;
+        let body: InviteBody =
+            serde_json::from_slice(&signed.body.0).map_err(|_| bad("is malformed"))?;
+        if body.recipient != me.user_id() || body.from != sender {
+            return Err(bad("names another sender or recipient"));
+        }
+        let sender_keys = self.verified_keys(sender, pins.get(&sender)).await?;
+        sender_keys
+            .sign_key
+            .verify(&[INVITE_DOMAIN, &signed.body.0].concat(), &signed.signature)
+            .map_err(|_| bad("is not signed by its sender"))?;
+        pins.insert(sender, sender_keys);
+        Ok(body)
+    }
+}
+
+/// Whether an invitation's keys are the ones the verified state at its head lists, sent
+/// to a member of it by an admin of it or of the state before (an admin who just handed
+/// over admin sends the key to the new one).
+fn genuine(me: &Identity, head: &Head, before: Option<&Head>, b: &InviteBody) -> bool {
+    let s = &head.spine;
+    let sender_admin = s.is_admin(b.from) || before.is_some_and(|p| p.spine.is_admin(b.from));
+    if head.hash != b.head_hash
+        || !sender_admin
+        || s.member(me.user_id()).is_none()
+        || b.room != s.room
+    {
+        return false;
+    }
+    let keys = CapabilityKeys {
+        admin: s.admin_key,
+        member: member_capability(&b.master_key, s.room)
+            .verifying_key()
+            .into(),
+        channels: b
+            .channel_keys
+            .iter()
+            .map(|(c, k)| (*c, channel_capability(k, s.room, *c).verifying_key().into()))
+            .collect(),
+    };
+    Membership::keys_match(s, &keys)
+}
+
+/// Whether an error settles the question for good (a forgery, a refusal) rather than being
+/// a failure to ask (no connection, a 5xx, a 429), after which an envelope must be kept.
+fn definitive(e: &ClientError) -> bool {
+    match e {
+        ClientError::Verification(_) => true,
+        ClientError::Api { status, .. } => (400..500).contains(status) && *status != 429,
+        _ => false,
+    }
+}

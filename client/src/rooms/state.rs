@@ -1,0 +1,966 @@
+//! The signed room state (the spine): every version signed by an admin's own directory key,
+//! chained to the one before by hash, and sealed under the master key of its epoch.
+//!
+//! A client pins the version it joined at and from then on accepts only versions that
+//! extend its pin, each signed by an admin of the version before and following the rules
+//! in [`check_successor`]: a removal starts a new key epoch and records the old epoch's
+//! last message number per channel; revoking or removing an admin replaces the admin key;
+//! the list of former members only grows. The server's word is never taken for who is a
+//! member, who is an admin or which keys are current: what it serves either verifies
+//! along the chain or is refused.
+
+use std::collections::BTreeMap;
+
+use cinder_proto::rooms::{CreateRoom, Room, SpineEntry, SpinePage, UpdateRoom};
+use cinder_proto::{
+    Blob, ChannelId, ErrorCode, KeyBundle, RoomId, Signature, Signer, UserId, VerifyKey,
+};
+use ed25519_dalek::Signer as _;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::capabilities::{
+    CapabilityKeys, admin_capability, channel_capability, member_capability, spine_key,
+};
+use super::invites::InviteKind;
+use super::{Membership, Secret32, open, random_id, seal};
+use crate::directory::KeyCache;
+use crate::{Client, ClientError, Identity};
+
+/// One version of a room's state, as its admins signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spine {
+    /// The room.
+    pub room: RoomId,
+    /// 1 at creation, one more per change; equals the stored version.
+    pub version: u64,
+    /// The hash of the previous version's signed bytes (32 zero bytes for version 1).
+    pub prev: Blob,
+    /// The key epoch: 1 at creation, one more at every re-key.
+    pub epoch: u64,
+    /// The room's name.
+    pub name: String,
+    /// Who is in the room.
+    pub members: Vec<SpineMember>,
+    /// Who was removed, and the last epoch whose keys they held. Only grows.
+    #[serde(default)]
+    pub former: Vec<FormerMember>,
+    /// The channels.
+    pub channels: Vec<ChannelInfo>,
+    /// The admin capability's verification key.
+    pub admin_key: VerifyKey,
+    /// The member capability's verification key (derived from this epoch's master key).
+    pub member_key: VerifyKey,
+    /// Each channel's capability verification key (derived from its current key).
+    pub channel_keys: BTreeMap<ChannelId, VerifyKey>,
+}
+
+/// A member as the state lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpineMember {
+    /// Directory id.
+    pub user_id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Status line.
+    #[serde(default)]
+    pub status: String,
+    /// An admin: may sign the next state, and holds the admin capability.
+    pub admin: bool,
+}
+
+/// Someone removed from the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormerMember {
+    /// Directory id.
+    pub user_id: UserId,
+    /// The name they had.
+    pub name: String,
+    /// The last epoch whose keys they held: their messages under later keys are forgeries.
+    pub last_epoch: u64,
+}
+
+/// A channel as the state lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Its id.
+    pub id: ChannelId,
+    /// Its name.
+    pub name: String,
+    /// A voice channel (calls) rather than text.
+    pub voice: bool,
+    /// Seconds until a message burns: the longest a message may ask for.
+    pub burn_secs: u64,
+    /// The epoch the channel was created in.
+    pub since_epoch: u64,
+    /// Per superseded epoch, the last message number sealed under that epoch's key.
+    #[serde(default)]
+    pub cutoffs: BTreeMap<u64, u64>,
+}
+
+impl Spine {
+    /// The member with this id, if any.
+    pub fn member(&self, user: UserId) -> Option<&SpineMember> {
+        self.members.iter().find(|m| m.user_id == user)
+    }
+
+    /// Whether `user` is an admin in this state.
+    pub fn is_admin(&self, user: UserId) -> bool {
+        self.member(user).is_some_and(|m| m.admin)
+    }
+
+    /// The channel with this id, if any.
+    pub fn channel(&self, id: ChannelId) -> Option<&ChannelInfo> {
+        self.channels.iter().find(|c| c.id == id)
+    }
+
+    fn capability_keys(&self) -> CapabilityKeys {
+        CapabilityKeys {
+            admin: self.admin_key,
+            member: self.member_key,
+            channels: self.channel_keys.clone(),
+        }
+    }
+}
+
+/// The newest verified state and its hash, as a membership pins it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Head {
+    pub spine: Spine,
+    pub hash: Blob,
+}
+
+/// What is sealed: the state's exact bytes and an admin's signature over them.
+#[derive(Serialize, Deserialize)]
+struct SignedSpine {
+    state: Blob,
+    signer: UserId,
+    /// The version of the signer's directory keys that signed.
+    key_version: u64,
+    signature: Signature,
+}
+
+const SIGN_DOMAIN: &[u8] = b"cinder/spine-signature/v2\0";
+const HASH_DOMAIN: &[u8] = b"cinder/spine-hash/v2\0";
+
+fn state_hash(bytes: &[u8]) -> Blob {
+    Blob(
+        Sha256::new()
+            .chain_update(HASH_DOMAIN)
+            .chain_update(bytes)
+            .finalize()
+            .to_vec(),
+    )
+}
+
+fn spine_aad(room: RoomId, version: u64) -> Vec<u8> {
+    [
+        b"cinder/spine/v2\0".as_slice(),
+        &room.0,
+        &version.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// A stored version opened and parsed, not yet checked against the chain.
+struct OpenedEntry {
+    signed: SignedSpine,
+    spine: Spine,
+    hash: Blob,
+    /// The master key that opened it (it derives the state's member key).
+    master: Secret32,
+}
+
+/// Opens a stored version with whichever of `keys` seals it; the key must be the one of
+/// the state's own epoch (it derives the signed member key), and the state must name the
+/// room and version it is stored under.
+fn open_entry<'k>(
+    room: RoomId,
+    keys: impl IntoIterator<Item = &'k Secret32>,
+    entry: &SpineEntry,
+) -> Option<OpenedEntry> {
+    let aad = spine_aad(room, entry.version);
+    keys.into_iter().find_map(|key| {
+        let json = open(&spine_key(key, room), &entry.spine.0, &aad)?;
+        let signed: SignedSpine = serde_json::from_slice(&json).ok()?;
+        let spine: Spine = serde_json::from_slice(&signed.state.0).ok()?;
+        let member: VerifyKey = member_capability(key, room).verifying_key().into();
+        (spine.room == room && spine.version == entry.version && spine.member_key == member).then(
+            || OpenedEntry {
+                hash: state_hash(&signed.state.0),
+                signed,
+                spine,
+                master: key.clone(),
+            },
+        )
+    })
+}
+
+fn refused(why: impl std::fmt::Display) -> ClientError {
+    ClientError::Verification(format!("room state refused: {why}"))
+}
+
+/// The rules of a first version: its creator signs it, is its only member and an admin.
+pub(crate) fn check_genesis(s: &Spine, signer: UserId) -> Result<(), ClientError> {
+    let ok = s.version == 1
+        && s.prev.0 == [0u8; 32]
+        && s.epoch == 1
+        && s.former.is_empty()
+        && s.members.len() == 1
+        && s.is_admin(signer)
+        && s.channels
+            .iter()
+            .all(|c| c.since_epoch == 1 && c.cutoffs.is_empty());
+    ok.then_some(())
+        .ok_or_else(|| refused("version 1 is not a room created by its signer"))
+}
+
+/// The rules a next version must follow, whoever signed it. The signer must also be an
+/// admin of `prev`, which the caller checks with the signature.
+pub(crate) fn check_successor(
+    prev: &Spine,
+    prev_hash: &Blob,
+    next: &Spine,
+) -> Result<(), ClientError> {
+    if next.room != prev.room || next.version != prev.version + 1 || &next.prev != prev_hash {
+        return Err(refused(format!(
+            "version {} does not extend version {}",
+            next.version, prev.version
+        )));
+    }
+    let rekeyed = next.epoch == prev.epoch + 1;
+    if !rekeyed && next.epoch != prev.epoch {
+        return Err(refused("the key epoch jumped"));
+    }
+    // Removal: the removed must be listed as former members of the old epoch, and keys change.
+    let removed: Vec<&SpineMember> = prev
+        .members
+        .iter()
+        .filter(|m| next.member(m.user_id).is_none())
+        .collect();
+    if !removed.is_empty() && !rekeyed {
+        return Err(refused("a member was removed without new keys"));
+    }
+    if !next.former.starts_with(&prev.former) {
+        return Err(refused("the list of former members was rewritten"));
+    }
+    let added = &next.former[prev.former.len()..];
+    let listed = removed.len() == added.len()
+        && removed
+            .iter()
+            .zip(added)
+            .all(|(r, f)| r.user_id == f.user_id && f.last_epoch == prev.epoch);
+    if !listed {
+        return Err(refused(
+            "removed members are not recorded as former members",
+        ));
+    }
+    // A former member cannot come back under the same keys they were removed from.
+    if next
+        .members
+        .iter()
+        .any(|m| added.iter().any(|f| f.user_id == m.user_id))
+    {
+        return Err(refused("a member is listed as both current and removed"));
+    }
+    // Revoking or removing an admin replaces the admin capability.
+    let lost_admin = prev
+        .members
+        .iter()
+        .any(|m| m.admin && !next.is_admin(m.user_id));
+    if lost_admin && next.admin_key == prev.admin_key {
+        return Err(refused("an admin was revoked but the admin key was kept"));
+    }
+    if next.members.iter().all(|m| !m.admin) {
+        return Err(refused("a room without admins"));
+    }
+    // Keys: unchanged within an epoch, all new in a new one, with the old epoch's cut-off.
+    if rekeyed == (next.member_key == prev.member_key) {
+        return Err(refused("the member key does not match the key epoch"));
+    }
+    for c in &next.channels {
+        let before = prev.channel(c.id);
+        let key_same = prev.channel_keys.get(&c.id) == next.channel_keys.get(&c.id);
+        let ok = match before {
+            None => c.since_epoch == next.epoch && c.cutoffs.is_empty(),
+            Some(b) if rekeyed => {
+                !key_same
+                    && c.since_epoch == b.since_epoch
+                    && c.cutoffs.len() == b.cutoffs.len() + 1
+                    && c.cutoffs.iter().take(b.cutoffs.len()).eq(b.cutoffs.iter())
+                    && c.cutoffs.contains_key(&prev.epoch)
+            }
+            Some(b) => key_same && c.since_epoch == b.since_epoch && c.cutoffs == b.cutoffs,
+        };
+        if !ok || !next.channel_keys.contains_key(&c.id) {
+            return Err(refused(format!("channel {} breaks the key rules", c.id)));
+        }
+    }
+    if next.channel_keys.len() != next.channels.len() {
+        return Err(refused(
+            "capability keys for channels the state does not list",
+        ));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Creates a room with the given channels (name, voice, burn seconds); the creator is
+    /// its only member and admin. Returns the membership to keep in the enclave.
+    pub async fn create_room(
+        &self,
+        me: &Identity,
+        my_name: &str,
+        name: &str,
+        channels: &[(String, bool, u64)],
+    ) -> Result<(Membership, Spine), ClientError> {
+        let room = RoomId(random_id()?);
+        let mut channel_keys = BTreeMap::new();
+        let mut infos = Vec::new();
+        for (cname, voice, burn_secs) in channels {
+            let id = ChannelId(random_id()?);
+            channel_keys.insert(id, [(1, Secret32::random()?)].into_iter().collect());
+            infos.push(ChannelInfo {
+                id,
+                name: cname.clone(),
+                voice: *voice,
+                burn_secs: *burn_secs,
+                since_epoch: 1,
+                cutoffs: BTreeMap::new(),
+            });
+        }
+        let (master, admin) = (Secret32::random()?, Secret32::random()?);
+        let caps = CapabilityKeys {
+            admin: admin_capability(&admin).verifying_key().into(),
+            member: member_capability(&master, room).verifying_key().into(),
+            channels: channel_keys
+                .iter()
+                .flat_map(|(id, keys): (&ChannelId, &BTreeMap<u64, Secret32>)| {
+                    keys.values()
+                        .map(|k| (*id, channel_capability(k, room, *id).verifying_key().into()))
+                })
+                .collect(),
+        };
+        let spine = Spine {
+            room,
+            version: 1,
+            prev: Blob(vec![0; 32]),
+            epoch: 1,
+            name: name.into(),
+            members: vec![SpineMember {
+                user_id: me.user_id(),
+                name: my_name.into(),
+                status: String::new(),
+                admin: true,
+            }],
+            former: Vec::new(),
+            channels: infos,
+            admin_key: caps.admin,
+            member_key: caps.member,
+            channel_keys: caps.channels.clone(),
+        };
+        let mut m = Membership {
+            room,
+            master_keys: [(1, master)].into_iter().collect(),
+            admin_key: Some(admin),
+            channel_keys,
+            head: Head {
+                spine: spine.clone(),
+                hash: Blob(Vec::new()),
+            },
+            sent: BTreeMap::new(),
+        };
+        let (sealed, hash) = sign_and_seal(me, &m, &spine)?;
+        m.head.hash = hash;
+        let body = CreateRoom {
+            room_id: room,
+            spine: sealed,
+            admin_key: caps.admin,
+            member_key: caps.member,
+            channels: caps.channels,
+        };
+        let _: Room = self
+            .call_capability(
+                &m.admin()?,
+                Signer::Admin(room),
+                Method::POST,
+                "/rooms",
+                Some(&body),
+            )
+            .await?;
+        Ok((m, spine))
+    }
+
+    /// Brings `m` up to the newest state the server has, verifying every version along the
+    /// chain from the pinned one, and returns it. A server that serves an older state than
+    /// the pinned one, or one that does not extend it, is caught here.
+    pub async fn room(
+        &self,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<Spine, ClientError> {
+        let mut cache = KeyCache::default();
+        self.sync(m, &[], pins, &mut cache, None).await?;
+        Ok(m.head.spine.clone())
+    }
+
+    /// Extends `m`'s head along the server's log. `extra` are master keys from invitations
+    /// not yet trusted: one is kept only once a verified state shows it is its epoch's key.
+    /// Every verified version is recorded in `seen`, if given.
+    pub(crate) async fn sync(
+        &self,
+        m: &mut Membership,
+        extra: &[&Secret32],
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        cache: &mut KeyCache,
+        mut seen: Option<&mut BTreeMap<u64, Head>>,
+    ) -> Result<(), ClientError> {
+        // Ask with the newest key the server still takes; a bogus key from a forged
+        // invitation simply fails to authenticate.
+        let mut candidates: Vec<Secret32> = extra.iter().map(|k| (*k).clone()).collect();
+        candidates.extend(m.master_keys.values().rev().cloned());
+        loop {
+            let after = m.head.spine.version;
+            let page = self.spine_page(m.room, &candidates, after).await?;
+            let mut keys: Vec<&Secret32> = m.master_keys.values().rev().collect();
+            keys.extend(extra.iter().copied());
+            for entry in &page.entries {
+                if entry.version != m.head.spine.version + 1 {
+                    return Err(refused("the server skipped versions"));
+                }
+                let opened = open_entry(m.room, keys.iter().copied(), entry).ok_or_else(|| {
+                    ClientError::Verification(format!(
+                        "room version {} is sealed under keys this device does not have; run `cinder accept`",
+                        entry.version
+                    ))
+                })?;
+                self.verify_successor(&m.head, &opened, pins, cache).await?;
+                let epoch = opened.spine.epoch;
+                m.master_keys.entry(epoch).or_insert(opened.master);
+                m.head = Head {
+                    spine: opened.spine,
+                    hash: opened.hash,
+                };
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen.insert(m.head.spine.version, m.head.clone());
+                }
+                keys = m.master_keys.values().rev().collect();
+                keys.extend(extra.iter().copied());
+            }
+            if page.next.is_none() || page.entries.is_empty() {
+                // An admin key the state no longer lists is useless: forget it.
+                if !m.holds_admin_key() {
+                    m.admin_key = None;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks `next` against `head`: the chain rules, and a valid signature by an admin of
+    /// `head` with a verified version of their directory keys.
+    async fn verify_successor(
+        &self,
+        head: &Head,
+        next: &OpenedEntry,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        cache: &mut KeyCache,
+    ) -> Result<(), ClientError> {
+        check_successor(&head.spine, &head.hash, &next.spine)?;
+        if !head.spine.is_admin(next.signed.signer) {
+            return Err(refused(format!(
+                "version {} is signed by someone who is not an admin",
+                next.spine.version
+            )));
+        }
+        self.verify_signed(next, pins, cache).await
+    }
+
+    /// The signature of a state, by its signer's verified directory key.
+    async fn verify_signed(
+        &self,
+        entry: &OpenedEntry,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        cache: &mut KeyCache,
+    ) -> Result<(), ClientError> {
+        let s = &entry.signed;
+        let key = cache
+            .key(self, pins, s.signer, s.key_version)
+            .await
+            .ok_or_else(|| refused("its signer's keys do not verify"))?;
+        key.key
+            .verify(&[SIGN_DOMAIN, &s.state.0].concat(), &s.signature)
+            .map_err(|_| {
+                refused(format!(
+                    "version {} has a bad signature",
+                    entry.spine.version
+                ))
+            })
+    }
+
+    /// The first verified state of a room joined by invitation: the version the inviter
+    /// named, which must hash as named, be signed by one of its admins, list the inviter as
+    /// an admin and `me` as a member.
+    pub(crate) async fn anchor(
+        &self,
+        me: &Identity,
+        room: RoomId,
+        keys: &[&Secret32],
+        (version, hash, inviter): (u64, &Blob, UserId),
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        cache: &mut KeyCache,
+    ) -> Result<(Head, Secret32), ClientError> {
+        let page = self
+            .spine_page(
+                room,
+                &keys.iter().map(|k| (*k).clone()).collect::<Vec<_>>(),
+                version.saturating_sub(1),
+            )
+            .await?;
+        let entry = page
+            .entries
+            .iter()
+            .find(|e| e.version == version)
+            .ok_or_else(|| refused("the invitation's room version is not on the server"))?;
+        let opened = open_entry(room, keys.iter().copied(), entry)
+            .ok_or_else(|| refused("the invitation's keys do not open its room version"))?;
+        if &opened.hash != hash {
+            return Err(refused(
+                "the room version differs from the one the inviter signed",
+            ));
+        }
+        let s = &opened.spine;
+        if version == 1 {
+            check_genesis(s, opened.signed.signer)?;
+        }
+        if !s.is_admin(opened.signed.signer)
+            || !s.is_admin(inviter)
+            || s.member(me.user_id()).is_none()
+        {
+            return Err(refused(
+                "the inviter is not an admin of the room, or you are not a member",
+            ));
+        }
+        self.verify_signed(&opened, pins, cache).await?;
+        Ok((
+            Head {
+                spine: opened.spine,
+                hash: opened.hash,
+            },
+            opened.master,
+        ))
+    }
+
+    /// One page of the room's log after `after`, asked with the first of `keys` the
+    /// server accepts.
+    async fn spine_page(
+        &self,
+        room: RoomId,
+        keys: &[Secret32],
+        after: u64,
+    ) -> Result<SpinePage, ClientError> {
+        let mut last = None;
+        for key in keys {
+            let answer = self
+                .call_capability::<(), SpinePage>(
+                    &member_capability(key, room),
+                    Signer::Member(room),
+                    Method::GET,
+                    &format!("/rooms/{room}/spines?after={after}"),
+                    None,
+                )
+                .await;
+            match answer {
+                Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Input(format!("no keys for room {room}"))))
+    }
+
+    /// Signs `spine` as the next version after `m`'s head with `next`'s keys, and stores it
+    /// (signed by `m`'s admin capability, which the server holds). Returns `next` with its
+    /// head moved; a concurrent change is a 409 and changes nothing.
+    pub(crate) async fn commit(
+        &self,
+        me: &Identity,
+        m: &Membership,
+        mut next: Membership,
+        mut spine: Spine,
+    ) -> Result<Membership, ClientError> {
+        if !m.head.spine.is_admin(me.user_id()) {
+            return Err(ClientError::Input("only a room admin can do that".into()));
+        }
+        let caps = next.capabilities_for_state()?;
+        spine.room = m.room;
+        spine.version = m.head.spine.version + 1;
+        spine.prev = m.head.hash.clone();
+        spine.epoch = next.master()?.0;
+        spine.admin_key = caps.admin;
+        spine.member_key = caps.member;
+        spine.channel_keys = caps.channels.clone();
+        check_successor(&m.head.spine, &m.head.hash, &spine)?;
+        let (sealed, hash) = sign_and_seal(me, &next, &spine)?;
+        let body = UpdateRoom {
+            expected_version: m.head.spine.version,
+            spine: sealed,
+            admin_key: caps.admin,
+            member_key: caps.member,
+            channels: caps.channels,
+        };
+        let _: Room = self
+            .call_capability(
+                &m.admin()?,
+                Signer::Admin(m.room),
+                Method::PUT,
+                &format!("/rooms/{}", m.room),
+                Some(&body),
+            )
+            .await?;
+        next.head = Head { spine, hash };
+        Ok(next)
+    }
+
+    /// Adds a channel (admins only).
+    pub async fn add_channel(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        (name, voice, burn_secs): (&str, bool, u64),
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<ChannelId, ClientError> {
+        let mut spine = self.room(m, pins).await?;
+        let id = ChannelId(random_id()?);
+        let mut next = m.clone();
+        let epoch = next.master()?.0;
+        next.channel_keys
+            .insert(id, [(epoch, Secret32::random()?)].into_iter().collect());
+        spine.channels.push(ChannelInfo {
+            id,
+            name: name.into(),
+            voice,
+            burn_secs,
+            since_epoch: epoch,
+            cutoffs: BTreeMap::new(),
+        });
+        *m = self.commit(me, m, next, spine).await?;
+        // Everyone else needs the new channel's key: sent at the new state, it installs
+        // only because that state lists its capability.
+        self.share_keys(me, m, InviteKind::Rekey, pins).await?;
+        Ok(id)
+    }
+
+    /// Removes a member (admins only): a new epoch (new master and channel keys, and a new
+    /// admin key if they were an admin), each channel's last number under the old keys
+    /// recorded, and the new keys sealed to everyone who stays. `m` holds the new keys as
+    /// soon as the state is stored, even if re-sharing then fails part-way; inviting a
+    /// member again re-sends them.
+    pub async fn kick(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        user: UserId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let mut spine = self.room(m, pins).await?;
+        let Some(gone) = spine.member(user).cloned() else {
+            return Err(ClientError::Input(format!(
+                "{user} is not a member of this room"
+            )));
+        };
+        if user == me.user_id() {
+            return Err(ClientError::Input("you cannot remove yourself".into()));
+        }
+        let old_epoch = spine.epoch;
+        for c in &mut spine.channels {
+            c.cutoffs
+                .insert(old_epoch, self.last_number(m, c.id).await?);
+        }
+        spine.members.retain(|x| x.user_id != user);
+        spine.former.push(FormerMember {
+            user_id: user,
+            name: gone.name,
+            last_epoch: old_epoch,
+        });
+        let next = m.rekeyed(gone.admin)?;
+        *m = self.commit(me, m, next, spine).await?;
+        self.share_keys(me, m, InviteKind::Rekey, pins).await
+    }
+
+    /// The channel's highest number so far, reserved with the old key: every message
+    /// under the old key has this number or a lower one.
+    async fn last_number(&self, m: &Membership, channel: ChannelId) -> Result<u64, ClientError> {
+        let (_, key) = m.channel_key(channel)?;
+        let cinder_proto::rooms::Reserved { number } = self
+            .call_capability::<(), _>(
+                &channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+                Method::POST,
+                &format!("/messages/{}/{channel}/numbers", m.room),
+                None,
+            )
+            .await?;
+        Ok(number)
+    }
+
+    /// Makes a member an admin (admins only): a signed state change, then the admin key
+    /// sealed to them.
+    pub async fn grant_admin(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        user: UserId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.change_admins(me, m, &[(user, true)], pins).await
+    }
+
+    /// Takes admin from a member (admins only): the admin key is replaced and re-shared
+    /// with the admins who stay.
+    pub async fn revoke_admin(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        user: UserId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.change_admins(me, m, &[(user, false)], pins).await
+    }
+
+    /// Hands admin to a member and gives it up, in one signed state change.
+    pub async fn transfer_admin(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        user: UserId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        if user == me.user_id() {
+            return Err(ClientError::Input("you already are an admin".into()));
+        }
+        self.change_admins(me, m, &[(user, true), (me.user_id(), false)], pins)
+            .await
+    }
+
+    async fn change_admins(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        changes: &[(UserId, bool)],
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let mut spine = self.room(m, pins).await?;
+        let mut revoked = false;
+        for (user, admin) in changes {
+            let member = spine
+                .members
+                .iter_mut()
+                .find(|x| x.user_id == *user)
+                .ok_or_else(|| ClientError::Input(format!("{user} is not a member")))?;
+            if member.admin == *admin {
+                return Err(ClientError::Input(format!(
+                    "{user} is {} an admin",
+                    if *admin { "already" } else { "not" }
+                )));
+            }
+            member.admin = *admin;
+            revoked |= !*admin;
+        }
+        let mut next = m.clone();
+        if revoked {
+            next.admin_key = Some(Secret32::random()?);
+        }
+        let mut next = self.commit(me, m, next, spine).await?;
+        let still_admin = next.head.spine.is_admin(me.user_id());
+        self.share_keys(me, &next, InviteKind::Admin, pins).await?;
+        if !still_admin {
+            next.admin_key = None;
+        }
+        *m = next;
+        Ok(())
+    }
+
+    /// Sends `m`'s current keys, at its head, to every other member (`Rekey`) or to every
+    /// other admin (`Admin`), each to their verified directory key.
+    pub(crate) async fn share_keys(
+        &self,
+        me: &Identity,
+        m: &Membership,
+        kind: InviteKind,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let to: Vec<UserId> = m
+            .head
+            .spine
+            .members
+            .iter()
+            .filter(|x| x.user_id != me.user_id() && (kind != InviteKind::Admin || x.admin))
+            .map(|x| x.user_id)
+            .collect();
+        for user in to {
+            let keys = self.verified_keys(user, pins.get(&user)).await?;
+            self.send_keys(me, m, &keys, kind).await?;
+            pins.insert(user, keys);
+        }
+        Ok(())
+    }
+
+    /// Deletes a room (admins only). Its messages become unreachable and burn on their own.
+    pub async fn delete_room(&self, m: &Membership) -> Result<(), ClientError> {
+        self.call_capability::<(), ()>(
+            &m.admin()?,
+            Signer::Admin(m.room),
+            Method::DELETE,
+            &format!("/rooms/{}", m.room),
+            None,
+        )
+        .await
+    }
+}
+
+/// Signs `spine` with `me`'s directory key and seals it under `keys`' current master key.
+pub(super) fn sign_and_seal(
+    me: &Identity,
+    keys: &Membership,
+    spine: &Spine,
+) -> Result<(Blob, Blob), ClientError> {
+    let state = serde_json::to_vec(spine).map_err(|e| ClientError::Internal(e.to_string()))?;
+    let signature = Signature(
+        me.signing_key()
+            .sign(&[SIGN_DOMAIN, &state].concat())
+            .to_bytes(),
+    );
+    let hash = state_hash(&state);
+    let signed = SignedSpine {
+        state: Blob(state),
+        signer: me.user_id(),
+        key_version: me.bundle.version,
+        signature,
+    };
+    let json = serde_json::to_vec(&signed).map_err(|e| ClientError::Internal(e.to_string()))?;
+    let (_, master) = keys.master()?;
+    let sealed = seal(
+        &spine_key(master, spine.room),
+        &json,
+        &spine_aad(spine.room, spine.version),
+    )?;
+    Ok((sealed, hash))
+}
+
+impl Membership {
+    /// A membership starting at a verified head, holding the master key of its epoch.
+    pub(crate) fn joined(room: RoomId, head: Head, master: Secret32) -> Self {
+        let epoch = head.spine.epoch;
+        Self {
+            room,
+            master_keys: [(epoch, master)].into_iter().collect(),
+            admin_key: None,
+            channel_keys: BTreeMap::new(),
+            head,
+            sent: BTreeMap::new(),
+        }
+    }
+
+    /// The same membership with every key of a new epoch (and a new admin key if asked).
+    fn rekeyed(&self, new_admin_key: bool) -> Result<Self, ClientError> {
+        let mut next = self.clone();
+        let epoch = self.head.spine.epoch + 1;
+        next.master_keys.insert(epoch, Secret32::random()?);
+        for c in &self.head.spine.channels {
+            next.channel_keys
+                .entry(c.id)
+                .or_default()
+                .insert(epoch, Secret32::random()?);
+        }
+        if new_admin_key {
+            next.admin_key = Some(Secret32::random()?);
+        }
+        Ok(next)
+    }
+
+    /// The capability keys the next state lists: those of the keys held, and for a
+    /// channel whose key this admin was never sent, the one the current state lists (it
+    /// cannot change without a re-key, which makes every channel's key anew).
+    fn capabilities_for_state(&self) -> Result<CapabilityKeys, ClientError> {
+        let mut caps = self.capabilities()?;
+        for (c, key) in &self.head.spine.channel_keys {
+            caps.channels.entry(*c).or_insert(*key);
+        }
+        Ok(caps)
+    }
+
+    /// Whether `keys` are exactly the ones `spine` signed for: the check that makes a key
+    /// handed over in an invitation the room's, whoever sent it.
+    pub(crate) fn keys_match(spine: &Spine, keys: &CapabilityKeys) -> bool {
+        let signed = spine.capability_keys();
+        signed.member == keys.member
+            && keys
+                .channels
+                .iter()
+                .all(|(c, k)| signed.channels.get(c) == Some(k))
+    }
+
+    /// Takes in another copy of this membership (from another device, after a write
+    /// conflict): every key either holds, by epoch, and the newer verified head. Nothing
+    /// newer is ever replaced by something older.
+    pub fn merge(&mut self, other: Membership) {
+        for (e, k) in other.master_keys {
+            self.master_keys.entry(e).or_insert(k);
+        }
+        for (c, keys) in other.channel_keys {
+            let mine = self.channel_keys.entry(c).or_default();
+            for (e, k) in keys {
+                mine.entry(e).or_insert(k);
+            }
+        }
+        for (c, mark) in other.sent {
+            let mine = self.sent.entry(c).or_insert_with(|| mark.clone());
+            if mark.seq > mine.seq {
+                *mine = mark;
+            }
+        }
+        if other.head.spine.version > self.head.spine.version {
+            self.head = other.head;
+            // An admin key is worth keeping only while it is the room's.
+            if other.admin_key.is_some() {
+                self.admin_key = other.admin_key;
+            }
+        } else if self.admin_key.is_none() {
+            self.admin_key = other.admin_key;
+        }
+        if !self.holds_admin_key() {
+            self.admin_key = None;
+        }
+    }
+
+    /// Installs keys from an invitation that verified against `spine` (the state at the
+    /// invitation's head): the master key of its epoch, its channel keys, and the admin
+    /// key if the state lists it and `me` as an admin.
+    pub(crate) fn install(
+        &mut self,
+        spine: &Spine,
+        master: &Secret32,
+        channels: &BTreeMap<ChannelId, Secret32>,
+        admin: Option<&Secret32>,
+    ) {
+        self.master_keys
+            .entry(spine.epoch)
+            .or_insert_with(|| master.clone());
+        for (c, k) in channels {
+            self.channel_keys
+                .entry(*c)
+                .or_default()
+                .entry(spine.epoch)
+                .or_insert_with(|| k.clone());
+        }
+        if let Some(a) = admin {
+            let key: VerifyKey = super::capabilities::admin_capability(a)
+                .verifying_key()
+                .into();
+            if key == self.head.spine.admin_key {
+                self.admin_key = Some(a.clone());
+            }
+        }
+    }
+}
