@@ -683,3 +683,231 @@ async fn messages_written_before_a_key_rotation_still_verify() {
     let texts: Vec<_> = page.messages.iter().map(|r| r.text.as_str()).collect();
     assert_eq!((texts, page.refused), (vec!["before", "after"], vec![]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_must_be_signed_by_their_sender_for_their_recipient() {
+    let w = world().await;
+    let (mut alice, _bob, _carol, room, _) = team(&w).await;
+    let mut dave = User::new(&w).await;
+    let mallory = User::new(&w).await;
+    // Alice adds Dave to the state, but the server hands Dave envelopes of its own making:
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let mut spine = m.spine().clone();
+    spine.members.push(SpineMember {
+        user_id: dave.id(),
+        name: "dave".into(),
+        status: String::new(),
+        admin: false,
+    });
+    let next = m.clone();
+    *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
+    let keys = alice.rooms[&room].clone();
+    // one claiming to be from Alice but dropped (and signed) by Mallory,
+    let mut body = invite_body(&keys, &alice.me, &dave.me);
+    let forged = seal_invite(&mallory.me, &dave.me.bundle, &body, None);
+    w.client
+        .drop_envelope(&mallory.me, dave.id(), forged, None)
+        .await
+        .unwrap();
+    // one from Alice's account whose signature is Mallory's,
+    let wrong_signer = seal_invite(&alice.me, &dave.me.bundle, &body, Some(&mallory.me));
+    w.client
+        .drop_envelope(&alice.me, dave.id(), wrong_signer, None)
+        .await
+        .unwrap();
+    // and one Alice signed for Bob, re-sealed to Dave.
+    body["recipient"] = serde_json::json!(_bob.id());
+    let for_bob = seal_invite(&alice.me, &dave.me.bundle, &body, None);
+    w.client
+        .drop_envelope(&alice.me, dave.id(), for_bob, None)
+        .await
+        .unwrap();
+    // THEN Dave joins nothing, and every forgery is gone from his inbox
+    assert_eq!(dave.accept(&w).await, Vec::<RoomId>::new());
+    assert!(dave.rooms.is_empty());
+    let left = w.client.inbox(&dave.me, None, None).await.unwrap();
+    assert!(left.envelopes.is_empty(), "forgeries are deleted");
+    // while the real invitation works
+    w.client
+        .send_keys(&alice.me, &keys, &dave.me.bundle, InviteKind::Join)
+        .await
+        .unwrap();
+    assert_eq!(dave.accept(&w).await, vec![room]);
+}
+
+/// An invitation body as `send_keys` writes it, as JSON to tamper with.
+fn invite_body(m: &Membership, from: &Identity, to: &Identity) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "join",
+        "room": m.room,
+        "recipient": to.user_id(),
+        "from": from.user_id(),
+        "head_version": m.spine().version,
+        "head_hash": m.head_hash(),
+        "master_key": m.master().unwrap().1,
+        "channel_keys": m.spine().channels.iter()
+            .map(|c| (c.id.to_string(), serde_json::to_value(m.channel_key(c.id).unwrap().1).unwrap()))
+            .collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// Seals `body` to `to`, signed by `signer` (or `by` if given), as an envelope would be.
+fn seal_invite(
+    signer: &Identity,
+    to: &KeyBundle,
+    body: &serde_json::Value,
+    by: Option<&Identity>,
+) -> Vec<u8> {
+    use ed25519_dalek::Signer as _;
+    use hpke::{Deserializable, Serializable};
+    let bytes = serde_json::to_vec(body).unwrap();
+    let key = by.unwrap_or(signer).signing_key();
+    let signature = key.sign(&[b"cinder/invite-signature/v2\0".as_slice(), &bytes].concat());
+    let plaintext = serde_json::to_vec(&serde_json::json!({
+        "body": cinder_proto::Blob(bytes),
+        "signature": cinder_proto::Signature(signature.to_bytes()),
+    }))
+    .unwrap();
+    let pk =
+        <hpke::kem::X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(to.hpke_key.as_bytes())
+            .unwrap();
+    let (encapped, ct) = hpke::single_shot_seal::<
+        hpke::aead::AesGcm256,
+        hpke::kdf::HkdfSha256,
+        hpke::kem::X25519HkdfSha256,
+        _,
+    >(
+        &hpke::OpModeS::Base,
+        &pk,
+        b"cinder/invite/v2",
+        &plaintext,
+        &to.user_id.0,
+        &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
+    )
+    .unwrap();
+    [encapped.to_bytes().as_slice(), &ct].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_signature_on_a_message_is_refused() {
+    let w = world().await;
+    let (alice, mut bob, _carol, room, general) = team(&w).await;
+    // GIVEN a member (Carol) with the channel key writes a message claiming to be Alice's
+    let mut forger = _carol;
+    let mut keys = forger.rooms[&room].clone();
+    let impostor = Identity {
+        bundle: alice.me.bundle.clone(),
+        seeds: forger.me.seeds.clone(),
+    };
+    w.client
+        .send_message(&impostor, &mut keys, general, "I am alice", 600)
+        .await
+        .unwrap();
+    forger.rooms.insert(room, keys);
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages, vec![]);
+    assert_eq!(page.refused, vec![(1, Refusal::BadSignature)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_move_past_a_page_of_messages_they_refuse() {
+    let w = world().await;
+    let (alice, mut bob, _carol, room, general) = team(&w).await;
+    let m = alice.rooms[&room].clone();
+    // GIVEN a channel whose first page holds only garbage
+    for n in 1..=3 {
+        plant_shard(
+            &w,
+            room,
+            general,
+            Shard {
+                number: n,
+                ciphertext: cinder_proto::Blob(vec![n as u8; 80]),
+                burn_at: Timestamp::now().plus(600),
+                posted_at: Timestamp::now(),
+                delete_hash: None,
+            },
+        )
+        .await;
+    }
+    let _ = m;
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages, vec![]);
+    assert_eq!(page.refused.len(), 3);
+    // THEN the page's cursor still moves on, so a reader is never stuck on it
+    assert_eq!(page.last, Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_notice_a_message_the_server_withholds() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let mut numbers = Vec::new();
+    for text in ["one", "two", "three"] {
+        let m = alice.rooms.get_mut(&room).unwrap();
+        numbers.push(
+            w.client
+                .send_message(&alice.me, m, general, text, 600)
+                .await
+                .unwrap(),
+        );
+    }
+    // WHEN the server drops the second
+    let ch = ChannelRef {
+        room,
+        channel: general,
+    };
+    assert!(w.store.delete_shard(&ch, numbers[1]).await.unwrap());
+    // THEN the reader shows two and reports one missing before the third
+    let page = bob.read(&w, room, general).await;
+    let mut continuity = Continuity::default();
+    let breaks: Vec<_> = page
+        .messages
+        .iter()
+        .filter_map(|r| continuity.observe(r))
+        .collect();
+    assert_eq!(
+        breaks,
+        vec![Break::Missing {
+            sender: alice.id(),
+            count: 1,
+            number: numbers[2]
+        }]
+    );
+    // and one sent in order after that follows on
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .send_message(&alice.me, m, general, "four", 600)
+        .await
+        .unwrap();
+    let page = w
+        .client
+        .read(&bob.rooms[&room], general, numbers[2], &mut bob.pins)
+        .await
+        .unwrap();
+    assert_eq!(continuity.observe(&page.messages[0]), None);
+}
+
+#[test]
+fn only_a_refusal_deletes_an_envelope_never_a_failure_to_ask() {
+    use cinder_proto::{ErrorBody, ErrorCode};
+    let api = |status, code| ClientError::Api {
+        status,
+        body: ErrorBody {
+            code,
+            message: String::new(),
+            field: None,
+        },
+    };
+    assert!(invites::definitive(&ClientError::Verification(
+        "forged".into()
+    )));
+    assert!(invites::definitive(&api(404, ErrorCode::UnknownUser)));
+    assert!(!invites::definitive(&api(500, ErrorCode::Internal)));
+    assert!(!invites::definitive(&api(429, ErrorCode::RateLimited)));
+    assert!(!invites::definitive(&ClientError::Unreachable {
+        url: "http://127.0.0.1:1".into(),
+        reason: "refused".into(),
+        cause: None,
+    }));
+}

@@ -362,7 +362,7 @@ fn genuine(me: &Identity, head: &Head, before: Option<&Head>, b: &InviteBody) ->
 
 /// Whether an error settles the question for good (a forgery, a refusal) rather than being
 /// a failure to ask (no connection, a 5xx, a 429), after which an envelope must be kept.
-fn definitive(e: &ClientError) -> bool {
+pub(super) fn definitive(e: &ClientError) -> bool {
     match e {
         ClientError::Verification(_) => true,
         ClientError::Api { status, .. } => (400..500).contains(status) && *status != 429,
