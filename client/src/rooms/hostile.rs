@@ -911,3 +911,139 @@ fn only_a_refusal_deletes_an_envelope_never_a_failure_to_ask() {
         cause: None,
     }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_does_not_extend_the_pinned_one_is_refused_even_from_an_admin() {
+    let w = world().await;
+    let (alice, mut bob, carol, room, _) = team(&w).await;
+    let before = bob.rooms[&room].clone();
+    // GIVEN an admin-signed next version on another branch (its `prev` is not Bob's pin)
+    let mut forked = next_state(&before);
+    forked.prev = cinder_proto::Blob(vec![9; 32]);
+    forked.name = "Elsewhere".into();
+    plant_state(&w, &alice.me, &alice.rooms[&room], &forked).await;
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
+    assert_eq!(bob.rooms[&room].spine().name, "Team");
+
+    // AND an admin-signed version that drops a member without new keys is refused too
+    let w = world().await;
+    let (alice, mut bob, carol2, room, _) = team(&w).await;
+    let _ = carol;
+    let mut quiet = next_state(&bob.rooms[&room]);
+    quiet.members.retain(|m| m.user_id != carol2.id());
+    quiet.former.push(FormerMember {
+        user_id: carol2.id(),
+        name: "carol".into(),
+        last_epoch: 1,
+    });
+    plant_state(&w, &alice.me, &alice.rooms[&room], &quiet).await;
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("without new keys")),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    // GIVEN a channel added in a signed state, its key not yet sent
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let mut spine = m.spine().clone();
+    let random = ChannelId(random_id().unwrap());
+    let mut next = m.clone();
+    next.channel_keys
+        .insert(random, [(1, Secret32::random().unwrap())].into_iter().collect());
+    spine.channels.push(ChannelInfo {
+        id: random,
+        name: "random".into(),
+        voice: false,
+        burn_secs: 600,
+        since_epoch: 1,
+        cutoffs: BTreeMap::new(),
+    });
+    *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
+    let keys = alice.rooms[&room].clone();
+    // WHEN an admin's envelope carries a key the state does not list for it,
+    let mut body = invite_body(&keys, &alice.me, &bob.me);
+    body["kind"] = serde_json::json!("rekey");
+    body["channel_keys"][random.to_string()] =
+        serde_json::to_value(Secret32::random().unwrap()).unwrap();
+    let bogus = seal_invite(&alice.me, &bob.me.bundle, &body, None);
+    w.client
+        .drop_envelope(&alice.me, bob.id(), bogus, None)
+        .await
+        .unwrap();
+    // and another names the right keys but a state hash that is not the signed one
+    let mut body = invite_body(&keys, &alice.me, &bob.me);
+    body["head_hash"] = serde_json::to_value(cinder_proto::Blob(vec![1; 32])).unwrap();
+    let misnamed = seal_invite(&alice.me, &bob.me.bundle, &body, None);
+    w.client
+        .drop_envelope(&alice.me, bob.id(), misnamed, None)
+        .await
+        .unwrap();
+    // THEN Bob takes neither
+    bob.accept(&w).await;
+    assert!(!bob.rooms[&room].holds_channel_key(random));
+    // and the genuine keys install
+    w.client
+        .send_keys(&alice.me, &keys, &bob.me.bundle, InviteKind::Rekey)
+        .await
+        .unwrap();
+    assert_eq!(bob.accept(&w).await, vec![room]);
+    assert!(bob.rooms[&room].holds_channel_key(random));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_commitment_names_another_key_is_refused() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w
+        .client
+        .send_message(&alice.me, m, general, "committed", 600)
+        .await
+        .unwrap();
+    let ch = ChannelRef {
+        room,
+        channel: general,
+    };
+    let real = w.store.shard(&ch, n, Timestamp::now()).await.unwrap().unwrap();
+    // The same AES-GCM ciphertext, with the commitment of another channel key: were the
+    // commitment not checked, it would open, which is what lets a crafted ciphertext open
+    // to different texts under two keys.
+    let mut forged = real.ciphertext.0.clone();
+    forged[8..40].copy_from_slice(&[0x5a; 32]);
+    plant_shard(
+        &w,
+        room,
+        general,
+        Shard {
+            number: n + 1,
+            ciphertext: cinder_proto::Blob(forged),
+            ..real.clone()
+        },
+    )
+    .await;
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.refused, vec![(n + 1, Refusal::Unreadable)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_cannot_move_the_clients_clock_by_more_than_the_bound() {
+    // GIVEN a server that claims it is a day earlier
+    let (clock, _time) = Clock::manual(Timestamp(Timestamp::now().0 - 86_400));
+    let w = world_with(clock).await;
+    let alice = Identity::generate(Timestamp::now()).unwrap();
+    w.client.publish(&alice.bundle).await.unwrap();
+    // THEN the client will not date its requests (or messages) a day back to please it
+    let refused = w
+        .client
+        .create_room(&alice, "alice", "Team", &[("general".into(), false, 3600)])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(cinder_proto::ErrorCode::StaleRequest));
+}
