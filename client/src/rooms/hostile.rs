@@ -954,8 +954,10 @@ async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
     let mut spine = m.spine().clone();
     let random = ChannelId(random_id().unwrap());
     let mut next = m.clone();
-    next.channel_keys
-        .insert(random, [(1, Secret32::random().unwrap())].into_iter().collect());
+    next.channel_keys.insert(
+        random,
+        [(1, Secret32::random().unwrap())].into_iter().collect(),
+    );
     spine.channels.push(ChannelInfo {
         id: random,
         name: "random".into(),
@@ -1006,24 +1008,21 @@ async fn a_message_whose_commitment_names_another_key_is_refused() {
         .send_message(&alice.me, m, general, "committed", 600)
         .await
         .unwrap();
-    let ch = ChannelRef {
-        room,
-        channel: general,
-    };
-    let real = w.store.shard(&ch, n, Timestamp::now()).await.unwrap().unwrap();
-    // The same AES-GCM ciphertext, with the commitment of another channel key: were the
-    // commitment not checked, it would open, which is what lets a crafted ciphertext open
-    // to different texts under two keys.
-    let mut forged = real.ciphertext.0.clone();
+    // A well-formed message for the next number, whose commitment is swapped for another
+    // key's: were the commitment not checked, it would open, which is what lets a crafted
+    // ciphertext open to different texts under two keys.
+    let now = Timestamp::now();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let post = seal_message(&alice.me, m, general, n + 1, "swapped", now, now.plus(600)).unwrap();
+    let mut forged = post.ciphertext.0.clone();
     forged[8..40].copy_from_slice(&[0x5a; 32]);
     plant_shard(
         &w,
         room,
         general,
         Shard {
-            number: n + 1,
             ciphertext: cinder_proto::Blob(forged),
-            ..real.clone()
+            ..shard_from(post, n + 1)
         },
     )
     .await;
