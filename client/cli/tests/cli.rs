@@ -117,6 +117,17 @@ async fn walkthrough_publish_get_rotate_and_follow_the_chain() {
         stdout(&mine)
     );
     assert!(stdout(&mine).contains("version:      2"));
+
+    // Logging out would destroy the only copy of a stand-alone identity: it asks first.
+    let refused = cinder(&server, &alice, &["logout"]).await;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    let still = cinder(&server, &alice, &["keys", "get"]).await;
+    assert!(still.status.success(), "the keys are still here");
+    let out = cinder(&server, &alice, &["logout", "--yes"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = cinder(&server, &alice, &["keys", "get"]).await;
+    assert!(!gone.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +449,32 @@ async fn room_walkthrough_create_invite_chat_kick() {
         stdout(&show)
     );
 
+    // Alice makes Bob an admin: he takes the admin key and adds a channel himself, which
+    // Alice's client verifies as signed by an admin.
+    ok(&cinder(&server, &alice, &["admin", "grant", "team", &bob_id]).await);
+    ok(&cinder(&server, &bob, &["accept"]).await);
+    ok(&cinder(&server, &bob, &["channel", "create", "team", "random"]).await);
+    let channels = cinder(&server, &alice, &["channel", "list", "team"]).await;
+    ok(&channels);
+    assert!(
+        stdout(&channels).contains("#random"),
+        "{}",
+        stdout(&channels)
+    );
+    ok(&cinder(&server, &alice, &["send", "team", "random", "seen it"]).await);
+    let random = cinder(&server, &bob, &["read", "team", "random"]).await;
+    ok(&random);
+    assert_eq!(stdout(&random), "#1     alice: seen it\n");
+    // Alice revokes him: the admin key is new, and his old one changes nothing.
+    ok(&cinder(&server, &alice, &["admin", "revoke", "team", &bob_id]).await);
+    let not_admin = cinder(&server, &bob, &["channel", "create", "team", "mine"]).await;
+    assert!(!not_admin.status.success());
+    assert!(
+        stderr(&not_admin).contains("only a room admin"),
+        "{}",
+        stderr(&not_admin)
+    );
+
     // Alice removes Bob: he can no longer read, and the room leaves his list.
     ok(&cinder(&server, &alice, &["kick", "team", &bob_id]).await);
     ok(&cinder(&server, &alice, &["send", "team", "general", "bob is gone"]).await);
@@ -449,6 +486,8 @@ async fn room_walkthrough_create_invite_chat_kick() {
     let mine = cinder(&server, &alice, &["read", "team", "general", "--json"]).await;
     ok(&mine);
     assert_eq!(stdout(&mine).lines().count(), 3);
+    let members = cinder(&server, &alice, &["members", "team", "--json"]).await;
+    assert_eq!(json(&members).as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
