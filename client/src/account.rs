@@ -78,21 +78,23 @@ pub struct UserProfile {
     pub avatar: Option<String>,
 }
 
-/// The key that seals the enclave, derived from OPAQUE's export key.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
-#[serde(try_from = "Blob", into = "Blob")]
+/// The key that seals the enclave, derived from OPAQUE's export key. It serialises only
+/// into the crate's own profile file.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, Deserialize)]
+#[serde(try_from = "Blob")]
 pub struct EnclaveKey([u8; 32]);
+
+impl Serialize for EnclaveKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::secret::guard::<S::Error>()?;
+        self.to_blob().serialize(s)
+    }
+}
 
 impl TryFrom<Blob> for EnclaveKey {
     type Error = &'static str;
     fn try_from(blob: Blob) -> Result<Self, Self::Error> {
         Self::from_blob(&blob).ok_or("an enclave key is 32 bytes")
-    }
-}
-
-impl From<EnclaveKey> for Blob {
-    fn from(key: EnclaveKey) -> Self {
-        key.to_blob()
     }
 }
 
@@ -117,8 +119,8 @@ impl EnclaveKey {
 
     /// Seals `contents` (whose `version` says which version it will be stored as).
     pub fn seal(&self, contents: &EnclaveContents) -> Result<Blob, ClientError> {
-        let json =
-            serde_json::to_vec(contents).map_err(|e| ClientError::Verification(e.to_string()))?;
+        let json = crate::secret::exposing(|| serde_json::to_vec(contents))
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
         let aad = aad(contents.version);

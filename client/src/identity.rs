@@ -110,6 +110,7 @@ mod seed {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        crate::secret::guard::<S::Error>()?;
         s.serialize_str(&cinder_proto::encoding::encode(bytes))
     }
 

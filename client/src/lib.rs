@@ -12,6 +12,7 @@
 //!   against pinned versions.
 //! - [`rooms`]: rooms, channels, invitations and messages: every key made and kept here.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
+//! - `secret`: keeps secrets from serialising anywhere but the crate's own storage.
 
 pub mod account;
 pub mod api;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod identity;
 pub mod profile;
 pub mod rooms;
+mod secret;
 
 pub use api::Client;
 pub use error::ClientError;

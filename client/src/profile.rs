@@ -73,8 +73,8 @@ impl Profile {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| fail(path, "cannot be created", e))?;
-        let json =
-            serde_json::to_vec_pretty(self).map_err(|e| fail(path, "cannot be encoded", e))?;
+        let json = crate::secret::exposing(|| serde_json::to_vec_pretty(self))
+            .map_err(|e| fail(path, "cannot be encoded", e))?;
         let tmp = path.with_extension("json.tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);

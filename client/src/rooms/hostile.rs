@@ -737,6 +737,10 @@ async fn invitations_must_be_signed_by_their_sender_for_their_recipient() {
 
 /// An invitation body as `send_keys` writes it, as JSON to tamper with.
 fn invite_body(m: &Membership, from: &Identity, to: &Identity) -> serde_json::Value {
+    crate::secret::exposing(|| invite_json(m, from, to))
+}
+
+fn invite_json(m: &Membership, from: &Identity, to: &Identity) -> serde_json::Value {
     serde_json::json!({
         "kind": "join",
         "room": m.room,
@@ -972,7 +976,7 @@ async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
     let mut body = invite_body(&keys, &alice.me, &bob.me);
     body["kind"] = serde_json::json!("rekey");
     body["channel_keys"][random.to_string()] =
-        serde_json::to_value(Secret32::random().unwrap()).unwrap();
+        crate::secret::exposing(|| serde_json::to_value(Secret32::random().unwrap())).unwrap();
     let bogus = seal_invite(&alice.me, &bob.me.bundle, &body, None);
     w.client
         .drop_envelope(&alice.me, bob.id(), bogus, None)

@@ -128,7 +128,8 @@ impl Client {
                 None
             },
         };
-        let body = serde_json::to_vec(&body).map_err(|e| ClientError::Internal(e.to_string()))?;
+        let body = crate::secret::exposing(|| serde_json::to_vec(&body))
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
         let signature = Signature(
             me.signing_key()
                 .sign(&[INVITE_DOMAIN, &body].concat())

@@ -38,10 +38,17 @@ pub use messages::{
 pub use state::{ChannelInfo, FormerMember, Spine, SpineMember};
 
 /// A 32-byte secret (room master key, channel key, admin seed), base64url in JSON. Its
-/// bytes never leave this crate.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
-#[serde(try_from = "Blob", into = "Blob")]
+/// bytes never leave this crate, and it serialises only into the crate's own storage.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Deserialize)]
+#[serde(try_from = "Blob")]
 pub struct Secret32([u8; 32]);
+
+impl Serialize for Secret32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::secret::guard::<S::Error>()?;
+        s.serialize_str(&cinder_proto::encoding::encode(&self.0))
+    }
+}
 
 impl Secret32 {
     /// A fresh random secret.
@@ -59,12 +66,6 @@ impl TryFrom<Blob> for Secret32 {
             .try_into()
             .map(Self)
             .map_err(|_| "a key is 32 bytes")
-    }
-}
-
-impl From<Secret32> for Blob {
-    fn from(s: Secret32) -> Self {
-        Blob(s.0.to_vec())
     }
 }
 
