@@ -8,6 +8,8 @@
 //! - [`fixtures`]: deterministic users, key bundles and signed requests.
 //! - [`router`]: driving a router in-process and reading its JSON answers.
 //! - [`server`]: every function on one store over real HTTP, for client-driven tests.
+//! - [`rooms`]: the spine and shards functions on both stores with a manual clock, and
+//!   rooms' capabilities, for tests that sign as capabilities.
 //! - [`scenarios`]: whole-product scenarios through the client, for any deployment.
 //! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
 //!   API Gateway events.
@@ -17,6 +19,7 @@ pub mod conformance;
 pub mod fixtures;
 pub mod lambda;
 pub mod moto;
+pub mod rooms;
 pub mod router;
 pub mod scenarios;
 pub mod server;

@@ -3,12 +3,20 @@
 //! password change, deletion, and what a stolen database is worth.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
+use axum::Router;
 use cinder_client::ClientError;
 use cinder_client::account::{ClientSuite, UserProfile};
 use cinder_proto::accounts::{KsfParams, Login, StoredEnclave};
 use cinder_proto::encoding::encode;
-use cinder_proto::{Blob, ErrorCode};
-use cinder_tests::router::send;
+use cinder_proto::{Blob, ErrorCode, Timestamp};
+use cinder_server::Clock;
+use cinder_server::accounts::{AccountsState, ServerSecrets};
+use cinder_server::clock::ManualTime;
+use cinder_server::keys::KeysState;
+use cinder_sqlite::SqliteStore;
+use cinder_tests::router::{Answer, send};
 use cinder_tests::server::{Backend, TestServer, start};
 use opaque_ke::ClientLogin;
 use rand_core::OsRng;
@@ -78,8 +86,8 @@ async fn register_then_login_opens_the_same_enclave_and_publishes_keys() {
             "logins are case-insensitive"
         );
         assert_eq!(
-            again.contents.identity.seeds.sign,
-            registered.contents.identity.seeds.sign
+            again.contents.identity.bundle,
+            registered.contents.identity.bundle
         );
         assert_eq!(again.contents.profile, profile("Alice"));
     }
@@ -211,6 +219,65 @@ async fn login_attempts_are_rate_limited_per_login() {
     }
 }
 
+/// A login driven by hand up to its finish: the body of `POST /accounts/login/finish`, with
+/// the sealed state of a login start for `who` made now and the client's proof of `password`.
+async fn login_by_hand(app: &Router, who: &str, password: &[u8]) -> Vec<u8> {
+    let start_msg = ClientLogin::<ClientSuite>::start(&mut OsRng, password).unwrap();
+    let body = json!({ "login": who, "request": encode(&start_msg.message.serialize()) });
+    let started = send(
+        app,
+        "POST",
+        "/accounts/login/start",
+        &[],
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(started.status, 200, "{:?}", started.json);
+    let response = opaque_ke::CredentialResponse::<ClientSuite>::deserialize(
+        &cinder_proto::encoding::decode(started.json["response"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let ksf: KsfParams = serde_json::from_value(started.json["ksf"].clone()).unwrap();
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(ksf.m_kib, ksf.t, ksf.p, None).unwrap(),
+    );
+    let finish = start_msg
+        .state
+        .finish(
+            password,
+            response,
+            opaque_ke::ClientLoginFinishParameters::new(
+                Some(b"cinder/opaque/v1"),
+                Default::default(),
+                Some(&argon),
+            ),
+        )
+        .unwrap();
+    serde_json::to_vec(&json!({
+        "state": started.json["state"],
+        "finalization": encode(&finish.message.serialize()),
+    }))
+    .unwrap()
+}
+
+async fn finish_login(app: &Router, body: Vec<u8>) -> Answer {
+    send(app, "POST", "/accounts/login/finish", &[], body).await
+}
+
+/// What every failed login finish answers, whatever the reason.
+fn login_failed() -> (u16, Value) {
+    (
+        401,
+        json!({"code": "unauthenticated", "message": "login failed: wrong login or password"}),
+    )
+}
+
+fn status_and_json(answer: &Answer) -> (u16, Value) {
+    (answer.status.as_u16(), answer.json.clone())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_state_finishes_once() {
     let s = start(Backend::Sqlite, MASTER).await;
@@ -225,59 +292,74 @@ async fn a_login_state_finishes_once() {
         .await
         .unwrap();
     // Drive the protocol by hand to replay the finish.
-    let start_msg = ClientLogin::<ClientSuite>::start(&mut OsRng, b"pw for erin").unwrap();
-    let body = json!({ "login": "erin", "request": encode(&start_msg.message.serialize()) });
-    let started = send(
-        &s.app,
-        "POST",
-        "/accounts/login/start",
-        &[],
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await;
-    let response = opaque_ke::CredentialResponse::<ClientSuite>::deserialize(
-        &cinder_proto::encoding::decode(started.json["response"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
-    let argon = argon2::Argon2::new(
-        argon2::Algorithm::Argon2id,
-        argon2::Version::V0x13,
-        argon2::Params::new(
-            KsfParams::FLOOR.m_kib,
-            KsfParams::FLOOR.t,
-            KsfParams::FLOOR.p,
-            None,
-        )
-        .unwrap(),
-    );
-    let finish = start_msg
-        .state
-        .finish(
-            b"pw for erin",
-            response,
-            opaque_ke::ClientLoginFinishParameters::new(
-                Some(b"cinder/opaque/v1"),
-                Default::default(),
-                Some(&argon),
-            ),
-        )
-        .unwrap();
-    let body = serde_json::to_vec(&json!({
-        "state": started.json["state"],
-        "finalization": encode(&finish.message.serialize()),
-    }))
-    .unwrap();
-    assert_eq!(
-        send(&s.app, "POST", "/accounts/login/finish", &[], body.clone())
+    let body = login_by_hand(&s.app, "erin", b"pw for erin").await;
+    assert_eq!(finish_login(&s.app, body.clone()).await.status, 200);
+    let replay = finish_login(&s.app, body).await;
+    assert_eq!(status_and_json(&replay), login_failed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_finishes_only_for_the_record_it_started_against() {
+    for s in servers().await {
+        let client = s.client();
+        let mut me = client
+            .register(
+                &login("olga"),
+                b"old password",
+                profile("Olga"),
+                KsfParams::FLOOR,
+            )
             .await
-            .status,
-        200
-    );
-    let replay = send(&s.app, "POST", "/accounts/login/finish", &[], body).await;
-    assert_eq!(
-        (replay.status.as_u16(), replay.code()),
-        (401, "unauthenticated")
-    );
+            .unwrap();
+        // GIVEN a login started, and proven, with the old password
+        let with_old = login_by_hand(&s.app, "olga", b"old password").await;
+        // WHEN the password changes (through another session) before that login finishes
+        client
+            .change_password(&mut me, b"new password", KsfParams::FLOOR)
+            .await
+            .unwrap();
+        // THEN the old password's proof opens no session under the new record, and the
+        // refusal is the one a wrong password gets
+        let finished = finish_login(&s.app, with_old).await;
+        assert_eq!(
+            status_and_json(&finished),
+            login_failed(),
+            "{:?}",
+            s.backend
+        );
+        // AND a login started after the change, with the new password, finishes.
+        let with_new = login_by_hand(&s.app, "olga", b"new password").await;
+        assert_eq!(
+            finish_login(&s.app, with_new).await.status,
+            200,
+            "{:?}",
+            s.backend
+        );
+
+        // The same for a login that outlives its account: a new registration of the login
+        // with the same password is another record, and the old proof does not open it.
+        let me = client
+            .login(&login("olga"), b"new password", 2, Some(&me.server_key))
+            .await
+            .unwrap();
+        let before_deletion = login_by_hand(&s.app, "olga", b"new password").await;
+        client.delete_account(&me).await.unwrap();
+        client
+            .register(
+                &login("olga"),
+                b"new password",
+                profile("Another Olga"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            status_and_json(&finish_login(&s.app, before_deletion).await),
+            login_failed(),
+            "{:?}",
+            s.backend
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,10 +504,7 @@ async fn password_change_keeps_the_enclave_and_ends_old_sessions() {
             .await
             .unwrap();
         assert_eq!(new.contents.identity.user_id(), id, "nothing lost");
-        assert_eq!(
-            new.contents.identity.seeds.sign,
-            me.contents.identity.seeds.sign
-        );
+        assert_eq!(new.contents.identity.bundle, me.contents.identity.bundle);
         assert_eq!(new.contents.profile, profile("Hank"));
 
         let mut stale = me.clone();
@@ -621,5 +700,272 @@ async fn bad_account_input_gets_clear_4xx() {
             );
         }
         let _ = Blob::default();
+    }
+}
+
+/// The accounts and keys functions on a manual clock, served over real HTTP so the client
+/// library can drive them: expiry is tested to the second, with no sleeping.
+struct ManualServer {
+    backend: Backend,
+    client: cinder_client::Client,
+    app: Router,
+    time: ManualTime,
+    start: Timestamp,
+}
+
+async fn manual_servers() -> Vec<ManualServer> {
+    let mut servers = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Dynamo] {
+        // Real time, so the bundles the client dates with its own clock look ordinary.
+        let start = Timestamp::now();
+        let (clock, time) = Clock::manual(start);
+        let secrets = Arc::new(ServerSecrets::from_master(MASTER).unwrap());
+        let (keys, accounts) = match backend {
+            Backend::Sqlite => {
+                let store = Arc::new(SqliteStore::in_memory().unwrap());
+                (
+                    KeysState::new(store.clone(), clock.clone()),
+                    AccountsState::new(store, secrets, clock),
+                )
+            }
+            Backend::Dynamo => (
+                KeysState::new(cinder_tests::moto::fresh_store().await.0, clock.clone()),
+                AccountsState::new(
+                    cinder_tests::moto::fresh_accounts_store().await.0,
+                    secrets,
+                    clock,
+                ),
+            ),
+        };
+        let app = cinder_server::routing::finish(
+            Router::new()
+                .merge(cinder_server::keys::routes(keys))
+                .merge(cinder_server::accounts::routes(accounts)),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = app.clone();
+        tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+        servers.push(ManualServer {
+            backend,
+            client: cinder_client::Client::new(&url),
+            app,
+            time,
+            start,
+        });
+    }
+    servers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_last_one_hour_to_the_second() {
+    for m in manual_servers().await {
+        let t0 = m.start;
+        let mut registered = m
+            .client
+            .register(&login("pat"), b"pat's pw", profile("Pat"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        assert_eq!(registered.expires_at, t0.plus(3600), "{:?}", m.backend);
+        // A login's session is an hour from the login.
+        m.time.set(t0.plus(1000));
+        let mut logged_in = m
+            .client
+            .login(&login("pat"), b"pat's pw", 1, None)
+            .await
+            .unwrap();
+        assert_eq!(logged_in.expires_at, t0.plus(4600));
+
+        m.time.set(t0.plus(3599));
+        m.client.refresh_enclave(&mut registered).await.unwrap();
+        m.time.set(t0.plus(3600));
+        let err = m.client.refresh_enclave(&mut registered).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}: a session outlived its hour",
+            m.backend
+        );
+        // The later session is still good until its own hour is up, and then it is not.
+        m.time.set(t0.plus(4599));
+        m.client.refresh_enclave(&mut logged_in).await.unwrap();
+        m.time.set(t0.plus(4600));
+        let err = m.client.refresh_enclave(&mut logged_in).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}",
+            m.backend
+        );
+        // An expired session changes nothing either: not the enclave, not the account.
+        assert_eq!(
+            m.client
+                .save_enclave(&mut logged_in)
+                .await
+                .unwrap_err()
+                .code(),
+            Some(ErrorCode::Unauthenticated)
+        );
+        assert_eq!(
+            m.client
+                .delete_account(&logged_in)
+                .await
+                .unwrap_err()
+                .code(),
+            Some(ErrorCode::Unauthenticated)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_states_last_120_seconds_to_the_second() {
+    for m in manual_servers().await {
+        let t0 = m.start;
+        m.client
+            .register(
+                &login("quinn"),
+                b"quinn's pw",
+                profile("Quinn"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        // Started at t0, finished at t0 + 119: in time.
+        let body = login_by_hand(&m.app, "quinn", b"quinn's pw").await;
+        m.time.set(t0.plus(119));
+        let on_time = finish_login(&m.app, body).await;
+        assert_eq!(on_time.status, 200, "{:?}: {:?}", m.backend, on_time.json);
+        // Started at t0 + 119, finished at t0 + 239: 120 s later, too late, and refused as
+        // a wrong password is.
+        let body = login_by_hand(&m.app, "quinn", b"quinn's pw").await;
+        m.time.set(t0.plus(239));
+        assert_eq!(
+            status_and_json(&finish_login(&m.app, body.clone()).await),
+            login_failed(),
+            "{:?}: a login state outlived its 120 s",
+            m.backend
+        );
+        // Much later, still refused.
+        m.time.set(t0.plus(3000));
+        assert_eq!(
+            status_and_json(&finish_login(&m.app, body).await),
+            login_failed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_to_a_server_with_another_opaque_key_is_refused() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    let client = s.client();
+    let me = client
+        .register(
+            &login("rita"),
+            b"rita's pw",
+            profile("Rita"),
+            KsfParams::FLOOR,
+        )
+        .await
+        .unwrap();
+    // The key a server with another master secret would present; pinning it and meeting the
+    // real one is the same mismatch as pinning the real one and meeting an impostor.
+    let other = Blob(
+        ServerSecrets::from_master(b"another deployment's master secret, 32+ bytes")
+            .unwrap()
+            .setup()
+            .keypair()
+            .public()
+            .serialize()
+            .to_vec(),
+    );
+    assert_ne!(other, me.server_key);
+    let refused = client
+        .login(&login("rita"), b"rita's pw", 1, Some(&other))
+        .await;
+    match refused {
+        Err(ClientError::Verification(m)) => assert!(m.contains("OPAQUE key"), "{m}"),
+        Err(e) => panic!("expected a verification error, got {e}"),
+        Ok(session) => panic!("a login with the wrong pinned key returned {session:?}"),
+    }
+    // The right pin logs in.
+    client
+        .login(&login("rita"), b"rita's pw", 1, Some(&me.server_key))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_tokens_and_states_get_the_one_refusal() {
+    for s in servers().await {
+        let me = s
+            .client()
+            .register(&login("sam"), b"sam's pw", profile("Sam"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        let token = me.token.0.clone();
+        let refused_session = |header: String| {
+            let app = s.app.clone();
+            async move {
+                let answer = send(
+                    &app,
+                    "GET",
+                    "/accounts/enclave",
+                    &[("x-cinder-session", header)],
+                    vec![],
+                )
+                .await;
+                status_and_json(&answer)
+            }
+        };
+        let unauthenticated = (
+            401,
+            json!({"code": "unauthenticated", "message": "not authenticated: the signature or session is missing, invalid or expired"}),
+        );
+        let mut flipped = token.clone();
+        flipped[40] ^= 1;
+        let mut oversized = token.clone();
+        oversized.resize(4096, 0);
+        for (what, header) in [
+            ("empty", String::new()),
+            ("not base64url", "!!".repeat(60)),
+            ("a salt cut short", encode(&token[..20])),
+            ("salt and tag only", encode(&token[..48])),
+            ("one byte short", encode(&token[..token.len() - 1])),
+            ("the salt's first byte gone", encode(&token[1..])),
+            ("a flipped byte", encode(&flipped)),
+            ("padded to 4 KiB", encode(&oversized)),
+        ] {
+            assert_eq!(
+                refused_session(header).await,
+                unauthenticated,
+                "{:?}: {what}",
+                s.backend
+            );
+        }
+        assert_eq!(refused_session(encode(&token)).await.0, 200);
+
+        // A login finish's state: the same for every garbling, and as for a wrong password.
+        let body = login_by_hand(&s.app, "sam", b"sam's pw").await;
+        let good: Value = serde_json::from_slice(&body).unwrap();
+        let state = cinder_proto::encoding::decode(good["state"].as_str().unwrap()).unwrap();
+        let mut flipped = state.clone();
+        flipped[40] ^= 1;
+        for (what, garbled) in [
+            ("a salt cut short", encode(&state[..20])),
+            ("one byte short", encode(&state[..state.len() - 1])),
+            ("a flipped byte", encode(&flipped)),
+            ("a session token", encode(&token)),
+        ] {
+            let body = json!({"state": garbled, "finalization": good["finalization"]});
+            let answer = finish_login(&s.app, serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!(
+                status_and_json(&answer),
+                login_failed(),
+                "{:?}: {what}",
+                s.backend
+            );
+        }
+        // Nothing above spent the real state.
+        assert_eq!(finish_login(&s.app, body).await.status, 200);
     }
 }

@@ -324,6 +324,48 @@ async fn request_signatures_are_checked_for_time_replay_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_remembered_for_as_long_as_its_request_could_pass() {
+    for b in backends().await {
+        let (alice, bob) = (User::new(1, T0), User::new(2, T0));
+        publish(&b.app, &alice).await;
+        publish(&b.app, &bob).await;
+        let inbox = format!("/inbox/{}", alice.id());
+        let bytes = body(&drop_body(10));
+        // Each case: when the request is dated, when the server first sees it, and the
+        // server times of the replays, all within the window of the request's date.
+        for (dated, first, replays) in [
+            // Dated now, replayed at the end of the window.
+            (T0, T0, vec![T0.plus(119), T0.plus(120)]),
+            // Dated by a clock 120 s fast: the window ends 240 s after its first use.
+            (
+                T0.plus(120),
+                T0,
+                vec![T0.plus(119), T0.plus(239), T0.plus(240)],
+            ),
+        ] {
+            b.time.set(first);
+            let headers = bob.sign("POST", &inbox, &bytes, dated);
+            let ok = send(&b.app, "POST", &inbox, &headers, bytes.clone()).await;
+            assert_eq!(ok.status, 201, "{}: {:?}", b.name, ok.json);
+            for at in replays {
+                b.time.set(at);
+                let replay = send(&b.app, "POST", &inbox, &headers, bytes.clone()).await;
+                assert_eq!(
+                    (replay.status.as_u16(), replay.code()),
+                    (401, "replayed_request"),
+                    "{}: dated {dated}, first seen at {first}, replayed at {at}",
+                    b.name
+                );
+            }
+            // One second later the window has closed: stale, whatever the nonce store holds.
+            b.time.set(dated.plus(121));
+            let late = send(&b.app, "POST", &inbox, &headers, bytes.clone()).await;
+            assert_eq!(late.code(), "stale_request", "{}", b.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_inbox_refuses_more_drops_until_emptied() {
     let b = backends().await.remove(0);
     let (alice, bob) = (User::new(1, T0), User::new(2, T0));

@@ -36,11 +36,15 @@ pub const ATTEMPT_WINDOW: u64 = 900;
 const LOGIN_STATE: &[u8] = b"cinder/login-state/v1";
 const SESSION: &[u8] = b"cinder/session/v1";
 
-/// What a sealed login state holds.
+/// What a sealed login state holds. `cred` is the tag of the OPAQUE record the login
+/// started against: the proof at finish is checked against that record, so the session
+/// must be for that record too, not for whatever replaced it in between (a password change,
+/// or a deletion and a new registration of the same login).
 #[derive(Serialize, Deserialize)]
 struct LoginState {
     id: String,
     login: LoginKey,
+    cred: String,
     expires_at: Timestamp,
     state: Blob,
 }
@@ -69,6 +73,12 @@ fn random_id() -> Result<String> {
 
 fn credential_tag(registration: &Blob) -> String {
     hex::encode(&Sha256::digest(&registration.0)[..16])
+}
+
+/// A tag no record has, as long as a real one, so an unknown login's sealed state is the
+/// same size as a real login's and matches no account that appears before the finish.
+fn no_credential_tag() -> Result<String> {
+    random_id()
 }
 
 /// Counts one attempt against `login` and refuses past the limit.
@@ -195,16 +205,17 @@ pub async fn login_start(
     let request = CredentialRequest::<ServerSuite>::deserialize(&req.request.0)
         .map_err(|_| bad_field("request", "OPAQUE credential request"))?;
     let record = state.accounts.account(&login).await?;
-    let (password_file, ksf) = match &record {
+    let (password_file, ksf, cred) = match &record {
         Some(r) => (
             Some(
                 ServerRegistration::<ServerSuite>::deserialize(&r.registration.0)
                     .map_err(|_| StoreError::Corrupt("OPAQUE registration".into()))?,
             ),
             r.ksf,
+            credential_tag(&r.registration),
         ),
         // The floor is also every client's default, so an unknown login looks like most.
-        None => (None, KsfParams::FLOOR),
+        None => (None, KsfParams::FLOOR, no_credential_tag()?),
     };
     let params = ServerLoginStartParameters {
         context: Some(CONTEXT),
@@ -222,6 +233,7 @@ pub async fn login_start(
     let sealed = LoginState {
         id: random_id()?,
         login,
+        cred,
         expires_at: now.plus(LOGIN_STATE_TTL),
         state: Blob(start.state.serialize().to_vec()),
     };
@@ -233,7 +245,8 @@ pub async fn login_start(
     })
 }
 
-/// Second half of login: verify the client's proof, then hand over a session and the enclave.
+/// Second half of login: verify the client's proof against the record the login started
+/// with, and if that is still the account's record, hand over a session and the enclave.
 #[tracing::instrument(skip_all)]
 pub async fn login_finish(
     state: &AccountsState,
@@ -264,10 +277,13 @@ pub async fn login_finish(
     server_login
         .finish(finalization)
         .map_err(|_| Error::LoginFailed)?;
+    // The proof holds for the record the login started against; if the account's record
+    // changed since, the password that proved it may no longer be the account's.
     let record = state
         .accounts
         .account(&opened.login)
         .await?
+        .filter(|r| credential_tag(&r.registration) == opened.cred)
         .ok_or(Error::LoginFailed)?;
     new_session(state, record, now)
 }
