@@ -100,13 +100,9 @@ impl RoomCtx<'_> {
 
     /// Brings a room's verified state up to date along its signed chain.
     async fn sync(&mut self, id: RoomId) -> Result<Spine, ClientError> {
-        let m = self
-            .session
-            .contents
-            .memberships
-            .get_mut(&id)
-            .ok_or_else(|| ClientError::Input(format!("you are not in room {id}")))?;
-        self.client.room(m, self.pins).await
+        let client = self.client;
+        let (m, pins) = self.parts(id)?;
+        client.room(m, pins).await
     }
 
     /// The membership and the pins, borrowed together.

@@ -130,6 +130,19 @@ async fn plant_state(w: &World, signer: &Identity, keys: &Membership, spine: &Sp
     w.store.update_room(&next).await.unwrap();
 }
 
+/// The server stores `sealed` as the room's next version, keeping its capability keys.
+async fn plant_sealed(w: &World, room: RoomId, sealed: cinder_proto::Blob) {
+    let current = w.store.room(&room).await.unwrap().unwrap();
+    w.store
+        .update_room(&Room {
+            version: current.version + 1,
+            spine: sealed,
+            ..current
+        })
+        .await
+        .unwrap();
+}
+
 /// The server stores a message of its choosing at `number`.
 async fn plant_shard(w: &World, room: RoomId, channel: ChannelId, shard: Shard) {
     w.store
@@ -237,15 +250,7 @@ async fn a_member_and_the_server_cannot_forge_the_room_state() {
     }
     // Her membership has no admin seed: seal with the room's keys, keep the server's caps.
     let (sealed, _) = sign_and_seal(&carol.me, &with_admin_seed(&carol_m), &spine).unwrap();
-    let current = w.store.room(&room).await.unwrap().unwrap();
-    w.store
-        .update_room(&Room {
-            version: current.version + 1,
-            spine: sealed,
-            ..current
-        })
-        .await
-        .unwrap();
+    plant_sealed(&w, room, sealed).await;
 
     // THEN Bob refuses it and keeps what he verified
     let refused = bob.sync(&w, room).await.unwrap_err();
@@ -294,15 +299,7 @@ async fn a_revoked_admin_and_the_server_cannot_sign_the_next_state() {
         .verifying_key()
         .into();
     let (sealed, _) = sign_and_seal(&bob.me, &with_admin_seed(&bob_m), &spine).unwrap();
-    let current = w.store.room(&room).await.unwrap().unwrap();
-    w.store
-        .update_room(&Room {
-            version: current.version + 1,
-            spine: sealed,
-            ..current
-        })
-        .await
-        .unwrap();
+    plant_sealed(&w, room, sealed).await;
 
     // THEN Carol refuses it
     let refused = carol.sync(&w, room).await.unwrap_err();
@@ -324,15 +321,7 @@ async fn the_server_cannot_relabel_an_old_state_as_new() {
     let before = bob.rooms[&room].clone();
     let log = w.store.spines(&room, 0, 100).await.unwrap();
     let old = log[log.len() - 2].spine.clone();
-    let current = w.store.room(&room).await.unwrap().unwrap();
-    w.store
-        .update_room(&Room {
-            version: current.version + 1,
-            spine: old,
-            ..current
-        })
-        .await
-        .unwrap();
+    plant_sealed(&w, room, old).await;
     let refused = bob.sync(&w, room).await.unwrap_err();
     assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
     assert_eq!(bob.rooms[&room].spine().version, before.spine().version);
