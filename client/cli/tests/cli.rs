@@ -594,3 +594,42 @@ async fn read_follow_shows_new_messages_and_survives_a_rekey() {
             .success()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_remembers_the_newest_enclave_it_saw() {
+    use cinder_server::store::AccountStore;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = dev_server(&data).await;
+    // The hostile operator's handle on the same database.
+    let store = cinder_dev::open_store(&data).unwrap();
+    let login_key = cinder_dev::master_secret(&data)
+        .unwrap()
+        .login_key(&"nina".parse().unwrap());
+    let laptop = dir.path().join("laptop.json");
+    let reg = cinder_with_input(
+        &server,
+        &laptop,
+        &["register", "nina", "--password-stdin"],
+        "a fine password\n",
+    )
+    .await;
+    assert!(reg.status.success(), "{}", stderr(&reg));
+    let old = store.account(&login_key).await.unwrap().unwrap();
+    // GIVEN the laptop saved a newer enclave
+    let set = cinder(&server, &laptop, &["profile", "set", "--status", "newer"]).await;
+    assert!(set.status.success(), "{}", stderr(&set));
+    // WHEN the server restores the older record
+    store.delete_account(&old.login).await.unwrap();
+    store.create(&old).await.unwrap();
+    // THEN logging in again on the laptop is refused: it remembers version 2
+    let again = cinder_with_input(
+        &server,
+        &laptop,
+        &["login", "nina", "--password-stdin"],
+        "a fine password\n",
+    )
+    .await;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("rollback"), "{}", stderr(&again));
+}
