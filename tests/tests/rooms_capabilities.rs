@@ -236,3 +236,34 @@ async fn a_capability_relabelled_for_another_room_does_not_verify() {
         }
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_rooms_admin_reserves_a_cutoff_but_neither_posts_nor_reads() {
+    for b in backends(HORIZON).await {
+        let (a, _other) = set_up(&b).await;
+        let messages = a.messages(0);
+        // An admin re-keying the room records each channel's cut-off, key or no key.
+        let reserved = b
+            .call(&a.admin, "POST", &format!("{messages}/numbers"), None)
+            .await;
+        assert_eq!(reserved.status, 201, "{}: {:?}", b.name, reserved.json);
+        assert_eq!(reserved.json["number"], 1);
+        // But the admin capability is not the channel's: no posting, listing or reading.
+        let post = json!({"ciphertext": encode(b"x"), "burn_at": T0.0 + 600});
+        for (what, answer) in [
+            (
+                "post",
+                b.call(&a.admin, "PUT", &format!("{messages}/1"), Some(post))
+                    .await,
+            ),
+            ("list", b.call(&a.admin, "GET", &messages, None).await),
+            (
+                "read",
+                b.call(&a.admin, "GET", &format!("{messages}/1"), None)
+                    .await,
+            ),
+        ] {
+            assert_forbidden(&b, what, &answer);
+        }
+    }
+}

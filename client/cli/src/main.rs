@@ -542,6 +542,17 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
         pins,
         json,
     };
+    // Keys sent for rooms already joined (after a removal, for a new channel, the admin
+    // key) are taken before any room command; invitations wait for `cinder accept`.
+    if !matches!(command, Command::Invites | Command::Accept) {
+        let me = rc.session.contents.identity.clone();
+        let took = client
+            .take_keys(&me, &mut rc.session.contents.memberships, rc.pins)
+            .await?;
+        if !took.is_empty() {
+            rc.save().await?;
+        }
+    }
     let result = match command {
         Command::Room(c) => rooms::room(&mut rc, c).await,
         Command::Channel(c) => rooms::channel(&mut rc, c).await,

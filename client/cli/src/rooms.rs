@@ -116,10 +116,24 @@ impl RoomCtx<'_> {
         Ok((m, self.pins))
     }
 
-    /// Makes sure this device holds the channel's key: a channel added after joining comes
-    /// in an envelope, taken here if it has not been yet.
-    async fn keys_for(&mut self, id: RoomId, channel: ChannelId) -> Result<(), ClientError> {
-        if self.membership(id)?.holds_channel_key(channel) {
+    /// Makes sure this device holds the channel's key (every channel's it can get, if
+    /// `None`): a channel added after joining comes in an envelope, taken here if it has
+    /// not been yet. Admin actions go on without a key that never came (a re-key makes
+    /// every channel's key anew).
+    async fn keys_for(
+        &mut self,
+        id: RoomId,
+        channel: Option<ChannelId>,
+    ) -> Result<(), ClientError> {
+        let missing = |m: &Membership| match channel {
+            Some(c) => !m.holds_channel_key(c),
+            None => m
+                .spine()
+                .channels
+                .iter()
+                .any(|c| !m.holds_channel_key(c.id)),
+        };
+        if !missing(self.membership(id)?) {
             return Ok(());
         }
         let me = self.me();
@@ -127,13 +141,13 @@ impl RoomCtx<'_> {
             .accept_invites(&me, &mut self.session.contents.memberships, self.pins)
             .await?;
         self.save().await?;
-        if self.membership(id)?.holds_channel_key(channel) {
-            Ok(())
-        } else {
-            Err(ClientError::Input(format!(
-                "this device has no key for channel {channel} yet; ask an admin to invite you again"
-            )))
+        if channel.is_some() && missing(self.membership(id)?) {
+            return Err(ClientError::Input(
+                "this device has no key yet for this channel; ask an admin to invite you again"
+                    .into(),
+            ));
         }
+        Ok(())
     }
 
     fn membership(&mut self, id: RoomId) -> Result<&mut Membership, ClientError> {
@@ -273,6 +287,7 @@ pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(
             burn,
         } => {
             let (id, _) = ctx.find(&room).await?;
+            ctx.keys_for(id, None).await?;
             let me = ctx.me();
             let client = ctx.client;
             let (m, pins) = ctx.parts(id)?;
@@ -302,6 +317,7 @@ pub async fn invite(
     name: Option<String>,
 ) -> Result<(), ClientError> {
     let (id, _) = ctx.find(room).await?;
+    ctx.keys_for(id, None).await?;
     let keys = ctx.client.verified_keys(user, ctx.pins.get(&user)).await?;
     ctx.pins.insert(user, keys.clone());
     let me = ctx.me();
@@ -339,6 +355,7 @@ pub async fn invites(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
 /// `cinder accept`: join every room invited to (and take new keys after removals).
 pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
     let me = ctx.me();
+    let before: Vec<RoomId> = ctx.session.contents.memberships.keys().copied().collect();
     let joined = ctx
         .client
         .accept_invites(&me, &mut ctx.session.contents.memberships, ctx.pins)
@@ -346,7 +363,11 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
     ctx.save().await?;
     for id in &joined {
         let name = ctx.membership(*id)?.spine().name.clone();
-        println!("Joined {name} ({id}), or took its new keys.");
+        if before.contains(id) {
+            println!("Took new keys for {name} ({id}).");
+        } else {
+            println!("Joined {name} ({id}).");
+        }
     }
     if joined.is_empty() {
         println!("No invitations to accept.");
@@ -372,7 +393,7 @@ pub async fn send(
             .map_or(3600, |c| c.burn_secs)
     });
     let me = ctx.me();
-    ctx.keys_for(id, ch).await?;
+    ctx.keys_for(id, Some(ch)).await?;
     let client = ctx.client;
     let (m, _) = ctx.parts(id)?;
     let number = client.send_message(&me, m, ch, text, burn).await?;
@@ -412,7 +433,7 @@ pub async fn read(
 ) -> Result<(), ClientError> {
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
-    ctx.keys_for(id, ch).await?;
+    ctx.keys_for(id, Some(ch)).await?;
     let mut idle = Duration::from_secs(1);
     let mut continuity = Continuity::default();
     loop {
@@ -511,6 +532,7 @@ pub async fn members(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientErro
 /// `cinder kick ROOM USER_ID`
 pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(), ClientError> {
     let (id, _) = ctx.find(room).await?;
+    ctx.keys_for(id, None).await?;
     let me = ctx.me();
     let client = ctx.client;
     let (m, pins) = ctx.parts(id)?;
@@ -548,6 +570,7 @@ pub async fn admin(ctx: &mut RoomCtx<'_>, command: AdminCommand) -> Result<(), C
         AdminCommand::Transfer(a) => (a, "is now an admin, and you are not"),
     };
     let (id, _) = ctx.find(&args.room).await?;
+    ctx.keys_for(id, None).await?;
     let me = ctx.me();
     let user = args.user_id;
     let client = ctx.client;

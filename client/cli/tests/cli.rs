@@ -451,8 +451,8 @@ async fn room_walkthrough_create_invite_chat_kick() {
 
     // Alice makes Bob an admin: he takes the admin key and adds a channel himself, which
     // Alice's client verifies as signed by an admin.
+    // (His client takes the admin key by itself before the next room command.)
     ok(&cinder(&server, &alice, &["admin", "grant", "team", &bob_id]).await);
-    ok(&cinder(&server, &bob, &["accept"]).await);
     ok(&cinder(&server, &bob, &["channel", "create", "team", "random"]).await);
     let channels = cinder(&server, &alice, &["channel", "list", "team"]).await;
     ok(&channels);
@@ -486,6 +486,12 @@ async fn room_walkthrough_create_invite_chat_kick() {
     let mine = cinder(&server, &alice, &["read", "team", "general", "--json"]).await;
     ok(&mine);
     assert_eq!(stdout(&mine).lines().count(), 3);
+    let prose = cinder(&server, &alice, &["read", "team", "general"]).await;
+    assert!(
+        stdout(&prose).contains("bob (removed): hi alice"),
+        "{}",
+        stdout(&prose)
+    );
     let members = cinder(&server, &alice, &["members", "team", "--json"]).await;
     assert_eq!(json(&members).as_array().unwrap().len(), 1);
 }

@@ -101,7 +101,11 @@ impl Membership {
             .get(&channel)
             .and_then(|keys| keys.iter().next_back())
             .map(|(e, k)| (*e, k))
-            .ok_or_else(|| ClientError::Input(format!("no key for channel {channel} in this room")))
+            .ok_or_else(|| {
+                ClientError::Input(format!(
+                    "no key for channel {channel} of this room yet; `cinder accept` takes keys sent since"
+                ))
+            })
     }
 
     /// The channel's key of one epoch.

@@ -635,6 +635,9 @@ async fn several_admins_share_and_replace_the_admin_key() {
         .transfer_admin(&bob.me, m, alice.id(), &mut bob.pins)
         .await
         .unwrap();
+    // (Alice reads the room first: the admin key is checked against versions she has
+    // already moved to.)
+    alice.sync(&w, room).await.unwrap();
     assert_eq!(alice.accept(&w).await, vec![room]);
     let spine = alice.sync(&w, room).await.unwrap();
     assert!(spine.is_admin(alice.id()) && !spine.is_admin(bob.id()));
@@ -1038,4 +1041,37 @@ async fn a_server_cannot_move_the_clients_clock_by_more_than_the_bound() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Some(cinder_proto::ErrorCode::StaleRequest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_sent_at_a_version_the_member_has_moved_past_still_install() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    // GIVEN Alice adds two channels (each sends its key), and Bob reads the room (moving
+    // his pin past the first) before he looks at his inbox
+    let mut added = Vec::new();
+    for name in ["random", "news"] {
+        let m = alice.rooms.get_mut(&room).unwrap();
+        added.push(
+            w.client
+                .add_channel(&alice.me, m, (name, false, 600), &mut alice.pins)
+                .await
+                .unwrap(),
+        );
+    }
+    bob.sync(&w, room).await.unwrap();
+    // THEN both keys install, checked against the versions they were sent at
+    assert_eq!(bob.accept(&w).await, vec![room]);
+    for c in added {
+        assert!(bob.rooms[&room].holds_channel_key(c));
+    }
+    assert!(
+        w.client
+            .inbox(&bob.me, None, None)
+            .await
+            .unwrap()
+            .envelopes
+            .is_empty(),
+        "used envelopes are deleted"
+    );
 }

@@ -175,6 +175,28 @@ impl Client {
         memberships: &mut BTreeMap<RoomId, Membership>,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<Vec<RoomId>, ClientError> {
+        self.process_inbox(me, memberships, pins, true).await
+    }
+
+    /// Like [`Client::accept_invites`], but only for rooms already joined: new keys after a
+    /// removal, a new channel's key, the admin key. Invitations to other rooms stay in the
+    /// inbox for the user to accept or not. Apps call this before acting on a room.
+    pub async fn take_keys(
+        &self,
+        me: &Identity,
+        memberships: &mut BTreeMap<RoomId, Membership>,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<Vec<RoomId>, ClientError> {
+        self.process_inbox(me, memberships, pins, false).await
+    }
+
+    async fn process_inbox(
+        &self,
+        me: &Identity,
+        memberships: &mut BTreeMap<RoomId, Membership>,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        join: bool,
+    ) -> Result<Vec<RoomId>, ClientError> {
         let mut by_room: BTreeMap<RoomId, Vec<(EnvelopeId, InviteBody)>> = BTreeMap::new();
         let mut after = None;
         loop {
@@ -199,6 +221,9 @@ impl Client {
         }
         let mut changed = Vec::new();
         for (room, invites) in by_room {
+            if !join && !memberships.contains_key(&room) {
+                continue;
+            }
             let mut cache = KeyCache::default();
             let (next, fates) = self
                 .accept_room(me, memberships.get(&room), room, &invites, pins, &mut cache)
@@ -269,18 +294,34 @@ impl Client {
             Err(e) if definitive(&e) => {}
             Err(e) => return Err(e),
         }
+        // Keys sent at a version this device has since moved past (it read the room more
+        // often than its inbox) are checked against that version, found by hash links
+        // back from the pin.
+        // The version before each head is needed too: whoever sent the keys may have been
+        // an admin only until that head (handing over admin).
+        if let Some(oldest) = invites
+            .iter()
+            .flat_map(|(_, b)| [b.head_version, b.head_version.saturating_sub(1)])
+            .filter(|v| *v >= 1 && !seen.contains_key(v) && *v <= m.spine().version)
+            .min()
+        {
+            match self.ancestors(&m, oldest.saturating_sub(1), &extra).await {
+                Ok(found) => seen.extend(found),
+                Err(e) if definitive(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut fates = Vec::new();
         let mut installed = current.is_none();
         for (_, b) in invites {
             let fate = match seen.get(&b.head_version) {
                 Some(head) if genuine(me, head, seen.get(&b.head_version.saturating_sub(1)), b) => {
-                    m.install(
+                    installed |= m.install(
                         &head.spine,
                         &b.master_key,
                         &b.channel_keys,
                         b.admin_key.as_ref(),
                     );
-                    installed = true;
                     Fate::Done
                 }
                 Some(_) => Fate::Done,

@@ -37,7 +37,7 @@ pub struct Received {
     pub number: u64,
     /// Who wrote it (verified against the key directory).
     pub sender: UserId,
-    /// The sender's name from the room state, if still a member.
+    /// The sender's name from the room state (marked if they have since been removed).
     pub sender_name: Option<String>,
     /// When the sender wrote it, by the sender's clock.
     pub sent_at: Timestamp,
@@ -431,7 +431,13 @@ impl Client {
         Ok(Received {
             number: shard.number,
             sender: message.sender,
-            sender_name: spine.member(message.sender).map(|x| x.name.clone()),
+            sender_name: spine
+                .member(message.sender)
+                .map(|x| x.name.clone())
+                .or_else(|| {
+                    let former = spine.former.iter().find(|f| f.user_id == message.sender)?;
+                    Some(format!("{} (removed)", former.name))
+                }),
             sent_at: message.sent_at,
             burn_at: shard.burn_at,
             text: message.text,

@@ -552,6 +552,58 @@ impl Client {
         ))
     }
 
+    /// The versions after `after` up to `m`'s pin, proven genuine without signatures: each
+    /// names the hash of the one before, and the last is the pinned one. Used to check keys
+    /// sent at a version this device has already moved past.
+    pub(crate) async fn ancestors(
+        &self,
+        m: &Membership,
+        after: u64,
+        extra: &[&Secret32],
+    ) -> Result<BTreeMap<u64, Head>, ClientError> {
+        let mut candidates: Vec<Secret32> = m.master_keys.values().rev().cloned().collect();
+        candidates.extend(extra.iter().map(|k| (*k).clone()));
+        let mut keys: Vec<&Secret32> = m.master_keys.values().rev().collect();
+        keys.extend(extra.iter().copied());
+        let mut found: Vec<OpenedEntry> = Vec::new();
+        let mut cursor = after;
+        while cursor < m.head.spine.version {
+            let page = self.spine_page(m.room, &candidates, cursor).await?;
+            if page.entries.is_empty() {
+                break;
+            }
+            for entry in page
+                .entries
+                .iter()
+                .filter(|e| e.version <= m.head.spine.version)
+            {
+                let opened = open_entry(m.room, keys.iter().copied(), entry)
+                    .ok_or_else(|| refused("an earlier version does not open"))?;
+                found.push(opened);
+            }
+            cursor = page.entries.last().map_or(cursor, |e| e.version);
+        }
+        // Walk back from the pin: each version must be the one its successor names.
+        let mut expected = m.head.hash.clone();
+        let mut heads = BTreeMap::new();
+        for opened in found.into_iter().rev() {
+            if opened.hash != expected {
+                return Err(refused(
+                    "an earlier version is not an ancestor of the pinned one",
+                ));
+            }
+            expected = opened.spine.prev.clone();
+            heads.insert(
+                opened.spine.version,
+                Head {
+                    spine: opened.spine,
+                    hash: opened.hash,
+                },
+            );
+        }
+        Ok(heads)
+    }
+
     /// One page of the room's log after `after`, asked with the first of `keys` the
     /// server accepts.
     async fn spine_page(
@@ -688,14 +740,21 @@ impl Client {
         self.share_keys(me, m, InviteKind::Rekey, pins).await
     }
 
-    /// The channel's highest number so far, reserved with the old key: every message
-    /// under the old key has this number or a lower one.
+    /// The channel's highest number so far, reserved before the re-key: every message
+    /// under the old key has this number or a lower one. Reserved with the channel's key,
+    /// or with the admin capability if this admin was never sent that channel's key.
     async fn last_number(&self, m: &Membership, channel: ChannelId) -> Result<u64, ClientError> {
-        let (_, key) = m.channel_key(channel)?;
+        let (key, signer) = match m.channel_key(channel) {
+            Ok((_, key)) => (
+                channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+            ),
+            Err(_) => (m.admin()?, Signer::Admin(m.room)),
+        };
         let cinder_proto::rooms::Reserved { number } = self
             .call_capability::<(), _>(
-                &channel_capability(key, m.room, channel),
-                Signer::Channel(m.room, channel),
+                &key,
+                signer,
                 Method::POST,
                 &format!("/messages/{}/{channel}/numbers", m.room),
                 None,
@@ -738,6 +797,13 @@ impl Client {
     ) -> Result<(), ClientError> {
         if user == me.user_id() {
             return Err(ClientError::Input("you already are an admin".into()));
+        }
+        let spine = self.room(m, pins).await?;
+        if spine.is_admin(user) {
+            // Already an admin: handing over is only stepping down.
+            return self
+                .change_admins(me, m, &[(me.user_id(), false)], pins)
+                .await;
         }
         self.change_admins(me, m, &[(user, true), (me.user_id(), false)], pins)
             .await
@@ -936,31 +1002,37 @@ impl Membership {
 
     /// Installs keys from an invitation that verified against `spine` (the state at the
     /// invitation's head): the master key of its epoch, its channel keys, and the admin
-    /// key if the state lists it and `me` as an admin.
+    /// key if it is the current one. Never replaces a key; says whether anything was new.
     pub(crate) fn install(
         &mut self,
         spine: &Spine,
         master: &Secret32,
         channels: &BTreeMap<ChannelId, Secret32>,
         admin: Option<&Secret32>,
-    ) {
-        self.master_keys
-            .entry(spine.epoch)
-            .or_insert_with(|| master.clone());
+    ) -> bool {
+        let mut added = false;
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            self.master_keys.entry(spine.epoch)
+        {
+            slot.insert(master.clone());
+            added = true;
+        }
         for (c, k) in channels {
-            self.channel_keys
-                .entry(*c)
-                .or_default()
-                .entry(spine.epoch)
-                .or_insert_with(|| k.clone());
+            let keys = self.channel_keys.entry(*c).or_default();
+            if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(spine.epoch) {
+                slot.insert(k.clone());
+                added = true;
+            }
         }
         if let Some(a) = admin {
             let key: VerifyKey = super::capabilities::admin_capability(a)
                 .verifying_key()
                 .into();
-            if key == self.head.spine.admin_key {
+            if key == self.head.spine.admin_key && self.admin_key.as_ref() != Some(a) {
                 self.admin_key = Some(a.clone());
+                added = true;
             }
         }
+        added
     }
 }
