@@ -530,6 +530,7 @@ pub fn seal_message(
         ciphertext,
         burn_at,
         delete_hash: Some(Blob(Sha256::digest(secret).to_vec())),
+        media: Vec::new(),
     })
 }
 

@@ -89,6 +89,13 @@ hex_id!(
     "channel id"
 );
 
+hex_id!(
+    /// A media object's id: 16 random bytes chosen by the server when it hands out an
+    /// upload URL. It names the object under its room and channel (or the room's avatars).
+    MediaId,
+    "media id"
+);
+
 impl UserId {
     /// The id that belongs to a user whose first signing key is `key`.
     pub fn derive(key: &VerifyKey) -> Self {

@@ -7,6 +7,7 @@
 //! - [`auth`]: how a request is signed: headers and the canonical bytes under the signature.
 //! - [`accounts`]: OPAQUE registration and login bodies, logins, Argon2id parameters.
 //! - [`rooms`]: rooms (the spine) and channel messages (the shards).
+//! - [`media`]: upload and download grants for encrypted attachments and avatars.
 //! - [`api`]: request and response bodies of the HTTP API, and the stable error codes.
 //!
 //! The server compiles this crate to *verify*; the client compiles it to *sign*. Neither
@@ -18,12 +19,13 @@ pub mod auth;
 pub mod encoding;
 pub mod ids;
 pub mod keys;
+pub mod media;
 pub mod rooms;
 
 pub use api::{Envelope, ErrorBody, ErrorCode};
 pub use auth::{RequestSignature, Signer};
 pub use encoding::{Blob, HpkePublicKey, Nonce, Signature, VerifyKey};
-pub use ids::{ChannelId, EnvelopeId, RoomId, Timestamp, UserId};
+pub use ids::{ChannelId, EnvelopeId, MediaId, RoomId, Timestamp, UserId};
 pub use keys::KeyBundle;
 
 /// Why a piece of wire data was refused.

@@ -119,6 +119,10 @@ pub struct PostShard {
     /// SHA-256 of a secret only the sender can re-derive, which deletes the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_hash: Option<Blob>,
+    /// The media objects the message links (uploaded to this channel): download URLs are
+    /// issued for them only while the message lives, and they are deleted with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::MediaId>,
 }
 
 /// A message as stored and served.
@@ -135,6 +139,9 @@ pub struct Shard {
     /// See [`PostShard::delete_hash`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_hash: Option<Blob>,
+    /// See [`PostShard::media`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::MediaId>,
 }
 
 /// One page of a channel, oldest first.

@@ -14,6 +14,7 @@
 //! - [`spine`]: rooms: the sealed spine and its capabilities.
 //! - [`shards`]: channel messages: numbering, burn, capability checks.
 //! - [`keys`]: the key directory and invite inboxes: domain rules and router.
+//! - [`media`]: upload and download URLs for encrypted attachments and avatars.
 
 #[cfg(feature = "accounts")]
 pub mod accounts;
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod media;
 pub mod routing;
 pub mod shards;
 pub mod spine;

@@ -279,3 +279,37 @@ pub trait ShardStore: Send + Sync {
     /// there was none.
     async fn delete_shard(&self, channel: &ChannelRef, number: u64) -> Result<bool, StoreError>;
 }
+
+/// A URL for one object, and the headers a request to it must carry as signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    /// Where to send the request.
+    pub url: String,
+    /// Headers the request must carry exactly (an upload's `content-length`).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Where media ciphertexts live: S3 in AWS, files under `make dev`. The server never moves
+/// bytes; it hands out short-lived URLs for one object each, and deletes objects.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// A URL that accepts one `PUT` of exactly `size` bytes to `key` until `now + ttl`.
+    async fn upload_url(
+        &self,
+        key: &cinder_proto::media::ObjectKey,
+        size: u64,
+        now: Timestamp,
+        ttl_secs: u64,
+    ) -> Result<Presigned, StoreError>;
+
+    /// A URL that serves `key`'s bytes until `now + ttl`.
+    async fn download_url(
+        &self,
+        key: &cinder_proto::media::ObjectKey,
+        now: Timestamp,
+        ttl_secs: u64,
+    ) -> Result<Presigned, StoreError>;
+
+    /// Deletes objects; absent ones are not an error.
+    async fn delete(&self, keys: &[cinder_proto::media::ObjectKey]) -> Result<(), StoreError>;
+}

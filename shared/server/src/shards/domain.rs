@@ -73,6 +73,7 @@ pub async fn post(
             "delete_hash is a 32-byte SHA-256",
         ));
     }
+    check_media(&req.media)?;
     if number == 0 || number > shards.reserved(&channel).await? {
         return Err(Error::InvalidParameter(
             "message number: reserve it first".into(),
@@ -84,12 +85,30 @@ pub async fn post(
         burn_at: req.burn_at,
         posted_at: now,
         delete_hash: req.delete_hash,
+        media: req.media,
     };
     match shards.put_shard(&channel, &shard).await {
         Ok(()) => Ok(shard),
         Err(StoreError::Conflict) => Err(Error::AlreadyExists("message")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A message links at most a few objects, each once.
+fn check_media(media: &[cinder_proto::MediaId]) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    if media.len() > cinder_proto::media::limits::MAX_MEDIA_PER_MESSAGE
+        || !media.iter().all(|m| seen.insert(*m))
+    {
+        return Err(Error::limit(
+            "media",
+            format!(
+                "a message links at most {} distinct objects",
+                cinder_proto::media::limits::MAX_MEDIA_PER_MESSAGE
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A page of unburnt messages after `after`.
