@@ -718,6 +718,7 @@ fn shard(number: u64, burn_at: Timestamp) -> Shard {
         burn_at,
         posted_at: T0,
         delete_hash: Some(Blob(vec![9; 32])),
+        media: vec![cinder_proto::MediaId([number as u8; 16])],
     }
 }
 
