@@ -136,6 +136,7 @@ fn main() {
                 burn_at: post.burn_at,
                 posted_at: now,
                 delete_hash: post.delete_hash,
+                media: post.media,
             }
         })
         .collect();
