@@ -54,6 +54,11 @@ impl Client {
         &self.base
     }
 
+    /// The HTTP client, for transfers to and from object storage.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Publishes a first key bundle.
     pub async fn publish(&self, bundle: &KeyBundle) -> Result<KeyBundle, ClientError> {
         self.call(Method::POST, "/keys", Some(bundle), None).await

@@ -57,6 +57,23 @@ pub enum ClientError {
     /// The cached session has ended.
     #[error("not logged in, or the session has ended; run `cinder login`")]
     NotLoggedIn,
+    /// Object storage refused an upload or download, or the transfer broke off.
+    #[error("the file transfer failed: {reason}")]
+    Transfer {
+        /// The storage's HTTP status, if it answered.
+        status: Option<u16>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A bug or a failure of the runtime (a worker thread that stopped), not of the server.
     #[error("internal client error: {0}")]
     Internal(String),

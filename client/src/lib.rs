@@ -11,6 +11,7 @@
 //! - [`directory`]: fetching other users' keys and following their rotation chains
 //!   against pinned versions.
 //! - [`rooms`]: rooms, channels, invitations and messages: every key made and kept here.
+//! - [`media`]: files sealed as a stream (STREAM over AES-256-GCM) for attachments.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 //! - `secret`: keeps secrets from serialising anywhere but the crate's own storage.
 
@@ -19,6 +20,7 @@ pub mod api;
 pub mod directory;
 pub mod error;
 pub mod identity;
+pub mod media;
 pub mod profile;
 pub mod rooms;
 mod secret;

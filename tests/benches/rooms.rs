@@ -58,9 +58,10 @@ fn main() {
         let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
         let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let objects = cinder_dev::media_store(dir.path(), &url, Clock::system()).unwrap();
         tokio::spawn(cinder_dev::serve(
             listener,
-            cinder_dev::app(store, secrets, Clock::system()),
+            cinder_dev::app(store, secrets, Clock::system(), objects),
             std::future::pending(),
         ));
         let client = Client::new(&url);

@@ -29,7 +29,8 @@ async fn three_users_through_the_dev_server() {
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (clock, time) = cinder_server::Clock::skewed();
-    let app = cinder_dev::app(store, secrets, clock);
+    let objects = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
+    let app = cinder_dev::app(store, secrets, clock, objects);
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     let pass: PassTime = Box::new(move |secs| {
         time.advance(secs);

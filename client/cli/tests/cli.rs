@@ -13,7 +13,8 @@ async fn dev_server(data: &Path) -> String {
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let secrets = std::sync::Arc::new(cinder_dev::master_secret(data).unwrap());
-    let app = cinder_dev::app(store, secrets, Clock::system());
+    let objects = cinder_dev::media_store(data, &url, Clock::system()).unwrap();
+    let app = cinder_dev::app(store, secrets, Clock::system(), objects);
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     url
 }

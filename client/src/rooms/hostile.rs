@@ -22,6 +22,10 @@ struct World {
     client: Client,
     /// The server's own store: what a hostile operator can rewrite at will.
     store: Arc<SqliteStore>,
+    /// Its media files (the data folder's `media/`), just as rewritable.
+    objects: Arc<cinder_dev::media::FileObjects>,
+    data: std::path::PathBuf,
+    url: String,
 }
 
 async fn world_with(clock: Clock) -> World {
@@ -30,11 +34,15 @@ async fn world_with(clock: Clock) -> World {
     let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = cinder_dev::app(store.clone(), secrets, clock);
+    let objects = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
+    let app = cinder_dev::app(store.clone(), secrets, clock, objects.clone());
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     World {
         client: Client::new(&url),
         store,
+        objects,
+        data: dir.path().to_owned(),
+        url,
     }
 }
 
@@ -1074,4 +1082,302 @@ async fn keys_sent_at_a_version_the_member_has_moved_past_still_install() {
             .is_empty(),
         "used envelopes are deleted"
     );
+}
+
+// Media: attachments between members, and a server that lies about them.
+
+/// Writes `size` bytes of a recognisable pattern to a file under the world's folder.
+fn some_file(w: &World, name: &str, size: usize) -> std::path::PathBuf {
+    let path = w.data.join(name);
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The stored object of a message's first attachment, on the dev server's disk.
+fn object_file(
+    w: &World,
+    room: RoomId,
+    channel: ChannelId,
+    number: u64,
+    media: cinder_proto::MediaId,
+) -> std::path::PathBuf {
+    let key = cinder_proto::media::ObjectKey::Attachment {
+        room,
+        channel,
+        number,
+        media,
+    };
+    w.data.join("media").join(key.to_string())
+}
+
+async fn download_bytes(
+    w: &World,
+    u: &mut User,
+    room: RoomId,
+    channel: ChannelId,
+    number: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let m = u.rooms[&room].clone();
+    let message = w.client.message(&m, channel, number, &mut u.pins).await?;
+    let mut out = Vec::new();
+    w.client
+        .download(&m, channel, number, &message.attachments[0], &mut out, None)
+        .await?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_from_one_member_to_another_and_burns_with_its_message() {
+    let (clock, time) = Clock::skewed();
+    let w = world_with(clock).await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let path = some_file(&w, "report.pdf", 3 * crate::media::SEGMENT + 1234);
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let files = [crate::media::FileToSend::new(&path)];
+    let n = w
+        .client
+        .send_files(&alice.me, m, general, ("the report", &files), 600, None)
+        .await
+        .unwrap();
+    // Bob sees the message with its attachment, and gets the very bytes.
+    let page = bob.read(&w, room, general).await;
+    let r = &page.messages[0];
+    assert_eq!((r.text.as_str(), r.attachments.len()), ("the report", 1));
+    assert_eq!(r.attachments[0].name, "report.pdf");
+    assert_eq!(
+        r.attachments[0].size,
+        3 * crate::media::SEGMENT as u64 + 1234
+    );
+    let got = download_bytes(&w, &mut bob, room, general, n)
+        .await
+        .unwrap();
+    assert_eq!(got, std::fs::read(&path).unwrap());
+    // The server holds only ciphertext: not one plaintext segment appears in its file.
+    let stored = object_file(&w, room, general, n, r.attachments[0].media_id);
+    let cipher = std::fs::read(&stored).unwrap();
+    assert_eq!(
+        cipher.len() as u64,
+        crate::media::sealed_len(got.len() as u64)
+    );
+    assert!(!cipher.windows(64).any(|win| win == &got[..64]));
+
+    // WHEN the message burns, no URL is issued and the file is deleted
+    time.advance(601);
+    let refused = download_bytes(&w, &mut bob, room, general, n)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(cinder_proto::ErrorCode::NotFound),
+        "{refused}"
+    );
+    let swept = cinder_dev::media::sweep(&w.store, &w.objects, Timestamp(Timestamp::now().0 + 601))
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(!stored.exists(), "the burnt message's file is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_message_deletes_its_files() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let path = some_file(&w, "a.bin", 1000);
+    let files = [crate::media::FileToSend::new(&path)];
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w
+        .client
+        .send_files(&alice.me, m, general, ("", &files), 600, None)
+        .await
+        .unwrap();
+    let media = bob.read(&w, room, general).await.messages[0].attachments[0].media_id;
+    w.client
+        .delete_message(&alice.me, &alice.rooms[&room], general, n)
+        .await
+        .unwrap();
+    let refused = download_bytes(&w, &mut bob, room, general, n)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(cinder_proto::ErrorCode::NotFound));
+    cinder_dev::media::sweep(&w.store, &w.objects, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(!object_file(&w, room, general, n, media).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cannot_swap_truncate_or_reorder_an_attachment() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let size = 3 * crate::media::SEGMENT + 10;
+    let mut numbers = Vec::new();
+    for name in ["one.bin", "two.bin"] {
+        let path = some_file(&w, name, size);
+        let files = [crate::media::FileToSend::new(&path)];
+        let m = alice.rooms.get_mut(&room).unwrap();
+        numbers.push(
+            w.client
+                .send_files(&alice.me, m, general, (name, &files), 600, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let page = bob.read(&w, room, general).await;
+    let files: Vec<_> = page
+        .messages
+        .iter()
+        .map(|r| object_file(&w, room, general, r.number, r.attachments[0].media_id))
+        .collect();
+    let (one, two) = (
+        std::fs::read(&files[0]).unwrap(),
+        std::fs::read(&files[1]).unwrap(),
+    );
+    let seg = crate::media::SEGMENT + 16;
+    let mut reordered = one.clone();
+    reordered[..seg].copy_from_slice(&one[seg..2 * seg]);
+    reordered[seg..2 * seg].copy_from_slice(&one[..seg]);
+    let mut flipped = one.clone();
+    flipped[seg + 5] ^= 0x80;
+    for (what, bytes) in [
+        ("another file's ciphertext", two.clone()),
+        ("truncated", one[..2 * seg].to_vec()),
+        ("reordered", reordered),
+        ("flipped", flipped),
+    ] {
+        std::fs::write(&files[0], &bytes).unwrap();
+        let refused = download_bytes(&w, &mut bob, room, general, numbers[0]).await;
+        assert!(
+            matches!(refused, Err(ClientError::Verification(_))),
+            "{what}: {refused:?}"
+        );
+    }
+    std::fs::write(&files[0], &one).unwrap();
+    assert_eq!(
+        download_bytes(&w, &mut bob, room, general, numbers[0])
+            .await
+            .unwrap()
+            .len(),
+        size
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_media_urls_for_strangers_or_removed_members() {
+    let w = world().await;
+    let (mut alice, mut bob, carol, room, general) = team(&w).await;
+    let path = some_file(&w, "a.bin", 100);
+    let files = [crate::media::FileToSend::new(&path)];
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w
+        .client
+        .send_files(&alice.me, m, general, ("", &files), 600, None)
+        .await
+        .unwrap();
+    let carol_keys = carol.rooms[&room].clone();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&alice.me, m, carol.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    let message = {
+        bob.accept(&w).await;
+        let m = bob.rooms[&room].clone();
+        w.client
+            .message(&m, general, n, &mut bob.pins)
+            .await
+            .unwrap()
+    };
+    // Carol, removed, still has the old channel key and the message's attachment: no URL.
+    let mut out = Vec::new();
+    let refused = w
+        .client
+        .download(
+            &carol_keys,
+            general,
+            n,
+            &message.attachments[0],
+            &mut out,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(cinder_proto::ErrorCode::Unauthenticated)
+    );
+    // Nor may she upload into the room.
+    let mut stale = carol_keys.clone();
+    let refused = w
+        .client
+        .send_files(&carol.me, &mut stale, general, ("", &files), 60, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(cinder_proto::ErrorCode::Unauthenticated)
+    );
+    // Bob, who stays, downloads it.
+    assert_eq!(
+        download_bytes(&w, &mut bob, room, general, n)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_upload_urls_take_exactly_their_size_until_they_expire() {
+    let (clock, time) = Clock::skewed();
+    let w = world_with(clock).await;
+    let (alice, _bob, _carol, room, general) = team(&w).await;
+    let m = alice.rooms[&room].clone();
+    let number = w.client.reserve_for(&m, general, 60).await.unwrap();
+    // Past the bound: no URL at all.
+    let too_big = w
+        .client
+        .upload_grant(
+            &m,
+            general,
+            number,
+            cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES + 1,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), Some(cinder_proto::ErrorCode::LimitExceeded));
+    let grant = w
+        .client
+        .upload_grant(&m, general, number, 100)
+        .await
+        .unwrap();
+    assert_eq!(grant.headers["content-length"], "100");
+    let http = reqwest::Client::new();
+    let put = |body: Vec<u8>, url: String| {
+        let http = http.clone();
+        async move {
+            http.put(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Another length, a doctored size or signature, another object: refused.
+    assert_eq!(put(vec![0; 101], grant.url.clone()).await, 422);
+    assert_eq!(put(vec![0; 99], grant.url.clone()).await, 422);
+    let doctored = grant.url.replace("size=100", "size=101");
+    assert_eq!(put(vec![0; 101], doctored).await, 403);
+    let other = grant.url.replace(
+        &grant.media_id.to_string(),
+        &cinder_proto::MediaId([7; 16]).to_string(),
+    );
+    assert_eq!(put(vec![0; 100], other).await, 403);
+    // The exact size works, until the URL expires.
+    assert_eq!(put(vec![0; 100], grant.url.clone()).await, 200);
+    time.advance(cinder_proto::media::limits::URL_TTL_SECS + 1);
+    assert_eq!(put(vec![0; 100], grant.url.clone()).await, 403);
+    let _ = &w.url;
 }

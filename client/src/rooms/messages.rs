@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use super::capabilities::{channel_capability, commitment_key, derive, message_key};
 use super::{Membership, Secret32, open, random_id, seal};
 use crate::directory::KeyCache;
+use crate::media::Attachment;
 use crate::{Client, ClientError, Identity};
 
 /// Seconds a reader allows between clocks: for a `burn_at` just passed, a `sent_at` a
@@ -51,6 +52,8 @@ pub struct Received {
     pub hash: Blob,
     /// The hash of the sender's previous message in this channel (zeros for the first).
     pub prev: Blob,
+    /// Files linked from the message; [`Client::download`] fetches and opens one.
+    pub attachments: Vec<Attachment>,
 }
 
 /// Per sender, the last message a reader has seen in a channel, to notice messages the
@@ -236,6 +239,9 @@ struct MessageBody {
     seq: u64,
     /// The hash of the sender's previous message's signed bytes.
     prev: Blob,
+    /// Files linked from the message: where they are, and the keys that open them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment>,
     signature: Signature,
 }
 
@@ -263,9 +269,19 @@ fn message_signed_bytes(at: Place, body: &MessageBody) -> Vec<u8> {
         body.delete_nonce.as_bytes(),
         &body.seq.to_be_bytes(),
         &body.prev.0,
+        &attachments_hash(&body.attachments),
         body.text.as_bytes(),
     ]
     .concat()
+}
+
+/// SHA-256 of the attachments as the signature covers them: count, then each in order.
+fn attachments_hash(attachments: &[Attachment]) -> [u8; 32] {
+    let mut h = Sha256::new().chain_update((attachments.len() as u64).to_be_bytes());
+    for a in attachments {
+        h.update(a.signed_bytes());
+    }
+    h.finalize().into()
 }
 
 fn message_hash(signed: &[u8]) -> Blob {
@@ -299,6 +315,19 @@ impl Client {
         text: &str,
         burn_secs: u64,
     ) -> Result<u64, ClientError> {
+        let number = self.reserve_for(m, channel, burn_secs).await?;
+        self.post_message(me, m, (channel, number), (text, Vec::new()), burn_secs)
+            .await?;
+        Ok(number)
+    }
+
+    /// Checks `burn_secs` against the channel's burn time, then reserves a number.
+    pub(crate) async fn reserve_for(
+        &self,
+        m: &Membership,
+        channel: ChannelId,
+        burn_secs: u64,
+    ) -> Result<u64, ClientError> {
         let info = m
             .spine()
             .channel(channel)
@@ -310,32 +339,71 @@ impl Client {
             )));
         }
         let (_, key) = m.channel_key(channel)?;
-        let cap = channel_capability(key, m.room, channel);
-        let signer = Signer::Channel(m.room, channel);
-        let base = format!("/messages/{}/{channel}", m.room);
         let Reserved { number } = self
-            .call_capability::<(), _>(&cap, signer, Method::POST, &format!("{base}/numbers"), None)
-            .await?;
-        let sent_at = self.now();
-        let post = seal_message(
-            me,
-            m,
-            channel,
-            number,
-            text,
-            sent_at,
-            sent_at.plus(burn_secs),
-        )?;
-        let _: Shard = self
-            .call_capability(
-                &cap,
-                signer,
-                Method::PUT,
-                &format!("{base}/{number}"),
-                Some(&post),
+            .call_capability::<(), _>(
+                &channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+                Method::POST,
+                &format!("/messages/{}/{channel}/numbers", m.room),
+                None,
             )
             .await?;
         Ok(number)
+    }
+
+    /// Seals and posts a message under a reserved number.
+    pub(crate) async fn post_message(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        (channel, number): (ChannelId, u64),
+        (text, attachments): (&str, Vec<Attachment>),
+        burn_secs: u64,
+    ) -> Result<(), ClientError> {
+        let sent_at = self.now();
+        let post = seal_message_with(
+            me,
+            m,
+            (channel, number),
+            (text, attachments),
+            (sent_at, sent_at.plus(burn_secs)),
+        )?;
+        let (_, key) = m.channel_key(channel)?;
+        let _: Shard = self
+            .call_capability(
+                &channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+                Method::PUT,
+                &format!("/messages/{}/{channel}/{number}", m.room),
+                Some(&post),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One message, with every check [`Client::read`] makes.
+    pub async fn message(
+        &self,
+        m: &Membership,
+        channel: ChannelId,
+        number: u64,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<Received, ClientError> {
+        let (_, key) = m.channel_key(channel)?;
+        let shard: Shard = self
+            .call_capability::<(), _>(
+                &channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+                Method::GET,
+                &format!("/messages/{}/{channel}/{number}", m.room),
+                None,
+            )
+            .await?;
+        let now = Timestamp(self.now().0.max(Timestamp::now().0));
+        let mut cache = KeyCache::default();
+        self.check(m, channel, shard, now, pins, &mut cache)
+            .await
+            .map_err(|why| ClientError::Verification(format!("message {number} {why}")))
     }
 
     /// Reads a page of messages after `after` and checks each against the room state `m`
@@ -444,6 +512,7 @@ impl Client {
             seq: message.seq,
             hash: message_hash(&message.signed),
             prev: message.prev,
+            attachments: message.attachments,
         })
     }
 
@@ -486,6 +555,25 @@ pub fn seal_message(
     sent_at: Timestamp,
     burn_at: Timestamp,
 ) -> Result<PostShard, ClientError> {
+    seal_message_with(
+        me,
+        m,
+        (channel, number),
+        (text, Vec::new()),
+        (sent_at, burn_at),
+    )
+}
+
+/// Like [`seal_message`], with files linked: the message carries their keys, names, sizes
+/// and hashes (signed), and the post lists their media ids for the server.
+pub fn seal_message_with(
+    me: &Identity,
+    m: &mut Membership,
+    (channel, number): (ChannelId, u64),
+    (text, attachments): (&str, Vec<Attachment>),
+    (sent_at, burn_at): (Timestamp, Timestamp),
+) -> Result<PostShard, ClientError> {
+    let media = attachments.iter().map(|a| a.media_id).collect();
     let (epoch, key) = m.channel_key(channel)?;
     let key = key.clone();
     let at = Place {
@@ -507,6 +595,7 @@ pub fn seal_message(
         delete_nonce: Nonce(random_id()?),
         seq: last.seq + 1,
         prev: last.hash,
+        attachments,
         signature: Signature([0; 64]),
     };
     let signed = message_signed_bytes(at, &body);
@@ -518,7 +607,8 @@ pub fn seal_message(
             hash: message_hash(&signed),
         },
     );
-    let json = serde_json::to_vec(&body).map_err(|e| ClientError::Internal(e.to_string()))?;
+    let json = crate::secret::exposing(|| serde_json::to_vec(&body))
+        .map_err(|e| ClientError::Internal(e.to_string()))?;
     let ciphertext = seal_body(
         &key,
         (m.room, channel, epoch),
@@ -530,7 +620,7 @@ pub fn seal_message(
         ciphertext,
         burn_at,
         delete_hash: Some(Blob(Sha256::digest(secret).to_vec())),
-        media: Vec::new(),
+        media,
     })
 }
 
@@ -551,6 +641,8 @@ pub struct Opened {
     pub seq: u64,
     /// The hash of the sender's previous message.
     pub prev: Blob,
+    /// Files linked from the message.
+    pub attachments: Vec<Attachment>,
     delete_nonce: Nonce,
     signature: Signature,
     signed: Vec<u8>,
@@ -595,6 +687,7 @@ pub fn open_message(m: &Membership, channel: ChannelId, shard: &Shard) -> Result
         text: body.text,
         seq: body.seq,
         prev: body.prev,
+        attachments: body.attachments,
         delete_nonce: body.delete_nonce,
         signature: body.signature,
         signed,

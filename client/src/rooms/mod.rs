@@ -34,6 +34,7 @@ use crate::ClientError;
 
 pub use messages::{
     Break, Continuity, Opened, Page, Received, Refusal, open_message, seal_message,
+    seal_message_with,
 };
 pub use state::{ChannelInfo, FormerMember, Spine, SpineMember};
 
@@ -56,6 +57,11 @@ impl Secret32 {
         let mut s = [0u8; 32];
         getrandom::fill(&mut s).map_err(|_| ClientError::Randomness)?;
         Ok(Self(s))
+    }
+
+    /// The bytes, for this crate's own key schedules.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 

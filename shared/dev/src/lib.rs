@@ -5,17 +5,22 @@
 //! - [`open_store`]: the SQLite store in the data folder (created on first run).
 //! - [`master_secret`]: the enclave function's master secret, generated once into the data
 //!   folder (mode 0600), as Secrets Manager holds it in AWS.
+//! - [`media`]: media files in the data folder behind signed URLs, and their sweeper.
 //! - [`app`]: all routers on one store.
 //! - [`serve`]: the HTTP server, until shutdown.
+
+pub mod media;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
+use cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES;
 use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::keys::{self, KeysState};
+use cinder_server::media::MediaState;
 use cinder_server::shards::{self, DEFAULT_MAX_BURN_SECS, ShardsState};
 use cinder_server::spine::{self, SpineState};
 use cinder_sqlite::SqliteStore;
@@ -25,6 +30,8 @@ use tokio::net::TcpListener;
 pub const DB_FILE: &str = "cinder.sqlite3";
 /// File name of the master secret inside the data folder.
 pub const SECRET_FILE: &str = "master.secret";
+/// File name of the key that signs media URLs inside the data folder.
+pub const MEDIA_KEY_FILE: &str = "media.key";
 
 /// Why the dev server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +83,39 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
 /// Reads the master secret from `data_dir`, generating 32 random bytes on first run.
 pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
     let path = data_dir.join(SECRET_FILE);
+    let bytes = secret_file(&path)?;
+    ServerSecrets::from_master(&bytes).map_err(|e| DevError::Secret {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// The media file store in `data_dir`, its URLs starting with `base_url` (the dev server's
+/// own address) and signed with a key generated once into the data folder.
+pub fn media_store(
+    data_dir: &Path,
+    base_url: &str,
+    clock: Clock,
+) -> Result<Arc<media::FileObjects>, DevError> {
+    let path = data_dir.join(MEDIA_KEY_FILE);
+    let bytes = secret_file(&path)?;
+    let key: [u8; 32] = bytes.try_into().map_err(|_| DevError::Secret {
+        path,
+        reason: "not 32 bytes".into(),
+    })?;
+    Ok(Arc::new(media::FileObjects::new(
+        data_dir, key, base_url, clock,
+    )))
+}
+
+/// Reads a 32-byte secret file, generating it (mode 0600) on first run.
+fn secret_file(path: &Path) -> Result<Vec<u8>, DevError> {
     let fail = |reason: String| DevError::Secret {
-        path: path.clone(),
+        path: path.to_owned(),
         reason,
     };
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| fail(e.to_string()))?;
@@ -90,27 +124,39 @@ pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
+            match options.open(path) {
                 Ok(mut file) => {
                     std::io::Write::write_all(&mut file, &secret)
                         .map_err(|e| fail(e.to_string()))?;
                     file.sync_all().map_err(|e| fail(e.to_string()))?;
-                    secret.to_vec()
+                    Ok(secret.to_vec())
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    std::fs::read(&path).map_err(|e| fail(e.to_string()))?
+                    std::fs::read(path).map_err(|e| fail(e.to_string()))
                 }
-                Err(e) => return Err(fail(e.to_string())),
+                Err(e) => Err(fail(e.to_string())),
             }
         }
-        Err(e) => return Err(fail(e.to_string())),
-    };
-    ServerSecrets::from_master(&bytes).map_err(|e| fail(e.to_string()))
+        Err(e) => Err(fail(e.to_string())),
+    }
 }
 
-/// Every function's routes on one store, with the shared fallbacks and access log.
-pub fn app(store: Arc<SqliteStore>, secrets: Arc<ServerSecrets>, clock: Clock) -> Router {
+/// Every function's routes on one store, with the shared fallbacks and access log; media
+/// in `objects` (see [`media_store`]), with the default size bound.
+pub fn app(
+    store: Arc<SqliteStore>,
+    secrets: Arc<ServerSecrets>,
+    clock: Clock,
+    objects: Arc<media::FileObjects>,
+) -> Router {
     let routes = Router::new()
+        .merge(cinder_server::media::routes(MediaState::new(
+            store.clone(),
+            objects.clone(),
+            clock.clone(),
+            DEFAULT_MAX_MEDIA_BYTES,
+        )))
+        .merge(media::routes(objects))
         .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
         .merge(accounts::routes(AccountsState::new(
             store.clone(),

@@ -30,6 +30,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secrets = std::sync::Arc::new(cinder_dev::master_secret(&args.data_dir)?);
     let listener = cinder_dev::bind(&args.addr).await?;
     let addr = listener.local_addr()?;
+    let clock = Clock::system();
+    let objects =
+        cinder_dev::media_store(&args.data_dir, &format!("http://{addr}"), clock.clone())?;
+    // Media of burnt and deleted messages goes within a few seconds, as on AWS.
+    cinder_dev::media::spawn_sweeper(
+        store.clone(),
+        objects.clone(),
+        std::time::Duration::from_secs(5),
+    );
     println!(
         "cinder-dev: serving http://{addr} (data in {})",
         args.data_dir.display()
@@ -43,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     cinder_dev::serve(
         listener,
-        cinder_dev::app(store, secrets, Clock::system()),
+        cinder_dev::app(store, secrets, clock, objects),
         shutdown,
     )
     .await?;

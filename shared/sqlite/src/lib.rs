@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cinder_proto::RoomId;
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
+use cinder_proto::media::ObjectKey;
 use cinder_proto::rooms::{Room, Shard, SpineEntry};
 use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{
@@ -84,11 +85,21 @@ CREATE TABLE IF NOT EXISTS room_spines (
     spine   BLOB NOT NULL,
     PRIMARY KEY (room_id, version)
 );
-PRAGMA user_version = 4;
+-- The media each message links, until the dev server has deleted the files: due when the
+-- message burns, or at once when it is deleted (`due_at` 0).
+CREATE TABLE IF NOT EXISTS shard_media (
+    channel  TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    media_id TEXT NOT NULL,
+    due_at   INTEGER NOT NULL,
+    PRIMARY KEY (channel, number, media_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS shard_media_due ON shard_media (due_at);
+PRAGMA user_version = 5;
 ";
 
 /// The schema version this build writes; older files are upgraded in place.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +169,70 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+
+    /// Attachments whose message has burnt (by `now`) or been deleted, oldest first: the
+    /// dev server deletes their files, then [`SqliteStore::forget_media`]s them. (On AWS the
+    /// shards table's stream does this job.)
+    pub async fn media_due(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StoreError> {
+        let now = to_sql_int(now.0)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT channel, number, media_id FROM shard_media WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (channel, number, media) = row.map_err(backend)?;
+                format!("rooms/{}/{number}/{media}", channel.replacen('/', "/channels/", 1))
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("shard media row".into()))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Forgets attachments whose files are gone.
+    pub async fn forget_media(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
+        let rows: Vec<(String, i64, String)> = keys
+            .iter()
+            .filter_map(|k| match k {
+                ObjectKey::Attachment {
+                    room,
+                    channel,
+                    number,
+                    media,
+                } => Some((
+                    format!("{room}/{channel}"),
+                    i64::try_from(*number).ok()?,
+                    media.to_string(),
+                )),
+                ObjectKey::Avatar { .. } => None,
+            })
+            .collect();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for (channel, number, media) in rows {
+                tx.execute(
+                    "DELETE FROM shard_media WHERE channel = ?1 AND number = ?2 AND media_id = ?3",
+                    params![channel, number, media],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     /// Whether this write should also sweep expired rows.
@@ -742,19 +817,28 @@ impl ShardStore for SqliteStore {
         let burn_at = to_sql_int(shard.burn_at.0)?;
         let now = to_sql_int(shard.posted_at.0)?;
         let json = encode(shard)?;
+        let media: Vec<String> = shard.media.iter().map(ToString::to_string).collect();
         let sweep = self.sweep_due();
         self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
             if sweep {
                 // Shards burn on `burn_at`, the column the sweep of other tables calls `expires_at`.
-                c.execute("DELETE FROM shards WHERE burn_at <= ?1", params![now])
+                tx.execute("DELETE FROM shards WHERE burn_at <= ?1", params![now])
                     .map_err(backend)?;
             }
-            c.execute(
+            tx.execute(
                 "INSERT INTO shards (channel, number, burn_at, shard) VALUES (?1, ?2, ?3, ?4)",
                 params![channel, number, burn_at, json],
             )
-            .map(drop)
-            .map_err(conflict_or_backend)
+            .map_err(conflict_or_backend)?;
+            for m in &media {
+                tx.execute(
+                    "INSERT OR IGNORE INTO shard_media (channel, number, media_id, due_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![channel, number, m, burn_at],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -815,12 +899,22 @@ impl ShardStore for SqliteStore {
         let channel = channel.to_string();
         let number = to_sql_int(number)?;
         self.run(move |c| {
-            c.execute(
-                "UPDATE shards SET shard = NULL WHERE channel = ?1 AND number = ?2 AND shard IS NOT NULL",
+            let tx = c.transaction().map_err(backend)?;
+            let deleted = tx
+                .execute(
+                    "UPDATE shards SET shard = NULL WHERE channel = ?1 AND number = ?2 AND shard IS NOT NULL",
+                    params![channel, number],
+                )
+                .map_err(backend)?
+                == 1;
+            // Its media goes with it, at once.
+            tx.execute(
+                "UPDATE shard_media SET due_at = 0 WHERE channel = ?1 AND number = ?2",
                 params![channel, number],
             )
-            .map(|n| n == 1)
-            .map_err(backend)
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(deleted)
         })
         .await
     }
