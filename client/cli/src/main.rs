@@ -1,5 +1,6 @@
 //! `cinder`: the reference client's command line.
 
+mod progress;
 mod rooms;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -97,11 +98,30 @@ enum Command {
         room: String,
         /// The channel (name or id).
         channel: String,
-        /// The text.
+        /// The text (may be empty when files are attached).
+        #[arg(default_value = "")]
         text: String,
+        /// Attach a file (repeat for several); it is encrypted here and burns with the message.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
         /// Seconds until it burns (default: the channel's burn time).
         #[arg(long)]
         burn: Option<u64>,
+    },
+    /// Download and decrypt a message's attachment.
+    Download {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// The message's number.
+        number: u64,
+        /// Which attachment, from 1 (default: the first).
+        #[arg(long, default_value_t = 1)]
+        index: usize,
+        /// Where to write it (default: its name, in the current folder; `-` for stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Read a channel's messages.
     Read {
@@ -567,8 +587,16 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
             room,
             channel,
             text,
+            files,
             burn,
-        } => rooms::send(&mut rc, &room, &channel, &text, burn).await,
+        } => rooms::send(&mut rc, (&room, &channel), (&text, &files), burn).await,
+        Command::Download {
+            room,
+            channel,
+            number,
+            index,
+            out,
+        } => rooms::download(&mut rc, (&room, &channel, number, index), out).await,
         Command::Read {
             room,
             channel,

@@ -7,6 +7,7 @@ use cinder_proto::{ChannelId, ErrorCode, RoomId, UserId};
 use clap::{Args, Subcommand};
 
 use cinder_client::account::LoggedIn;
+use cinder_client::media::FileToSend;
 use cinder_client::rooms::{Break, Continuity, Membership, Received, Spine};
 use cinder_client::{Client, ClientError};
 
@@ -378,11 +379,13 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
 /// `cinder send ROOM CHANNEL TEXT`
 pub async fn send(
     ctx: &mut RoomCtx<'_>,
-    room: &str,
-    channel: &str,
-    text: &str,
+    (room, channel): (&str, &str),
+    (text, files): (&str, &[std::path::PathBuf]),
     burn: Option<u64>,
 ) -> Result<(), ClientError> {
+    if text.is_empty() && files.is_empty() {
+        return Err(ClientError::Input("give a text, a --file, or both".into()));
+    }
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
     let burn = burn.unwrap_or_else(|| {
@@ -396,7 +399,21 @@ pub async fn send(
     ctx.keys_for(id, Some(ch)).await?;
     let client = ctx.client;
     let (m, _) = ctx.parts(id)?;
-    let number = client.send_message(&me, m, ch, text, burn).await?;
+    let number = if files.is_empty() {
+        client.send_message(&me, m, ch, text, burn).await?
+    } else {
+        let files: Vec<FileToSend> = files.iter().map(FileToSend::new).collect();
+        let total = files
+            .iter()
+            .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let bar = crate::progress::Bar::new("Encrypting and uploading", total);
+        let sent = client
+            .send_files(&me, m, ch, (text, &files), burn, Some(bar.reporter()))
+            .await;
+        drop(bar);
+        sent?
+    };
     if ctx.json {
         println!("{}", serde_json::json!({ "number": number }));
     } else {
@@ -405,13 +422,101 @@ pub async fn send(
     Ok(())
 }
 
+/// `cinder download ROOM CHANNEL NUMBER [--index N] [--out PATH]`
+pub async fn download(
+    ctx: &mut RoomCtx<'_>,
+    (room, channel, number, index): (&str, &str, u64, usize),
+    out: Option<std::path::PathBuf>,
+) -> Result<(), ClientError> {
+    let (id, spine) = ctx.find(room).await?;
+    let ch = channel_of(&spine, channel)?;
+    ctx.keys_for(id, Some(ch)).await?;
+    let m = ctx.membership(id)?.clone();
+    let message = ctx.client.message(&m, ch, number, ctx.pins).await?;
+    let attachment = index
+        .checked_sub(1)
+        .and_then(|i| message.attachments.get(i))
+        .ok_or_else(|| {
+            ClientError::Input(format!(
+                "message #{number} has {} attachment(s)",
+                message.attachments.len()
+            ))
+        })?;
+    // The sender chose the name: keep only its last component, never a path.
+    let name = std::path::Path::new(&attachment.name)
+        .file_name()
+        .map_or_else(|| "attachment".into(), |n| n.to_os_string());
+    let target = out.unwrap_or_else(|| name.into());
+    let bar = crate::progress::Bar::new("Downloading and decrypting", attachment.size);
+    let written = if target.as_os_str() == "-" {
+        let mut stdout = tokio::io::stdout();
+        ctx.client
+            .download(
+                &m,
+                ch,
+                number,
+                attachment,
+                &mut stdout,
+                Some(bar.reporter()),
+            )
+            .await?
+    } else {
+        // Written beside the target, renamed only once every segment and the hash check out.
+        let partial = target.with_extension("cinder-partial");
+        let file_error = |source| ClientError::File {
+            path: partial.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(file_error)?;
+        let result = ctx
+            .client
+            .download(&m, ch, number, attachment, &mut file, Some(bar.reporter()))
+            .await;
+        drop(file);
+        match result {
+            Ok(n) => {
+                tokio::fs::rename(&partial, &target)
+                    .await
+                    .map_err(file_error)?;
+                n
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(e);
+            }
+        }
+    };
+    drop(bar);
+    if target.as_os_str() != "-" {
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({ "path": target.display().to_string(), "size": written })
+            );
+        } else {
+            println!("Saved {} ({written} bytes, verified).", target.display());
+        }
+    }
+    Ok(())
+}
+
 fn print_messages(messages: &[Received], json: bool) {
     for r in messages {
         if json {
+            let files: Vec<_> = r
+                .attachments
+                .iter()
+                .map(
+                    |a| serde_json::json!({"name": a.name, "size": a.size, "media_id": a.media_id}),
+                )
+                .collect();
             println!(
                 "{}",
                 serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
-                    "sent_at": r.sent_at, "burn_at": r.burn_at, "text": r.text})
+                    "sent_at": r.sent_at, "burn_at": r.burn_at, "text": r.text,
+                    "attachments": files})
             );
         } else {
             let name = r
@@ -419,6 +524,16 @@ fn print_messages(messages: &[Received], json: bool) {
                 .clone()
                 .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
             println!("#{:<5} {name}: {}", r.number, r.text);
+            for (i, a) in r.attachments.iter().enumerate() {
+                println!(
+                    "       [{}] {} ({}), `cinder download … {} --index {}`",
+                    i + 1,
+                    a.name.escape_debug(),
+                    crate::progress::size(a.size),
+                    r.number,
+                    i + 1
+                );
+            }
         }
     }
 }

@@ -450,6 +450,55 @@ async fn room_walkthrough_create_invite_chat_kick() {
         stdout(&show)
     );
 
+    // Alice sends a file; Bob sees it listed and downloads the very bytes.
+    let report = dir.path().join("report.txt");
+    let contents: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&report, &contents).unwrap();
+    let sent = cinder(
+        &server,
+        &alice,
+        &[
+            "send",
+            "team",
+            "general",
+            "the report",
+            "--file",
+            report.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await;
+    ok(&sent);
+    let number = json(&sent)["number"].as_u64().unwrap().to_string();
+    let listed = cinder(&server, &bob, &["read", "team", "general"]).await;
+    ok(&listed);
+    assert!(
+        stdout(&listed).contains("[1] report.txt (195.31 KiB)"),
+        "{}",
+        stdout(&listed)
+    );
+    let saved = dir.path().join("got.txt");
+    ok(&cinder(
+        &server,
+        &bob,
+        &[
+            "download",
+            "team",
+            "general",
+            &number,
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+    )
+    .await);
+    assert_eq!(std::fs::read(&saved).unwrap(), contents);
+    let none = cinder(&server, &bob, &["download", "team", "general", "1"]).await;
+    assert!(
+        stderr(&none).contains("has 0 attachment(s)"),
+        "{}",
+        stderr(&none)
+    );
+
     // Alice makes Bob an admin: he takes the admin key and adds a channel himself, which
     // Alice's client verifies as signed by an admin.
     // (His client takes the admin key by itself before the next room command.)
@@ -486,7 +535,7 @@ async fn room_walkthrough_create_invite_chat_kick() {
     assert_eq!(json(&list), serde_json::json!([]));
     let mine = cinder(&server, &alice, &["read", "team", "general", "--json"]).await;
     ok(&mine);
-    assert_eq!(stdout(&mine).lines().count(), 3);
+    assert_eq!(stdout(&mine).lines().count(), 4);
     let prose = cinder(&server, &alice, &["read", "team", "general"]).await;
     assert!(
         stdout(&prose).contains("bob (removed): hi alice"),
