@@ -91,11 +91,22 @@ pub fn master_secret(data_dir: &Path) -> Result<ServerSecrets, DevError> {
 }
 
 /// The media file store in `data_dir`, its URLs starting with `base_url` (the dev server's
-/// own address) and signed with a key generated once into the data folder.
+/// own address) and signed with a key generated once into the data folder; objects of up
+/// to [`DEFAULT_MAX_MEDIA_BYTES`] (see [`media_store_with_max`]).
 pub fn media_store(
     data_dir: &Path,
     base_url: &str,
     clock: Clock,
+) -> Result<Arc<media::FileObjects>, DevError> {
+    media_store_with_max(data_dir, base_url, clock, DEFAULT_MAX_MEDIA_BYTES)
+}
+
+/// [`media_store`] with another size bound.
+pub fn media_store_with_max(
+    data_dir: &Path,
+    base_url: &str,
+    clock: Clock,
+    max_bytes: u64,
 ) -> Result<Arc<media::FileObjects>, DevError> {
     let path = data_dir.join(MEDIA_KEY_FILE);
     let bytes = secret_file(&path)?;
@@ -104,7 +115,7 @@ pub fn media_store(
         reason: "not 32 bytes".into(),
     })?;
     Ok(Arc::new(media::FileObjects::new(
-        data_dir, key, base_url, clock,
+        data_dir, key, base_url, clock, max_bytes,
     )))
 }
 
@@ -142,7 +153,7 @@ fn secret_file(path: &Path) -> Result<Vec<u8>, DevError> {
 }
 
 /// Every function's routes on one store, with the shared fallbacks and access log; media
-/// in `objects` (see [`media_store`]), with the default size bound.
+/// in `objects` (see [`media_store`]), with its size bound.
 pub fn app(
     store: Arc<SqliteStore>,
     secrets: Arc<ServerSecrets>,
@@ -154,7 +165,7 @@ pub fn app(
             store.clone(),
             objects.clone(),
             clock.clone(),
-            DEFAULT_MAX_MEDIA_BYTES,
+            objects.max_bytes(),
         )))
         .merge(media::routes(objects))
         .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))

@@ -16,6 +16,9 @@ struct Args {
     /// Folder for the database; created on first run.
     #[arg(long, env = "CINDER_DATA_DIR", default_value = ".cinder/dev")]
     data_dir: PathBuf,
+    /// The largest media object (attachment or avatar), in bytes of ciphertext.
+    #[arg(long, env = "CINDER_MAX_MEDIA_BYTES", default_value_t = cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES)]
+    max_media_bytes: u64,
 }
 
 #[tokio::main]

@@ -32,6 +32,8 @@ use tokio::io::AsyncWriteExt;
 /// Media files and the key that signs their URLs.
 pub struct FileObjects {
     root: PathBuf,
+    /// The largest object an upload URL is issued for.
+    max_bytes: u64,
     key: [u8; 32],
     /// The dev server's own address, which the URLs start with.
     base: String,
@@ -39,14 +41,27 @@ pub struct FileObjects {
 }
 
 impl FileObjects {
-    /// Media under `data_dir/media`, URLs signed with `key` and starting with `base_url`.
-    pub fn new(data_dir: &Path, key: [u8; 32], base_url: &str, clock: Clock) -> Self {
+    /// Media under `data_dir/media`, URLs signed with `key` and starting with `base_url`,
+    /// objects up to `max_bytes`.
+    pub fn new(
+        data_dir: &Path,
+        key: [u8; 32],
+        base_url: &str,
+        clock: Clock,
+        max_bytes: u64,
+    ) -> Self {
         Self {
             root: data_dir.join("media"),
+            max_bytes,
             key,
             base: base_url.trim_end_matches('/').to_owned(),
             clock,
         }
+    }
+
+    /// The largest object, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     fn path(&self, key: &ObjectKey) -> PathBuf {
