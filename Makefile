@@ -7,7 +7,7 @@ PYTHON   ?= python3
 # Console scripts of the Python that `make test-deps` installs into (not always on PATH).
 PYBIN    := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PYBIN)/sam
-FUNCTIONS := cinder-keys
+FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn
 
 .PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps deploy bench clean-dev
 

@@ -324,13 +324,15 @@ pub fn apigw_event(method: &str, route_key: &str, raw_path: &str, query: &str) -
     event
 }
 
-/// The environment of a rooms function (spine or shards) on `tables`, on moto.
+/// The environment of a rooms function (spine, shards or media) on `tables` and their media
+/// bucket, on moto.
 pub fn rooms_env(tables: &cinder_aws::rooms::RoomTables) -> Vec<(&'static str, String)> {
     vec![
         ("ROOMS_TABLE", tables.rooms.clone()),
         ("SPINES_TABLE", tables.spines.clone()),
         ("SHARDS_TABLE", tables.shards.clone()),
         ("NONCES_TABLE", tables.nonces.clone()),
+        ("MEDIA_BUCKET", crate::moto::media_bucket(tables)),
         ("AWS_ENDPOINT_URL", crate::moto::endpoint().to_owned()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -365,11 +367,13 @@ pub enum Under {
     Spine,
     /// `cinder-shards` serves `/messages`.
     Shards,
+    /// `cinder-media` serves `/media`.
+    Media,
 }
 
 /// A whole deployment on moto for the rooms scenarios: one function's shipped binary (two
 /// instances taking turns) behind the gateway, the others' routers in-process on the same
-/// tables. Returns the gateway and the function processes (killed on drop).
+/// tables and media bucket. Returns the gateway and the function processes (killed on drop).
 pub async fn rooms_deployment(
     binary: &std::path::Path,
     under: Under,
@@ -394,9 +398,15 @@ pub async fn rooms_deployment(
         clock.clone(),
     ));
     let shards = cinder_server::shards::routes(cinder_server::shards::ShardsState::new(
-        rooms_store,
-        clock,
+        rooms_store.clone(),
+        clock.clone(),
         cinder_server::shards::DEFAULT_MAX_BURN_SECS,
+    ));
+    let media = cinder_server::media::routes(cinder_server::media::MediaState::new(
+        rooms_store,
+        crate::moto::media_objects(&tables),
+        clock,
+        cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES,
     ));
     let env = rooms_env(&tables);
     let (a, b) = (
@@ -408,13 +418,20 @@ pub async fn rooms_deployment(
         b.spawn_function(binary, &env),
     ];
     let function = Target::functions(vec![a, b]);
-    let (rooms, messages) = match under {
-        Under::Spine => (function, Target::Router(shards)),
-        Under::Shards => (Target::Router(spine), function),
+    let (spine, shards, media) = (
+        Target::Router(spine),
+        Target::Router(shards),
+        Target::Router(media),
+    );
+    let (rooms, messages, media) = match under {
+        Under::Spine => (function, shards, media),
+        Under::Shards => (spine, function, media),
+        Under::Media => (spine, shards, function),
     };
     let gateway = Gateway::start(vec![
         ("/rooms", rooms),
         ("/messages", messages),
+        ("/media", media),
         ("/keys", Target::Router(keys.clone())),
         ("/inbox", Target::Router(keys)),
         ("/accounts", Target::Router(accounts)),

@@ -1,4 +1,4 @@
-//! moto's server as a real DynamoDB wire-protocol peer.
+//! moto's server as a real DynamoDB and S3 wire-protocol peer.
 //!
 //! One server per test process (`tests/moto_serial.py`: moto, one request at a time, for
 //! DynamoDB's per-item atomicity), started on first use on a free port and stopped when the
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use cinder_aws::media::S3Objects;
 use cinder_aws::{DynamoStore, Tables};
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
@@ -141,7 +142,8 @@ pub async fn create_secret(name: &str, value: &str) -> String {
     out.arn.expect("moto returns an ARN")
 }
 
-/// The spine and shards functions' store on fresh tables.
+/// The spine, shards and media functions' store on fresh tables, and a fresh media bucket
+/// beside them ([`media_bucket`], [`media_objects`]).
 pub async fn fresh_rooms_store() -> (
     Arc<cinder_aws::rooms::DynamoRooms>,
     cinder_aws::rooms::RoomTables,
@@ -159,8 +161,35 @@ pub async fn fresh_rooms_store() -> (
             .await
             .expect("creating tables on moto");
     }
+    create_bucket(&media_bucket(&tables)).await;
     (
         Arc::new(cinder_aws::rooms::DynamoRooms::new(client, tables.clone())),
         tables,
     )
+}
+
+/// The media bucket made with the tables of a [`fresh_rooms_store`] call: the same prefix,
+/// then `media`.
+pub fn media_bucket(tables: &cinder_aws::rooms::RoomTables) -> String {
+    let prefix = tables
+        .rooms
+        .strip_suffix("rooms")
+        .expect("tables named by RoomTables::prefixed");
+    format!("{prefix}media")
+}
+
+/// The object store on the media bucket of a [`fresh_rooms_store`] call.
+pub fn media_objects(tables: &cinder_aws::rooms::RoomTables) -> Arc<S3Objects> {
+    Arc::new(S3Objects::on_endpoint(endpoint(), media_bucket(tables)))
+}
+
+/// Creates an S3 bucket on moto.
+pub async fn create_bucket(name: &str) {
+    S3Objects::on_endpoint(endpoint(), name.to_owned())
+        .client()
+        .create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("creating a bucket on moto");
 }

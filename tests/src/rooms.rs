@@ -158,10 +158,16 @@ impl RoomCaps {
 
     /// `POST /rooms` for this room, signed by its admin, with `spine` as the sealed spine.
     pub async fn create(&self, b: &Backend, spine: &[u8]) -> Answer {
+        b.call(&self.admin, "POST", "/rooms", Some(self.create_body(spine)))
+            .await
+    }
+
+    /// The body of a `POST /rooms` for this room with `spine` as the sealed spine.
+    pub fn create_body(&self, spine: &[u8]) -> Value {
         let mut body = self.keys();
         body["room_id"] = json!(self.room);
         body["spine"] = json!(encode(spine));
-        b.call(&self.admin, "POST", "/rooms", Some(body)).await
+        body
     }
 
     /// The body of a `PUT /rooms/{room}` from version `expected` to `spine`, keeping the keys.

@@ -4,9 +4,12 @@
 //! - [`Config`]: the table names, read once from the environment.
 //! - [`DynamoStore`]: one client, every record store; items mapped with `serde_dynamo`.
 //! - `accounts` (feature `accounts`): the enclave function's stores and master secret.
-//! - [`rooms`]: the spine and shards functions' stores.
-//! - [`schema`]: each table's key schema and TTL attribute, the same as `template.yaml`'s,
-//!   for test harnesses and local tooling that create tables.
+//! - [`rooms`]: the spine, shards and media functions' stores.
+//! - `media` (feature `media`): the media and burn functions' object store on S3.
+//! - `burn` (feature `burn`): which objects a change to the shards table dooms, and the
+//!   burn function's handling of a stream batch.
+//! - [`schema`]: each table's key schema, TTL attribute and stream, the same as
+//!   `template.yaml`'s, for test harnesses and local tooling that create tables.
 //!
 //! DynamoDB's TTL deletes expired items lazily (typically within two days), so every read
 //! here filters on `expires_at` against the caller's `now`, and conditional writes treat an
@@ -14,6 +17,10 @@
 
 #[cfg(feature = "accounts")]
 pub mod accounts;
+#[cfg(feature = "burn")]
+pub mod burn;
+#[cfg(feature = "media")]
+pub mod media;
 pub mod rooms;
 pub mod schema;
 

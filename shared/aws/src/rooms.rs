@@ -366,13 +366,15 @@ impl ShardStore for DynamoRooms {
             return Ok(false);
         }
         // A tombstone keeps the number taken (and burn_at, for TTL) while the text goes.
+        // The media list goes too: the stream record of this update then has it in the old
+        // image only, which is how the burn function knows which objects to delete.
         let update = self
             .client
             .update_item()
             .table_name(&self.tables.shards)
             .key("channel", s(channel))
             .key("number", n(number))
-            .update_expression("SET deleted = :t REMOVE ciphertext, delete_hash, posted_at")
+            .update_expression("SET deleted = :t REMOVE ciphertext, delete_hash, posted_at, media")
             .condition_expression("attribute_exists(#n) AND attribute_not_exists(deleted)")
             .expression_attribute_names("#n", "number")
             .expression_attribute_values(":t", AttributeValue::Bool(true))

@@ -1,4 +1,4 @@
-//! Each table's key schema and TTL attribute, matching `template.yaml`.
+//! Each table's key schema, TTL attribute and stream, matching `template.yaml`.
 //!
 //! The Lambdas never create tables (CloudFormation does); test harnesses and local tools
 //! do, through [`create_tables`], so the schema is written down once on this side.
@@ -6,7 +6,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 
 use crate::Tables;
@@ -20,6 +20,9 @@ pub struct TableSpec {
     pub sort: Option<(&'static str, ScalarAttributeTypeName)>,
     /// The TTL attribute, if items expire.
     pub ttl: Option<&'static str>,
+    /// Whether the table has a stream of new and old images (the shards table's feeds the
+    /// burn function).
+    pub stream: bool,
 }
 
 /// A key attribute's type.
@@ -36,18 +39,21 @@ pub const KEYS: TableSpec = TableSpec {
     partition: ("user_id", ScalarAttributeTypeName::S),
     sort: Some(("version", ScalarAttributeTypeName::N)),
     ttl: None,
+    stream: false,
 };
 /// The invite inboxes' table.
 pub const INBOX: TableSpec = TableSpec {
     partition: ("owner", ScalarAttributeTypeName::S),
     sort: Some(("id", ScalarAttributeTypeName::S)),
     ttl: Some("expires_at"),
+    stream: false,
 };
 /// The spent nonces' table.
 pub const NONCES: TableSpec = TableSpec {
     partition: ("id", ScalarAttributeTypeName::S),
     sort: None,
     ttl: Some("expires_at"),
+    stream: false,
 };
 
 /// The accounts table.
@@ -55,12 +61,14 @@ pub const ACCOUNTS: TableSpec = TableSpec {
     partition: ("login", ScalarAttributeTypeName::S),
     sort: None,
     ttl: None,
+    stream: false,
 };
 /// The rate-limit counters' table.
 pub const RATE_LIMITS: TableSpec = TableSpec {
     partition: ("id", ScalarAttributeTypeName::S),
     sort: None,
     ttl: Some("expires_at"),
+    stream: false,
 };
 
 /// The rooms table.
@@ -68,21 +76,25 @@ pub const ROOMS: TableSpec = TableSpec {
     partition: ("room_id", ScalarAttributeTypeName::S),
     sort: None,
     ttl: None,
+    stream: false,
 };
 /// The spine log: every version of every room's sealed spine.
 pub const SPINES: TableSpec = TableSpec {
     partition: ("room_id", ScalarAttributeTypeName::S),
     sort: Some(("version", ScalarAttributeTypeName::N)),
     ttl: None,
+    stream: false,
 };
 /// The shards table: partition `room/channel`, sort message number; number 0 is the counter.
 pub const SHARDS: TableSpec = TableSpec {
     partition: ("channel", ScalarAttributeTypeName::S),
     sort: Some(("number", ScalarAttributeTypeName::N)),
     ttl: Some("burn_at"),
+    stream: true,
 };
 
-/// Creates one table (on-demand billing) and switches TTL on where the spec has it.
+/// Creates one table (on-demand billing, with its stream where the spec has one) and
+/// switches TTL on where the spec has it.
 pub async fn create(
     client: &Client,
     name: &str,
@@ -135,6 +147,14 @@ async fn create_table(
                     .key_type(key_type)
                     .build()?,
             );
+    }
+    if spec.stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        );
     }
     req.send().await?;
     if let Some(ttl) = spec.ttl {

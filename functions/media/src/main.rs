@@ -1,0 +1,26 @@
+//! Lambda entry point for media: read config once, build the stores once, serve the
+//! router. The function hands out presigned S3 URLs; no media bytes pass through it.
+
+use std::sync::Arc;
+
+use cinder_aws::media::{MediaConfig, S3Objects};
+use cinder_aws::rooms::{DynamoRooms, RoomTables};
+use cinder_server::Clock;
+use cinder_server::media::{MediaState, router};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let tables = RoomTables::from_env()?;
+    let media = MediaConfig::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
+    let objects = S3Objects::from_sdk(&sdk, media.bucket);
+    lambda_http::run(router(MediaState::new(
+        Arc::new(store),
+        Arc::new(objects),
+        Clock::system(),
+        media.max_bytes,
+    )))
+    .await
+}
