@@ -95,6 +95,7 @@ fn aad(media: MediaId, size: u64) -> Vec<u8> {
 /// sealed segment, and the SHA-256 of everything at the end.
 pub struct Sealer {
     cipher: Aes256Gcm,
+    media: MediaId,
     aad: Vec<u8>,
     size: u64,
     index: u64,
@@ -107,12 +108,25 @@ impl Sealer {
     pub fn new(key: &Secret32, media: MediaId, size: u64) -> Self {
         Self {
             cipher: Aes256Gcm::new(key.expose().into()),
+            media,
             aad: aad(media, size),
             size,
             index: 0,
             fed: 0,
             hash: Sha256::new(),
         }
+    }
+
+    /// The attachment a message carries for the file just sealed under `key` (the key this
+    /// sealer was made with).
+    pub fn attachment(&self, key: Secret32, name: &str) -> Result<Attachment, ClientError> {
+        Ok(Attachment {
+            media_id: self.media,
+            name: name.into(),
+            size: self.size,
+            sha256: self.finish()?,
+            key,
+        })
     }
 
     /// Seals the next segment: exactly [`SEGMENT`] bytes, or fewer for the last one.

@@ -52,8 +52,8 @@ impl Serialize for Secret32 {
 }
 
 impl Secret32 {
-    /// A fresh random secret.
-    pub(crate) fn random() -> Result<Self, ClientError> {
+    /// A fresh random secret (a file key, say).
+    pub fn random() -> Result<Self, ClientError> {
         let mut s = [0u8; 32];
         getrandom::fill(&mut s).map_err(|_| ClientError::Randomness)?;
         Ok(Self(s))
