@@ -54,6 +54,7 @@ bench: ## Print latency and crypto-cost figures
 	cargo bench -p cinder-tests --bench keys
 	cargo bench -p cinder-tests --bench accounts
 	cargo bench -p cinder-tests --bench rooms
+	cargo bench -p cinder-tests --bench media
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)
