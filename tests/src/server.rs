@@ -8,9 +8,10 @@ use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::clock::SkewedTime;
 use cinder_server::keys::{self, KeysState};
+use cinder_server::media::{self, MediaState};
 use cinder_server::shards::{self, ShardsState};
 use cinder_server::spine::{self, SpineState};
-use cinder_server::store::AccountStore;
+use cinder_server::store::{AccountStore, ObjectStore};
 use cinder_sqlite::SqliteStore;
 
 /// The burn horizon of test servers: one day.
@@ -35,6 +36,8 @@ pub struct TestServer {
     pub accounts: Arc<dyn AccountStore>,
     /// The SQLite file, when the backend is SQLite.
     pub sqlite_file: Option<std::path::PathBuf>,
+    /// Where media objects are: files (SQLite) or moto's S3 (DynamoDB).
+    pub objects: Arc<dyn ObjectStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -49,10 +52,19 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
     let (clock, time) = Clock::skewed();
     let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let (routes, accounts, sqlite_file): (Router, Arc<dyn AccountStore>, _) = match backend {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let max_media = cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES;
+    let (routes, accounts, sqlite_file, objects): (
+        Router,
+        Arc<dyn AccountStore>,
+        _,
+        Arc<dyn ObjectStore>,
+    ) = match backend {
         Backend::Sqlite => {
             let file = dir.path().join("cinder.sqlite3");
             let store = Arc::new(SqliteStore::open(&file).unwrap());
+            let files = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
             let routes = Router::new()
                 .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
                 .merge(accounts::routes(AccountsState::new(
@@ -61,17 +73,25 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
                     clock.clone(),
                 )))
                 .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
+                .merge(media::routes(MediaState::new(
+                    store.clone(),
+                    files.clone(),
+                    clock.clone(),
+                    max_media,
+                )))
+                .merge(cinder_dev::media::routes(files.clone()))
                 .merge(shards::routes(ShardsState::new(
                     store.clone(),
                     clock,
                     MAX_BURN,
                 )));
-            (routes, store, Some(file))
+            (routes, store, Some(file), files)
         }
         Backend::Dynamo => {
             let (keys_store, _) = crate::moto::fresh_store().await;
             let (account_store, _) = crate::moto::fresh_accounts_store().await;
-            let (rooms_store, _) = crate::moto::fresh_rooms_store().await;
+            let (rooms_store, tables) = crate::moto::fresh_rooms_store().await;
+            let s3 = crate::moto::media_objects(&tables);
             let routes = Router::new()
                 .merge(keys::routes(KeysState::new(keys_store, clock.clone())))
                 .merge(accounts::routes(AccountsState::new(
@@ -83,17 +103,21 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
                     rooms_store.clone(),
                     clock.clone(),
                 )))
+                .merge(media::routes(MediaState::new(
+                    rooms_store.clone(),
+                    s3.clone(),
+                    clock.clone(),
+                    max_media,
+                )))
                 .merge(shards::routes(ShardsState::new(
                     rooms_store,
                     clock,
                     MAX_BURN,
                 )));
-            (routes, account_store as Arc<dyn AccountStore>, None)
+            (routes, account_store as Arc<dyn AccountStore>, None, s3)
         }
     };
     let app = cinder_server::routing::finish(routes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let served = app.clone();
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
     TestServer {
@@ -103,6 +127,7 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
         app,
         accounts,
         sqlite_file,
+        objects,
         _dir: dir,
     }
 }

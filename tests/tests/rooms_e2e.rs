@@ -104,3 +104,93 @@ async fn hundred_concurrent_posts_get_distinct_numbers_on_sqlite() {
 async fn hundred_concurrent_posts_get_distinct_numbers_on_dynamodb() {
     concurrent_posts(start(Backend::Dynamo, MASTER).await).await;
 }
+
+/// A file between two members through the server's media routes and its object store (files
+/// on SQLite, moto's S3 on DynamoDB): downloaded and decrypted by the other member, and no
+/// longer served once its message burns.
+async fn a_file_between_members(s: TestServer) {
+    let client = s.client();
+    let alice = register(&client, "sender").await;
+    let bob = register(&client, "receiver").await;
+    let me = alice.me.contents.identity.clone();
+    let (mut m, spine) = client
+        .create_room(&me, "sender", "Files", &[("files".to_owned(), false, 3600)])
+        .await
+        .unwrap();
+    let channel = spine.channels[0].id;
+    let mut pins = BTreeMap::new();
+    client
+        .invite(
+            &me,
+            &mut m,
+            &bob.me.contents.identity.bundle,
+            "receiver",
+            &mut pins,
+        )
+        .await
+        .unwrap();
+    let mut bob_rooms = BTreeMap::new();
+    client
+        .accept_invites(&bob.me.contents.identity, &mut bob_rooms, &mut pins)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photo.jpg");
+    let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let files = [cinder_client::media::FileToSend::new(&path)];
+    let number = client
+        .send_files(&me, &mut m, channel, ("look", &files), 600, None)
+        .await
+        .unwrap();
+
+    let bob_m = bob_rooms[&m.room].clone();
+    let message = client
+        .message(&bob_m, channel, number, &mut BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(message.attachments[0].name, "photo.jpg");
+    let mut got = Vec::new();
+    client
+        .download(
+            &bob_m,
+            channel,
+            number,
+            &message.attachments[0],
+            &mut got,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, bytes, "{:?}", s.backend);
+
+    // Once the message burns, no URL is issued.
+    s.time.advance(601);
+    let refused = client
+        .download(
+            &bob_m,
+            channel,
+            number,
+            &message.attachments[0],
+            &mut Vec::new(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(cinder_proto::ErrorCode::NotFound),
+        "{:?}",
+        s.backend
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_between_members_on_sqlite() {
+    a_file_between_members(start(Backend::Sqlite, MASTER).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_between_members_on_dynamodb_and_s3() {
+    a_file_between_members(start(Backend::Dynamo, MASTER).await).await;
+}
