@@ -41,6 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.clone(),
         objects.clone(),
         std::time::Duration::from_secs(5),
+        // Like the bucket's lifecycle rule: a day past the longest burn time.
+        cinder_server::shards::DEFAULT_MAX_BURN_SECS + 24 * 3600,
     );
     println!(
         "cinder-dev: serving http://{addr} (data in {})",

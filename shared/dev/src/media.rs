@@ -275,20 +275,88 @@ pub async fn sweep(
     }
 }
 
-/// Sweeps every `every` until the process ends.
+/// Deletes files no message will ever link or serve: attachments and avatars older than
+/// `max_age_secs` (uploaded but never posted, or outliving any burn time), and uploads that
+/// broke off. The S3 bucket's lifecycle rule does the same in AWS. Returns how many.
+pub async fn sweep_orphans(objects: &FileObjects, max_age_secs: u64) -> std::io::Result<usize> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_secs(max_age_secs))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut gone = 0;
+    let mut dirs = vec![objects.root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let meta = entry.metadata().await?;
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.modified()? < cutoff {
+                tokio::fs::remove_file(entry.path()).await?;
+                gone += 1;
+            }
+        }
+    }
+    Ok(gone)
+}
+
+/// Sweeps every `every` until the process ends; orphans once an hour, after
+/// `orphan_age_secs`.
 pub fn spawn_sweeper(
     store: Arc<SqliteStore>,
     objects: Arc<FileObjects>,
     every: std::time::Duration,
+    orphan_age_secs: u64,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut last_orphan_sweep: Option<std::time::Instant> = None;
         loop {
             tick.tick().await;
             let now = objects.clock.now();
             if let Err(e) = sweep(&store, &objects, now).await {
                 tracing::warn!(error = %e, "media sweep failed; retrying at the next tick");
             }
+            if last_orphan_sweep.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(3600))
+            {
+                last_orphan_sweep = Some(std::time::Instant::now());
+                if let Err(e) = sweep_orphans(&objects, orphan_age_secs).await {
+                    tracing::warn!(error = %e, "orphaned media sweep failed");
+                }
+            }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn old_orphans_go_and_recent_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = FileObjects::new(dir.path(), [1; 32], "http://x", Clock::system(), 10);
+        let key: ObjectKey = format!(
+            "rooms/{}/channels/{}/3/{}",
+            cinder_proto::RoomId([1; 16]),
+            cinder_proto::ChannelId([2; 16]),
+            cinder_proto::MediaId([3; 16])
+        )
+        .parse()
+        .unwrap();
+        let path = objects.path(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"x").unwrap();
+        assert_eq!(
+            sweep_orphans(&objects, 3600).await.unwrap(),
+            0,
+            "a fresh file stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(sweep_orphans(&objects, 1).await.unwrap(), 1);
+        assert!(!path.exists());
+    }
 }
