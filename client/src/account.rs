@@ -73,9 +73,10 @@ pub struct UserProfile {
     /// Status line.
     #[serde(default)]
     pub status: String,
-    /// Reference to an encrypted avatar in media storage, once set.
+    /// The avatar picture (at most `rooms::avatars::MAX_AVATAR_BYTES`), kept here under
+    /// the enclave key; each room gets its own sealed copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avatar: Option<String>,
+    pub avatar: Option<Blob>,
 }
 
 /// The key that seals the enclave, derived from OPAQUE's export key. It serialises only

@@ -141,6 +141,16 @@ enum Command {
         /// The room (name or id).
         room: String,
     },
+    /// Save a room member's avatar (opened and checked) to a file.
+    Avatar {
+        /// The room (name or id).
+        room: String,
+        /// The member's user id.
+        user_id: UserId,
+        /// Where to write it (default: `<user id>.avatar`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Grant, revoke or hand over admin in a room.
     #[command(subcommand)]
     Admin(rooms::AdminCommand),
@@ -163,6 +173,10 @@ enum ProfileCommand {
         /// Status line.
         #[arg(long)]
         status: Option<String>,
+        /// A picture (at most 64 KiB): kept in your enclave, and sealed for each of your
+        /// rooms, where members see it.
+        #[arg(long, value_name = "PATH")]
+        avatar: Option<PathBuf>,
     },
 }
 
@@ -278,9 +292,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Login { login } => login_cmd(&mut ctx, login).await,
         Command::Logout { yes } => logout(&mut ctx, yes),
         Command::Whoami => whoami(&mut ctx),
-        Command::Profile(ProfileCommand::Set { name, status }) => {
-            profile_set(&mut ctx, name, status).await
-        }
+        Command::Profile(ProfileCommand::Set {
+            name,
+            status,
+            avatar,
+        }) => profile_set(&mut ctx, name, status, avatar).await,
         Command::Passwd => passwd(&mut ctx).await,
         Command::Account(AccountCommand::Delete { yes }) => delete_account(&mut ctx, yes).await,
         Command::Keys(k) => keys(&mut ctx, k).await,
@@ -395,10 +411,29 @@ async fn profile_set(
     ctx: &mut Ctx,
     name: Option<String>,
     status: Option<String>,
+    avatar: Option<PathBuf>,
 ) -> Result<(), ClientError> {
-    if name.is_none() && status.is_none() {
-        return Err(ClientError::Input("give --name, --status or both".into()));
+    if name.is_none() && status.is_none() && avatar.is_none() {
+        return Err(ClientError::Input(
+            "give --name, --status, --avatar or several".into(),
+        ));
     }
+    let picture = match &avatar {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| ClientError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+            if bytes.is_empty() || bytes.len() > cinder_client::rooms::avatars::MAX_AVATAR_BYTES {
+                return Err(ClientError::Input(format!(
+                    "an avatar holds 1 to {} bytes",
+                    cinder_client::rooms::avatars::MAX_AVATAR_BYTES
+                )));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
     let client = Client::new(&ctx.cli.server);
     let session = ctx.session()?;
     let apply = |s: &mut LoggedIn| {
@@ -407,6 +442,9 @@ async fn profile_set(
         }
         if let Some(st) = &status {
             s.contents.profile.status = st.clone();
+        }
+        if let Some(p) = &picture {
+            s.contents.profile.avatar = Some(cinder_proto::Blob(p.clone()));
         }
     };
     apply(session);
@@ -419,7 +457,28 @@ async fn profile_set(
         apply(session);
         client.save_enclave(session).await?;
     }
-    let session = session.clone();
+    if let Some(picture) = &picture {
+        // Each room gets its own sealed copy; the enclave keeps the rooms' new states.
+        let Profile { session, pins, .. } = &mut ctx.profile;
+        let session = session.as_mut().ok_or(ClientError::NotLoggedIn)?;
+        let me = session.contents.identity.clone();
+        let ids: Vec<_> = session.contents.memberships.keys().copied().collect();
+        for id in ids {
+            let Some(m) = session.contents.memberships.get_mut(&id) else {
+                continue;
+            };
+            match client.set_avatar(&me, m, picture, pins).await {
+                Ok(true) => println!("Avatar shown in {}.", m.spine().name),
+                Ok(false) => println!(
+                    "Avatar sent to the admins of {}; it shows once one of them signs it in.",
+                    m.spine().name
+                ),
+                Err(e) => eprintln!("warning: avatar not set in room {id}: {e}"),
+            }
+        }
+        client.save_enclave(session).await?;
+    }
+    let session = ctx.session()?.clone();
     ctx.profile.remember(&ctx.cli.server, session);
     ctx.save()?;
     println!("Profile saved.");
@@ -572,6 +631,22 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
         if !took.is_empty() {
             rc.save().await?;
         }
+        // As an admin, sign in the avatars members asked to show.
+        let asked: Vec<_> = rc
+            .session
+            .contents
+            .memberships
+            .iter()
+            .filter(|(_, m)| m.has_avatar_requests())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in asked {
+            if let Some(m) = rc.session.contents.memberships.get_mut(&id)
+                && let Err(e) = client.apply_avatar_requests(&me, m, rc.pins).await
+            {
+                eprintln!("warning: members' avatars not signed in yet: {e}");
+            }
+        }
     }
     let result = match command {
         Command::Room(c) => rooms::room(&mut rc, c).await,
@@ -606,6 +681,7 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
         Command::Members { room } => rooms::members(&mut rc, &room).await,
         Command::Kick { room, user_id } => rooms::kick(&mut rc, &room, user_id).await,
         Command::Admin(c) => rooms::admin(&mut rc, c).await,
+        Command::Avatar { room, user_id, out } => rooms::avatar(&mut rc, &room, user_id, out).await,
         _ => Ok(()),
     };
     // A room state verified along the way is a floor for every device: keep it in the

@@ -362,13 +362,25 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
         .accept_invites(&me, &mut ctx.session.contents.memberships, ctx.pins)
         .await?;
     ctx.save().await?;
+    let avatar = ctx.session.contents.profile.avatar.clone();
     for id in &joined {
         let name = ctx.membership(*id)?.spine().name.clone();
         if before.contains(id) {
             println!("Took new keys for {name} ({id}).");
-        } else {
-            println!("Joined {name} ({id}).");
+            continue;
         }
+        println!("Joined {name} ({id}).");
+        // A new room gets its own sealed copy of the avatar.
+        if let Some(picture) = &avatar {
+            let client = ctx.client;
+            let (m, pins) = ctx.parts(*id)?;
+            if let Err(e) = client.set_avatar(&me, m, &picture.0, pins).await {
+                eprintln!("warning: avatar not set in {name}: {e}");
+            }
+        }
+    }
+    if avatar.is_some() && !joined.is_empty() {
+        ctx.save().await?;
     }
     if joined.is_empty() {
         println!("No invitations to accept.");
@@ -634,10 +646,11 @@ pub async fn members(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientErro
     } else {
         for m in &spine.members {
             println!(
-                "{:<18} {}{}",
+                "{:<18} {}{}{}",
                 m.name,
                 m.user_id,
-                if m.admin { "  (admin)" } else { "" }
+                if m.admin { "  (admin)" } else { "" },
+                if m.avatar.is_some() { "  (avatar)" } else { "" }
             );
         }
     }
@@ -698,5 +711,32 @@ pub async fn admin(ctx: &mut RoomCtx<'_>, command: AdminCommand) -> Result<(), C
     ctx.save().await?;
     result?;
     println!("{user} {done}.");
+    Ok(())
+}
+
+/// `cinder avatar ROOM USER_ID [--out PATH]`
+pub async fn avatar(
+    ctx: &mut RoomCtx<'_>,
+    room: &str,
+    user: UserId,
+    out: Option<std::path::PathBuf>,
+) -> Result<(), ClientError> {
+    let (id, _) = ctx.find(room).await?;
+    let m = ctx.membership(id)?.clone();
+    let picture = ctx
+        .client
+        .avatar(&m, user)
+        .await?
+        .ok_or_else(|| ClientError::Input(format!("{user} has no avatar in this room")))?;
+    let path = out.unwrap_or_else(|| format!("{user}.avatar").into());
+    std::fs::write(&path, &picture).map_err(|source| ClientError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    println!(
+        "Saved {} ({} bytes, verified).",
+        path.display(),
+        picture.len()
+    );
     Ok(())
 }

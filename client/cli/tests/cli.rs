@@ -387,6 +387,7 @@ async fn room_walkthrough_create_invite_chat_kick() {
     };
     let a = reg(&alice, "alice").await;
     ok(&a);
+    let alice_id = json(&a)["user_id"].as_str().unwrap().to_owned();
     let b = reg(&bob, "bob").await;
     ok(&b);
     let bob_id = json(&b)["user_id"].as_str().unwrap().to_owned();
@@ -498,6 +499,61 @@ async fn room_walkthrough_create_invite_chat_kick() {
         "{}",
         stderr(&none)
     );
+
+    // Avatars: Alice (an admin) shows hers at once; Bob's goes to the admins, and Alice's
+    // client signs it in on her next room command. Each sees the other's.
+    let face = dir.path().join("face.png");
+    std::fs::write(&face, vec![0xAB; 30_000]).unwrap();
+    let other = dir.path().join("other.png");
+    std::fs::write(&other, vec![0xCD; 20_000]).unwrap();
+    let set = cinder(
+        &server,
+        &alice,
+        &["profile", "set", "--avatar", face.to_str().unwrap()],
+    )
+    .await;
+    ok(&set);
+    assert!(
+        stdout(&set).contains("Avatar shown in team."),
+        "{}",
+        stdout(&set)
+    );
+    let asked = cinder(
+        &server,
+        &bob,
+        &["profile", "set", "--avatar", other.to_str().unwrap()],
+    )
+    .await;
+    ok(&asked);
+    assert!(
+        stdout(&asked).contains("sent to the admins"),
+        "{}",
+        stdout(&asked)
+    );
+    let listed = cinder(&server, &alice, &["members", "team"]).await;
+    ok(&listed);
+    assert_eq!(
+        stdout(&listed).matches("(avatar)").count(),
+        2,
+        "{}",
+        stdout(&listed)
+    );
+    let hers = dir.path().join("hers.png");
+    ok(&cinder(
+        &server,
+        &bob,
+        &["avatar", "team", &alice_id, "--out", hers.to_str().unwrap()],
+    )
+    .await);
+    assert_eq!(std::fs::read(&hers).unwrap(), vec![0xAB; 30_000]);
+    let his = dir.path().join("his.png");
+    ok(&cinder(
+        &server,
+        &alice,
+        &["avatar", "team", &bob_id, "--out", his.to_str().unwrap()],
+    )
+    .await);
+    assert_eq!(std::fs::read(&his).unwrap(), vec![0xCD; 20_000]);
 
     // Alice makes Bob an admin: he takes the admin key and adds a channel himself, which
     // Alice's client verifies as signed by an admin.

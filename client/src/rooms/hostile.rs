@@ -203,6 +203,7 @@ async fn a_stranger_and_the_server_cannot_swap_a_members_room_keys() {
             name: "alice".into(),
             status: String::new(),
             admin: true,
+            avatar: None,
         },
         spine.member(bob.id()).unwrap().clone(),
     ];
@@ -699,6 +700,7 @@ async fn invitations_must_be_signed_by_their_sender_for_their_recipient() {
         name: "dave".into(),
         status: String::new(),
         admin: false,
+        avatar: None,
     });
     let next = m.clone();
     *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
@@ -1380,4 +1382,157 @@ async fn signed_upload_urls_take_exactly_their_size_until_they_expire() {
     time.advance(cinder_proto::media::limits::URL_TTL_SECS + 1);
     assert_eq!(put(vec![0; 100], grant.url.clone()).await, 403);
     let _ = &w.url;
+}
+
+// Avatars: sealed per room and epoch, pointed at by the signed state.
+
+fn picture(tag: u8) -> Vec<u8> {
+    (0..40_000u32).map(|i| (i as u8) ^ tag).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatars_show_to_members_and_are_resealed_when_someone_is_removed() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, _) = team(&w).await;
+    // An admin's avatar goes straight into the signed state.
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let shown = w
+        .client
+        .set_avatar(&alice.me, m, &picture(1), &mut alice.pins)
+        .await
+        .unwrap();
+    assert!(shown);
+    // A member's goes to the admins, whose client signs it in.
+    let m = bob.rooms.get_mut(&room).unwrap();
+    let shown = w
+        .client
+        .set_avatar(&bob.me, m, &picture(2), &mut bob.pins)
+        .await
+        .unwrap();
+    assert!(!shown, "a member asks the admins");
+    alice.accept(&w).await;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    assert!(m.has_avatar_requests());
+    let applied = w
+        .client
+        .apply_avatar_requests(&alice.me, m, &mut alice.pins)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    // Every member sees both.
+    carol.sync(&w, room).await.unwrap();
+    let c = carol.rooms[&room].clone();
+    assert_eq!(
+        w.client.avatar(&c, alice.id()).await.unwrap(),
+        Some(picture(1))
+    );
+    assert_eq!(
+        w.client.avatar(&c, bob.id()).await.unwrap(),
+        Some(picture(2))
+    );
+    assert_eq!(w.client.avatar(&c, carol.id()).await.unwrap(), None);
+
+    // WHEN Carol is removed, the avatars are sealed anew for the new epoch
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&alice.me, m, carol.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    bob.accept(&w).await;
+    let spine = bob.sync(&w, room).await.unwrap();
+    assert_eq!(spine.epoch, 2);
+    assert!(
+        spine
+            .members
+            .iter()
+            .all(|x| x.avatar.as_ref().is_none_or(|a| a.epoch == 2))
+    );
+    let b = bob.rooms[&room].clone();
+    assert_eq!(
+        w.client.avatar(&b, alice.id()).await.unwrap(),
+        Some(picture(1))
+    );
+    assert_eq!(
+        w.client.avatar(&b, bob.id()).await.unwrap(),
+        Some(picture(2))
+    );
+    // and Carol, with the old keys, gets no URL for the new copies (nor could she open one)
+    let new_copy = b
+        .spine()
+        .member(alice.id())
+        .unwrap()
+        .avatar
+        .clone()
+        .unwrap();
+    let refused = w
+        .client
+        .call_capability::<(), cinder_proto::media::DownloadGrant>(
+            &c.member_key().unwrap(),
+            cinder_proto::Signer::Member(room),
+            reqwest::Method::GET,
+            &format!("/media/{room}/avatars/{}", new_copy.media_id),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(cinder_proto::ErrorCode::Unauthenticated)
+    );
+    let mut stale = c.clone();
+    stale.head = b.head.clone();
+    assert!(matches!(
+        w.client.avatar(&stale, alice.id()).await,
+        Err(ClientError::Verification(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_avatar_or_a_strangers_request_is_refused() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    for (who, tag) in [(&mut alice, 1u8)] {
+        let m = who.rooms.get_mut(&room).unwrap();
+        w.client
+            .set_avatar(&who.me, m, &picture(tag), &mut who.pins)
+            .await
+            .unwrap();
+    }
+    // A server that swaps the object for other bytes of the same size is caught.
+    bob.sync(&w, room).await.unwrap();
+    let b = bob.rooms[&room].clone();
+    let avatar = b
+        .spine()
+        .member(alice.id())
+        .unwrap()
+        .avatar
+        .clone()
+        .unwrap();
+    let key = cinder_proto::media::ObjectKey::Avatar {
+        room,
+        media: avatar.media_id,
+    };
+    let path = w.data.join("media").join(key.to_string());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let refused = w.client.avatar(&b, alice.id()).await.unwrap_err();
+    assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
+
+    // Mallory, no member, sends the admin an avatar request with keys of her own.
+    let mallory = User::new(&w).await;
+    let mut forged = bob.rooms[&room].clone();
+    forged.master_keys = [(1, Secret32::random().unwrap())].into_iter().collect();
+    w.client
+        .send_request(
+            &mallory.me,
+            &forged,
+            &alice.me.bundle,
+            InviteKind::Avatar,
+            Some(avatar.clone()),
+        )
+        .await
+        .unwrap();
+    alice.accept(&w).await;
+    assert!(!alice.rooms[&room].has_avatar_requests());
 }

@@ -36,6 +36,8 @@ pub enum InviteKind {
     Rekey,
     /// The admin key, for a member who is (still) an admin.
     Admin,
+    /// From a member to the room's admins: please show this avatar for me.
+    Avatar,
 }
 
 /// What an invitation carries, signed by its sender.
@@ -52,6 +54,9 @@ struct InviteBody {
     channel_keys: BTreeMap<ChannelId, Secret32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     admin_key: Option<Secret32>,
+    /// With [`InviteKind::Avatar`]: the sender's avatar, sealed for the head's epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    avatar: Option<super::avatars::AvatarRef>,
 }
 
 /// What is HPKE-sealed: the body's exact bytes and the sender's signature over them.
@@ -91,6 +96,7 @@ impl Client {
                 name: name.into(),
                 status: String::new(),
                 admin: false,
+                avatar: None,
             });
             let next = m.clone();
             *m = self.commit(me, m, next, spine).await?;
@@ -107,6 +113,19 @@ impl Client {
         to: &KeyBundle,
         kind: InviteKind,
     ) -> Result<(), ClientError> {
+        self.send_request(me, m, to, kind, None).await
+    }
+
+    /// The envelope behind [`Client::send_keys`], and a member's avatar request to an admin
+    /// (which carries the room's keys too, proving the sender holds them).
+    pub(crate) async fn send_request(
+        &self,
+        me: &Identity,
+        m: &Membership,
+        to: &KeyBundle,
+        kind: InviteKind,
+        avatar: Option<super::avatars::AvatarRef>,
+    ) -> Result<(), ClientError> {
         let head = m.spine();
         let (_, master) = m.master()?;
         let body = InviteBody {
@@ -122,11 +141,12 @@ impl Client {
                 .iter()
                 .filter_map(|c| m.channel_key(c.id).ok().map(|(_, k)| (c.id, k.clone())))
                 .collect(),
-            admin_key: if head.is_admin(to.user_id) {
+            admin_key: if head.is_admin(to.user_id) && kind != InviteKind::Avatar {
                 m.admin_key.clone()
             } else {
                 None
             },
+            avatar,
         };
         let body = crate::secret::exposing(|| serde_json::to_vec(&body))
             .map_err(|e| ClientError::Internal(e.to_string()))?;
@@ -315,6 +335,14 @@ impl Client {
         let mut installed = current.is_none();
         for (_, b) in invites {
             let fate = match seen.get(&b.head_version) {
+                Some(head) if b.kind == InviteKind::Avatar => {
+                    // A member's avatar for this admin to sign into the next state.
+                    if let Some(avatar) = avatar_request(me, head, b) {
+                        m.avatar_requests.insert(b.from, avatar);
+                        installed = true;
+                    }
+                    Fate::Done
+                }
                 Some(head) if genuine(me, head, seen.get(&b.head_version.saturating_sub(1)), b) => {
                     installed |= m.install(
                         &head.spine,
@@ -375,6 +403,35 @@ impl Client {
     }
 }
 
+/// The avatar a member asks this admin to show, if the request is genuine: from a member
+/// of the verified state at its head, to an admin of it, holding the room's keys, for that
+/// state's epoch.
+fn avatar_request(me: &Identity, head: &Head, b: &InviteBody) -> Option<super::avatars::AvatarRef> {
+    let s = &head.spine;
+    let avatar = b.avatar.clone()?;
+    let fine = head.hash == b.head_hash
+        && b.room == s.room
+        && s.member(b.from).is_some()
+        && s.is_admin(me.user_id())
+        && avatar.epoch == s.epoch
+        && Membership::keys_match(s, &offered_keys(s, b));
+    fine.then_some(avatar)
+}
+
+fn offered_keys(s: &super::Spine, b: &InviteBody) -> CapabilityKeys {
+    CapabilityKeys {
+        admin: s.admin_key,
+        member: member_capability(&b.master_key, s.room)
+            .verifying_key()
+            .into(),
+        channels: b
+            .channel_keys
+            .iter()
+            .map(|(c, k)| (*c, channel_capability(k, s.room, *c).verifying_key().into()))
+            .collect(),
+    }
+}
+
 /// Whether an invitation's keys are the ones the verified state at its head lists, sent
 /// to a member of it by an admin of it or of the state before (an admin who just handed
 /// over admin sends the key to the new one).
@@ -388,18 +445,7 @@ fn genuine(me: &Identity, head: &Head, before: Option<&Head>, b: &InviteBody) ->
     {
         return false;
     }
-    let keys = CapabilityKeys {
-        admin: s.admin_key,
-        member: member_capability(&b.master_key, s.room)
-            .verifying_key()
-            .into(),
-        channels: b
-            .channel_keys
-            .iter()
-            .map(|(c, k)| (*c, channel_capability(k, s.room, *c).verifying_key().into()))
-            .collect(),
-    };
-    Membership::keys_match(s, &keys)
+    Membership::keys_match(s, &offered_keys(s, b))
 }
 
 /// Whether an error settles the question for good (a forgery, a refusal) rather than being

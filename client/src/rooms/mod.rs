@@ -16,7 +16,9 @@
 //! - [`invites`]: invitations, re-keyings and admin grants, HPKE-sealed and signed, and
 //!   accepting them only where they match the signed state.
 //! - [`messages`]: sealing, signing, opening and verifying channel messages.
+//! - [`avatars`]: members' pictures, sealed per room and epoch, pointed at by the state.
 
+pub mod avatars;
 pub mod capabilities;
 pub mod invites;
 pub mod messages;
@@ -57,6 +59,11 @@ impl Secret32 {
         let mut s = [0u8; 32];
         getrandom::fill(&mut s).map_err(|_| ClientError::Randomness)?;
         Ok(Self(s))
+    }
+
+    /// A secret from derived bytes.
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
     }
 
     /// The bytes, for this crate's own key schedules.
@@ -100,6 +107,9 @@ pub struct Membership {
     /// Per channel, this user's last message: the next one counts on from it.
     #[serde(default)]
     sent: BTreeMap<ChannelId, messages::SentMark>,
+    /// Avatars members asked this admin to put into the next state.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    avatar_requests: BTreeMap<cinder_proto::UserId, avatars::AvatarRef>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -116,6 +126,11 @@ impl Membership {
     /// The newest room state this membership has verified.
     pub fn spine(&self) -> &Spine {
         &self.head.spine
+    }
+
+    /// Whether members asked this admin to show avatars it has not signed into a state yet.
+    pub fn has_avatar_requests(&self) -> bool {
+        !self.avatar_requests.is_empty()
     }
 
     /// Whether this member holds a key for the channel.

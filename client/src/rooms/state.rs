@@ -68,6 +68,9 @@ pub struct SpineMember {
     pub status: String,
     /// An admin: may sign the next state, and holds the admin capability.
     pub admin: bool,
+    /// Their avatar, sealed for this room's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<super::avatars::AvatarRef>,
 }
 
 /// Someone removed from the room.
@@ -297,6 +300,16 @@ pub(crate) fn check_successor(
             return Err(refused(format!("channel {} breaks the key rules", c.id)));
         }
     }
+    // An avatar is sealed under the master key of the epoch it names: a new epoch re-seals
+    // them all (or drops them), so no copy a removed member can open stays in use.
+    if next
+        .members
+        .iter()
+        .filter_map(|m| m.avatar.as_ref())
+        .any(|a| a.epoch != next.epoch)
+    {
+        return Err(refused("an avatar sealed for another key epoch"));
+    }
     if next.channel_keys.len() != next.channels.len() {
         return Err(refused(
             "capability keys for channels the state does not list",
@@ -353,6 +366,7 @@ impl Client {
                 name: my_name.into(),
                 status: String::new(),
                 admin: true,
+                avatar: None,
             }],
             former: Vec::new(),
             channels: infos,
@@ -370,6 +384,7 @@ impl Client {
                 hash: Blob(Vec::new()),
             },
             sent: BTreeMap::new(),
+            avatar_requests: BTreeMap::new(),
         };
         let (sealed, hash) = sign_and_seal(me, &m, &spine)?;
         m.head.hash = hash;
@@ -736,6 +751,7 @@ impl Client {
             last_epoch: old_epoch,
         });
         let next = m.rekeyed(gone.admin)?;
+        self.reseal_avatars(m, &next, &mut spine).await?;
         *m = self.commit(me, m, next, spine).await?;
         self.share_keys(me, m, InviteKind::Rekey, pins).await
     }
@@ -925,6 +941,7 @@ impl Membership {
             channel_keys: BTreeMap::new(),
             head,
             sent: BTreeMap::new(),
+            avatar_requests: BTreeMap::new(),
         }
     }
 
@@ -985,6 +1002,9 @@ impl Membership {
             if mark.seq > mine.seq {
                 *mine = mark;
             }
+        }
+        for (user, avatar) in other.avatar_requests {
+            self.avatar_requests.entry(user).or_insert(avatar);
         }
         if other.head.spine.version > self.head.spine.version {
             self.head = other.head;
