@@ -275,15 +275,15 @@ pub async fn sweep(
     }
 }
 
-/// Deletes files no message will ever link or serve: attachments and avatars older than
-/// `max_age_secs` (uploaded but never posted, or outliving any burn time), and uploads that
-/// broke off. The S3 bucket's lifecycle rule does the same in AWS. Returns how many.
+/// Deletes files no message will ever link or serve: attachments older than `max_age_secs`
+/// (uploaded but never posted, or outliving any burn time), and uploads that broke off. The S3 bucket's lifecycle rule does the same in AWS. Returns how many.
 pub async fn sweep_orphans(objects: &FileObjects, max_age_secs: u64) -> std::io::Result<usize> {
     let cutoff = std::time::SystemTime::now()
         .checked_sub(std::time::Duration::from_secs(max_age_secs))
         .unwrap_or(std::time::UNIX_EPOCH);
     let mut gone = 0;
-    let mut dirs = vec![objects.root.clone()];
+    // Attachments only (`rooms/`), as the bucket's lifecycle rule: avatars do not burn.
+    let mut dirs = vec![objects.root.join("rooms")];
     while let Some(dir) = dirs.pop() {
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(e) => e,

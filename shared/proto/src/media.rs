@@ -67,7 +67,9 @@ pub enum ObjectKey {
         /// The object.
         media: MediaId,
     },
-    /// A member's avatar, as sealed for one room.
+    /// A member's avatar, as sealed for one room. Under its own prefix, apart from
+    /// attachments: attachments burn (and the bucket's lifecycle rule expires what the burn
+    /// missed), avatars do not.
     Avatar {
         /// The room.
         room: RoomId,
@@ -85,7 +87,7 @@ impl std::fmt::Display for ObjectKey {
                 number,
                 media,
             } => write!(f, "rooms/{room}/channels/{channel}/{number}/{media}"),
-            Self::Avatar { room, media } => write!(f, "rooms/{room}/avatars/{media}"),
+            Self::Avatar { room, media } => write!(f, "avatars/{room}/{media}"),
         }
     }
 }
@@ -106,7 +108,7 @@ impl std::str::FromStr for ObjectKey {
                     .ok_or_else(bad)?,
                 media: media.parse()?,
             }),
-            ["rooms", room, "avatars", media] => Ok(Self::Avatar {
+            ["avatars", room, media] => Ok(Self::Avatar {
                 room: room.parse()?,
                 media: media.parse()?,
             }),
@@ -140,7 +142,8 @@ mod tests {
         for bad in [
             String::new(),
             "rooms".into(),
-            "rooms/x/avatars/y".into(),
+            "avatars/x/y".into(),
+            format!("rooms/{r}/avatars/{m}"),
             "rooms/../../etc/passwd".into(),
             format!("rooms/{r}/channels/{c}/0/{m}"),
             format!("rooms/{r}/channels/{c}/07/{m}"),
