@@ -49,12 +49,21 @@ impl TestServer {
 
 /// Starts every function on `backend` with the master secret `master`.
 pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
+    start_with_max_media(
+        backend,
+        master,
+        cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES,
+    )
+    .await
+}
+
+/// [`start`] with another bound on media objects.
+pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u64) -> TestServer {
     let (clock, time) = Clock::skewed();
     let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let max_media = cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES;
     let (routes, accounts, sqlite_file, objects): (
         Router,
         Arc<dyn AccountStore>,

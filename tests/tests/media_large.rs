@@ -1,7 +1,8 @@
-//! A file of a few hundred MB between two members through the dev server's app, with the
-//! process's memory bounded: the client seals, uploads, downloads and opens it as a stream,
-//! one 64 KiB segment at a time, and the server streams it to and from disk. Its own test
-//! binary, so the peak memory it measures is this test's alone.
+//! A file of a few hundred MB between two members, on the embedded store (the dev server's
+//! app, files on disk) and on DynamoDB with S3 (moto), with the process's memory bounded:
+//! the client seals, uploads, downloads and opens it as a stream, one 64 KiB segment at a
+//! time. Its own test binary, and the two cases take turns, so the peak memory each measures
+//! is its own.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -25,8 +26,12 @@ fn peak_rss() -> u64 {
     kib * 1024
 }
 
+/// One case at a time: peak memory is the process's.
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_file_travels_between_members_in_bounded_memory() {
+async fn a_large_file_travels_between_members_in_bounded_memory_on_the_embedded_store() {
+    let _turn = TURNS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = cinder_dev::open_store(&data).unwrap();
@@ -37,8 +42,22 @@ async fn a_large_file_travels_between_members_in_bounded_memory() {
         cinder_dev::media_store_with_max(&data, &url, Clock::system(), 1024 * 1024 * 1024).unwrap();
     let app = cinder_dev::app(store, secrets, Clock::system(), objects);
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
-    let client = Client::new(&url);
+    travels(Client::new(&url), dir).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_travels_between_members_in_bounded_memory_on_dynamodb_and_s3() {
+    let _turn = TURNS.lock().await;
+    let s = cinder_tests::server::start_with_max_media(
+        cinder_tests::server::Backend::Dynamo,
+        b"large media test master secret, thirty-two bytes+",
+        1024 * 1024 * 1024,
+    )
+    .await;
+    travels(s.client(), tempfile::tempdir().unwrap()).await;
+}
+
+async fn travels(client: Client, dir: tempfile::TempDir) {
     // GIVEN Alice's room with Bob in it, and a large file on Alice's disk
     let (alice, bob) = (
         Identity::generate(Timestamp::now()).unwrap(),
