@@ -1082,3 +1082,40 @@ async fn pins_travel_through_the_enclave_to_a_new_device() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_spends_one_attempt() {
+    for s in servers().await {
+        let now = cinder_proto::Timestamp::now().0;
+        s.time.advance(900 - now % 900 + 1);
+        // One registration through the client: start and finish.
+        let client = s.client();
+        client
+            .register(
+                &login("lena"),
+                b"lena's password",
+                profile("Lena"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        // Nine more starts fit in the window: the finish did not count.
+        let start = || {
+            let request = opaque_ke::ClientRegistration::<ClientSuite>::start(&mut OsRng, b"x")
+                .unwrap()
+                .message
+                .serialize();
+            serde_json::to_vec(&json!({ "login": "lena", "request": encode(&request) })).unwrap()
+        };
+        for i in 0..9 {
+            let answer = send(&s.app, "POST", "/accounts/register/start", &[], start()).await;
+            assert_eq!(
+                answer.status, 200,
+                "{:?}: start {i}: {:?}",
+                s.backend, answer.json
+            );
+        }
+        let limited = send(&s.app, "POST", "/accounts/register/start", &[], start()).await;
+        assert_eq!(limited.status, 429, "{:?}", s.backend);
+    }
+}

@@ -680,6 +680,16 @@ async fn bad_input_gets_its_specific_4xx_and_changes_nothing() {
                 None,
             ),
             (
+                "chain cursor past 2^63 - 1",
+                "GET",
+                format!("{keys_path}/chain?after=9223372036854775808"),
+                vec![],
+                vec![],
+                400,
+                "invalid_parameter",
+                None,
+            ),
+            (
                 "zero page",
                 "GET",
                 format!("{keys_path}/chain?limit=0"),

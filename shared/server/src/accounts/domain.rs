@@ -173,8 +173,10 @@ pub async fn register_finish(
     req: RegisterFinish,
     now: Timestamp,
 ) -> Result<Session> {
+    // Not counted: a registration is one attempt (its start). A finish for a login that
+    // exists is a 409, and one that succeeds can succeed only once; the per-login counter
+    // would add nothing here but spend a second attempt of an honest registration.
     let login = state.secrets.login_key(&req.login);
-    limit_attempts(state, "register", &login, now).await?;
     check_ksf(&req.ksf)?;
     check_enclave("enclave", &req.enclave)?;
     let record = AccountRecord {

@@ -79,6 +79,14 @@ pub async fn chain(
     limit: Option<usize>,
 ) -> Result<ChainPage> {
     let limit = page_limit(limit, limits::MAX_CHAIN_PAGE)?;
+    // Versions are stored as signed 64-bit integers (SQLite, DynamoDB numbers), as every
+    // other cursor of the API is: anything above is a caller's mistake, not a server fault.
+    if after > i64::MAX as u64 {
+        return Err(Error::InvalidParameter(format!(
+            "after {after} is out of range (at most {})",
+            i64::MAX
+        )));
+    }
     let mut bundles = keys.chain(&user, after, limit + 1).await?;
     if bundles.is_empty() && keys.current(&user).await?.is_none() {
         return Err(Error::UnknownUser);
