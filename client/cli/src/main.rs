@@ -1,5 +1,19 @@
 //! `cinder`: the reference client's command line.
 
+/// `println!` for a Unix citizen: when standard output is closed (`cinder read … | head`),
+/// stop quietly with success, as `cat` does, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod progress;
 mod rooms;
 
@@ -321,9 +335,9 @@ async fn register(ctx: &mut Ctx, login: Login, name: Option<String>) -> Result<(
     ctx.profile.remember(&ctx.cli.server, session);
     ctx.save()?;
     if ctx.cli.json {
-        println!("{}", serde_json::json!({ "login": login, "user_id": id }));
+        out!("{}", serde_json::json!({ "login": login, "user_id": id }));
     } else {
-        println!("Registered {login}. Your user id is {id}; share it so others can invite you.");
+        out!("Registered {login}. Your user id is {id}; share it so others can invite you.");
     }
     Ok(())
 }
@@ -353,9 +367,9 @@ async fn login_cmd(ctx: &mut Ctx, login: Login) -> Result<(), ClientError> {
     ctx.profile.remember(&ctx.cli.server, session);
     ctx.save()?;
     if ctx.cli.json {
-        println!("{}", serde_json::json!({ "login": login, "user_id": id }));
+        out!("{}", serde_json::json!({ "login": login, "user_id": id }));
     } else {
-        println!("Logged in as {login} ({name}), user id {id}.");
+        out!("Logged in as {login} ({name}), user id {id}.");
     }
     Ok(())
 }
@@ -374,8 +388,8 @@ fn logout(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
     ctx.profile.identity = None;
     ctx.save()?;
     match was {
-        Some(login) => println!("Logged out {login}; this device no longer holds its keys."),
-        None => println!("Not logged in."),
+        Some(login) => out!("Logged out {login}; this device no longer holds its keys."),
+        None => out!("Not logged in."),
     }
     Ok(())
 }
@@ -385,7 +399,7 @@ fn whoami(ctx: &mut Ctx) -> Result<(), ClientError> {
     let s = ctx.session()?;
     let id = s.contents.identity.user_id();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "login": s.login, "user_id": id, "name": s.contents.profile.name,
@@ -394,12 +408,12 @@ fn whoami(ctx: &mut Ctx) -> Result<(), ClientError> {
             })
         );
     } else {
-        println!("{} ({})", s.login, s.contents.profile.name);
-        println!("  user id:   {id}");
+        out!("{} ({})", s.login, s.contents.profile.name);
+        out!("  user id:   {id}");
         if !s.contents.profile.status.is_empty() {
-            println!("  status:    {}", s.contents.profile.status);
+            out!("  status:    {}", s.contents.profile.status);
         }
-        println!(
+        out!(
             "  session:   ends in {} minutes",
             s.expires_at.0.saturating_sub(Timestamp::now().0) / 60
         );
@@ -468,8 +482,8 @@ async fn profile_set(
                 continue;
             };
             match client.set_avatar(&me, m, picture, pins).await {
-                Ok(true) => println!("Avatar shown in {}.", m.spine().name),
-                Ok(false) => println!(
+                Ok(true) => out!("Avatar shown in {}.", m.spine().name),
+                Ok(false) => out!(
                     "Avatar sent to the admins of {}; it shows once one of them signs it in.",
                     m.spine().name
                 ),
@@ -481,7 +495,7 @@ async fn profile_set(
     let session = ctx.session()?.clone();
     ctx.profile.remember(&ctx.cli.server, session);
     ctx.save()?;
-    println!("Profile saved.");
+    out!("Profile saved.");
     Ok(())
 }
 
@@ -507,7 +521,7 @@ async fn passwd(ctx: &mut Ctx) -> Result<(), ClientError> {
     drop(spinner);
     ctx.profile.remember(&server, fresh?);
     ctx.save()?;
-    println!("Password changed. Sessions on other devices have ended.");
+    out!("Password changed. Sessions on other devices have ended.");
     Ok(())
 }
 
@@ -525,7 +539,7 @@ async fn delete_account(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
         .accounts
         .remove(&Profile::account_key(&ctx.cli.server, &session.login));
     ctx.save()?;
-    println!("Deleted account {}.", session.login);
+    out!("Deleted account {}.", session.login);
     Ok(())
 }
 
@@ -699,7 +713,20 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
         ctx.profile.remember(&server, s);
     }
     ctx.save()?;
-    result
+    // Room requests are signed with the room's keys, not the user's: a refused signature
+    // there means the room's keys moved on (keys sent to this device were taken above).
+    result.map_err(|e| {
+        if e.code() == Some(ErrorCode::Unauthenticated) {
+            ClientError::Input(
+                "the room's keys have changed and no new keys have reached this device: \
+                 either you were removed, or an admin has yet to send them \
+                 (`cinder accept` takes them when they come)"
+                    .into(),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn versions(
@@ -721,19 +748,19 @@ fn is_unknown<T>(answer: Result<T, ClientError>) -> bool {
 fn show(ctx: &Ctx, headline: &str, bundle: &KeyBundle) {
     if ctx.cli.json {
         // Serialising a bundle cannot fail: every field is a string or a number.
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(bundle).unwrap_or_default()
         );
         return;
     }
-    println!("{headline}");
-    println!("  user id:      {}", bundle.user_id);
-    println!("  version:      {}", bundle.version);
-    println!("  signing key:  {}", bundle.sign_key);
-    println!("  hpke key:     {}", bundle.hpke_key);
-    println!("  server:       {}", ctx.cli.server);
-    println!("  profile:      {}", display(&ctx.path));
+    out!("{headline}");
+    out!("  user id:      {}", bundle.user_id);
+    out!("  version:      {}", bundle.version);
+    out!("  signing key:  {}", bundle.sign_key);
+    out!("  hpke key:     {}", bundle.hpke_key);
+    out!("  server:       {}", ctx.cli.server);
+    out!("  profile:      {}", display(&ctx.path));
 }
 
 fn display(path: &Path) -> String {

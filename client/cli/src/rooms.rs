@@ -86,6 +86,25 @@ impl RoomCtx<'_> {
         {
             return Ok((id, self.sync(id).await?));
         }
+        // By the name this device last verified; then brought up to date (an error there,
+        // a removal say, is the answer).
+        let named: Vec<RoomId> = self
+            .session
+            .contents
+            .memberships
+            .iter()
+            .filter(|(_, m)| m.spine().name == room)
+            .map(|(id, _)| *id)
+            .collect();
+        if let [id] = named.as_slice() {
+            return Ok((*id, self.sync(*id).await?));
+        }
+        if named.len() > 1 {
+            return Err(ClientError::Input(format!(
+                "you are in several rooms called {room:?}; name it by id"
+            )));
+        }
+        // Renamed since: look at each room's current name.
         let ids: Vec<RoomId> = self.session.contents.memberships.keys().copied().collect();
         for id in ids {
             if let Ok(spine) = self.sync(id).await
@@ -188,21 +207,23 @@ fn channel_of(spine: &Spine, channel: &str) -> Result<ChannelId, ClientError> {
 
 fn print_spine(id: RoomId, spine: &Spine, json: bool) {
     if json {
-        println!("{}", serde_json::json!({ "room_id": id, "spine": spine }));
+        out!("{}", serde_json::json!({ "room_id": id, "spine": spine }));
         return;
     }
-    println!("{} ({id}), version {}", spine.name, spine.version);
-    println!("  channels:");
+    out!("{} ({id}), version {}", spine.name, spine.version);
+    out!("  channels:");
     for c in &spine.channels {
         let kind = if c.voice { "voice" } else { "text" };
-        println!(
+        out!(
             "    #{:<16} {kind:<5} burns after {}s   {}",
-            c.name, c.burn_secs, c.id
+            c.name,
+            c.burn_secs,
+            c.id
         );
     }
-    println!("  members:");
+    out!("  members:");
     for m in &spine.members {
-        println!(
+        out!(
             "    {:<18} {}{}",
             m.name,
             m.user_id,
@@ -252,14 +273,14 @@ pub async fn room(ctx: &mut RoomCtx<'_>, command: RoomCommand) -> Result<(), Cli
                     .iter()
                     .map(|(id, n, m, c)| serde_json::json!({"room_id": id, "name": n, "members": m, "channels": c}))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                out!("{}", serde_json::Value::Array(list));
             } else if rows.is_empty() {
-                println!(
+                out!(
                     "You are in no rooms yet. `cinder room create NAME`, or `cinder accept` an invitation."
                 );
             } else {
                 for (id, name, members, channels) in rows {
-                    println!("{name:<20} {members} members, {channels} channels   {id}");
+                    out!("{name:<20} {members} members, {channels} channels   {id}");
                 }
             }
         }
@@ -272,7 +293,7 @@ pub async fn room(ctx: &mut RoomCtx<'_>, command: RoomCommand) -> Result<(), Cli
             ctx.client.delete_room(ctx.membership(id)?).await?;
             ctx.session.contents.memberships.remove(&id);
             ctx.save().await?;
-            println!("Deleted room {}.", spine.name);
+            out!("Deleted room {}.", spine.name);
         }
     }
     Ok(())
@@ -297,9 +318,9 @@ pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(
                 .await?;
             ctx.save().await?;
             if ctx.json {
-                println!("{}", serde_json::json!({ "channel_id": channel }));
+                out!("{}", serde_json::json!({ "channel_id": channel }));
             } else {
-                println!("Added #{name} ({channel}).");
+                out!("Added #{name} ({channel}).");
             }
         }
         ChannelCommand::List(arg) => {
@@ -327,7 +348,7 @@ pub async fn invite(
     let (m, pins) = ctx.parts(id)?;
     client.invite(&me, m, &keys, &name, pins).await?;
     ctx.save().await?;
-    println!("Invited {name} ({user}); they join with `cinder accept`.");
+    out!("Invited {name} ({user}); they join with `cinder accept`.");
     Ok(())
 }
 
@@ -341,14 +362,14 @@ pub async fn invites(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
             .iter()
             .map(|e| serde_json::json!({"id": e.id, "from": e.sender, "expires_at": e.expires_at}))
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
     } else if page.envelopes.is_empty() {
-        println!("No invitations.");
+        out!("No invitations.");
     } else {
         for e in &page.envelopes {
-            println!("from {} (expires {})", e.sender, e.expires_at);
+            out!("from {} (expires {})", e.sender, e.expires_at);
         }
-        println!("`cinder accept` opens and verifies them.");
+        out!("`cinder accept` opens and verifies them.");
     }
     Ok(())
 }
@@ -366,10 +387,10 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
     for id in &joined {
         let name = ctx.membership(*id)?.spine().name.clone();
         if before.contains(id) {
-            println!("Took new keys for {name} ({id}).");
+            out!("Took new keys for {name} ({id}).");
             continue;
         }
-        println!("Joined {name} ({id}).");
+        out!("Joined {name} ({id}).");
         // A new room gets its own sealed copy of the avatar.
         if let Some(picture) = &avatar {
             let client = ctx.client;
@@ -383,7 +404,7 @@ pub async fn accept(ctx: &mut RoomCtx<'_>) -> Result<(), ClientError> {
         ctx.save().await?;
     }
     if joined.is_empty() {
-        println!("No invitations to accept.");
+        out!("No invitations to accept.");
     }
     Ok(())
 }
@@ -427,9 +448,9 @@ pub async fn send(
         sent?
     };
     if ctx.json {
-        println!("{}", serde_json::json!({ "number": number }));
+        out!("{}", serde_json::json!({ "number": number }));
     } else {
-        println!("Sent #{number}; it burns in {burn}s.");
+        out!("Sent #{number}; it burns in {burn}s.");
     }
     Ok(())
 }
@@ -503,12 +524,12 @@ pub async fn download(
     drop(bar);
     if target.as_os_str() != "-" {
         if ctx.json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({ "path": target.display().to_string(), "size": written })
             );
         } else {
-            println!("Saved {} ({written} bytes, verified).", target.display());
+            out!("Saved {} ({written} bytes, verified).", target.display());
         }
     }
     Ok(())
@@ -524,7 +545,7 @@ fn print_messages(messages: &[Received], json: bool) {
                     |a| serde_json::json!({"name": a.name, "size": a.size, "media_id": a.media_id}),
                 )
                 .collect();
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
                     "sent_at": r.sent_at, "burn_at": r.burn_at, "text": r.text,
@@ -535,9 +556,9 @@ fn print_messages(messages: &[Received], json: bool) {
                 .sender_name
                 .clone()
                 .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
-            println!("#{:<5} {name}: {}", r.number, r.text);
+            out!("#{:<5} {name}: {}", r.number, r.text);
             for (i, a) in r.attachments.iter().enumerate() {
-                println!(
+                out!(
                     "       [{}] {} ({}), `cinder download … {} --index {}`",
                     i + 1,
                     a.name.escape_debug(),
@@ -639,13 +660,13 @@ async fn rekeyed(
 pub async fn members(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientError> {
     let (_, spine) = ctx.find(room).await?;
     if ctx.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&spine.members).unwrap_or_default()
         );
     } else {
         for m in &spine.members {
-            println!(
+            out!(
                 "{:<18} {}{}{}",
                 m.name,
                 m.user_id,
@@ -666,7 +687,7 @@ pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(),
     let (m, pins) = ctx.parts(id)?;
     client.kick(&me, m, user, pins).await?;
     ctx.save().await?;
-    println!("Removed {user}; the room's keys are new and went to everyone who stays.");
+    out!("Removed {user}; the room's keys are new and went to everyone who stays.");
     Ok(())
 }
 
@@ -710,7 +731,7 @@ pub async fn admin(ctx: &mut RoomCtx<'_>, command: AdminCommand) -> Result<(), C
     };
     ctx.save().await?;
     result?;
-    println!("{user} {done}.");
+    out!("{user} {done}.");
     Ok(())
 }
 
@@ -733,7 +754,7 @@ pub async fn avatar(
         path: path.display().to_string(),
         source,
     })?;
-    println!(
+    out!(
         "Saved {} ({} bytes, verified).",
         path.display(),
         picture.len()

@@ -586,6 +586,28 @@ async fn room_walkthrough_create_invite_chat_kick() {
     ok(&cinder(&server, &alice, &["send", "team", "general", "bob is gone"]).await);
     let denied = cinder(&server, &bob, &["read", "team", "general"]).await;
     assert!(!denied.status.success());
+    assert!(
+        stderr(&denied).contains("the room's keys have changed"),
+        "{}",
+        stderr(&denied)
+    );
+    // A reader whose output is closed early (`| head`) stops quietly.
+    let mut piped = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"))
+        .arg("--server")
+        .arg(&server)
+        .arg("--profile")
+        .arg(&alice)
+        .args(["read", "team", "general"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let closed = tokio::task::spawn_blocking(move || piped.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    assert!(!stderr(&closed).contains("panicked"), "{}", stderr(&closed));
     let list = cinder(&server, &bob, &["room", "list", "--json"]).await;
     ok(&list);
     assert_eq!(json(&list), serde_json::json!([]));
