@@ -293,7 +293,30 @@ fn file_error(path: &std::path::Path) -> impl Fn(std::io::Error) -> ClientError 
     }
 }
 
-fn transfer_failed(status: Option<u16>, reason: impl Into<String>) -> ClientError {
+/// Sends one request to object storage (with the headers its URL was signed with):
+/// anything but success is a failed transfer, naming `what`.
+pub(crate) async fn to_storage(
+    mut request: reqwest::RequestBuilder,
+    headers: &std::collections::BTreeMap<String, String>,
+    what: &str,
+) -> Result<reqwest::Response, ClientError> {
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
+    if !answer.status().is_success() {
+        return Err(transfer_failed(
+            Some(answer.status().as_u16()),
+            format!("storage refused the {what}"),
+        ));
+    }
+    Ok(answer)
+}
+
+pub(crate) fn transfer_failed(status: Option<u16>, reason: impl Into<String>) -> ClientError {
     ClientError::Transfer {
         status,
         reason: reason.into(),
@@ -383,23 +406,11 @@ impl crate::Client {
                 }
             },
         );
-        let mut request = self
+        let request = self
             .http()
             .put(&grant.url)
             .body(reqwest::Body::wrap_stream(body));
-        for (name, value) in &grant.headers {
-            request = request.header(name, value);
-        }
-        let answer = request
-            .send()
-            .await
-            .map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
-        if !answer.status().is_success() {
-            return Err(transfer_failed(
-                Some(answer.status().as_u16()),
-                "storage refused the upload",
-            ));
-        }
+        to_storage(request, &grant.headers, "upload").await?;
         let sha256 = hash
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -472,18 +483,8 @@ impl crate::Client {
         let grant = self
             .download_grant(m, channel, number, attachment.media_id)
             .await?;
-        let answer = self
-            .http()
-            .get(&grant.url)
-            .send()
-            .await
-            .map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
-        if !answer.status().is_success() {
-            return Err(transfer_failed(
-                Some(answer.status().as_u16()),
-                "storage refused the download",
-            ));
-        }
+        let answer =
+            to_storage(self.http().get(&grant.url), &Default::default(), "download").await?;
         let write = |e| ClientError::File {
             path: attachment.name.clone(),
             source: e,

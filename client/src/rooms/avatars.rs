@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::capabilities::derive;
 use super::invites::InviteKind;
 use super::{Membership, Secret32};
-use crate::media::{Attachment, Opener, SEGMENT, Sealer, sealed_len};
+use crate::media::{Attachment, Opener, SEGMENT, Sealer, sealed_len, to_storage, transfer_failed};
 use crate::{Client, ClientError, Identity};
 
 /// The largest avatar picture, in bytes: it is kept whole in the owner's enclave.
@@ -168,25 +168,11 @@ impl Client {
                 None,
             )
             .await?;
-        let bytes =
-            self.http()
-                .get(&grant.url)
-                .send()
-                .await
-                .map_err(|e| ClientError::Transfer {
-                    status: None,
-                    reason: e.without_url().to_string(),
-                })?;
-        if !bytes.status().is_success() {
-            return Err(ClientError::Transfer {
-                status: Some(bytes.status().as_u16()),
-                reason: "storage refused the avatar".into(),
-            });
-        }
-        let sealed = bytes.bytes().await.map_err(|e| ClientError::Transfer {
-            status: None,
-            reason: e.without_url().to_string(),
-        })?;
+        let sealed = to_storage(self.http().get(&grant.url), &Default::default(), "avatar")
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
         if sealed.len() as u64 != sealed_len(avatar.size) || avatar.size > MAX_AVATAR_BYTES as u64 {
             return Err(ClientError::Verification(
                 "the avatar has the wrong size".into(),
@@ -267,20 +253,12 @@ impl Client {
         for segment in picture.chunks(SEGMENT) {
             sealed.extend(sealer.seal(segment.to_vec())?);
         }
-        let mut request = self.http().put(&grant.url).body(sealed);
-        for (name, value) in &grant.headers {
-            request = request.header(name, value);
-        }
-        let answer = request.send().await.map_err(|e| ClientError::Transfer {
-            status: None,
-            reason: e.without_url().to_string(),
-        })?;
-        if !answer.status().is_success() {
-            return Err(ClientError::Transfer {
-                status: Some(answer.status().as_u16()),
-                reason: "storage refused the avatar".into(),
-            });
-        }
+        to_storage(
+            self.http().put(&grant.url).body(sealed),
+            &grant.headers,
+            "avatar",
+        )
+        .await?;
         Ok(AvatarRef {
             media_id: grant.media_id,
             size,
