@@ -1,0 +1,103 @@
+//! `make watch`'s set-up: the stack's tables, media bucket and master secret on a local
+//! AWS stand-in (moto), named as `deploy/env.local.json` names them.
+//!
+//! The tables come from `cinder_aws::schema`, the one description of them outside
+//! `template.yaml`, so this creates exactly what the tests create. Safe to run again: what
+//! already exists is left as it is (a second run keeps moto's data and secret).
+//!
+//! Usage: `local-aws [ENDPOINT] [PREFIX]` (default `http://127.0.0.1:5050` and `local-`).
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use cinder_aws::accounts::AccountTables;
+use cinder_aws::media::S3Objects;
+use cinder_aws::rooms::RoomTables;
+use cinder_aws::{Tables, schema};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let endpoint = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:5050".to_owned());
+    let prefix = args.next().unwrap_or_else(|| "local-".to_owned());
+    // moto checks no credentials, but the SDK wants some.
+    let credentials = Credentials::new("local", "local", None, None, "local-aws");
+
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(credentials.clone())
+            .build(),
+    );
+    let keys = Tables::prefixed(&prefix);
+    let accounts = AccountTables::prefixed(&prefix);
+    let rooms = RoomTables::prefixed(&prefix);
+    let existing = dynamo
+        .list_tables()
+        .send()
+        .await?
+        .table_names
+        .unwrap_or_default();
+    for (name, spec) in [
+        (&keys.keys, schema::KEYS),
+        (&keys.inbox, schema::INBOX),
+        (&keys.nonces, schema::NONCES),
+        (&accounts.accounts, schema::ACCOUNTS),
+        (&accounts.rate_limits, schema::RATE_LIMITS),
+        (&rooms.rooms, schema::ROOMS),
+        (&rooms.spines, schema::SPINES),
+        (&rooms.shards, schema::SHARDS),
+    ] {
+        if existing.contains(name) {
+            println!("table  {name} (exists)");
+        } else {
+            schema::create(&dynamo, name, spec).await?;
+            println!("table  {name}");
+        }
+    }
+
+    let bucket = format!("{prefix}media");
+    let s3 = S3Objects::on_endpoint(&endpoint, bucket.clone());
+    if s3
+        .client()
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .is_ok()
+    {
+        println!("bucket {bucket} (exists)");
+    } else {
+        s3.client().create_bucket().bucket(&bucket).send().await?;
+        println!("bucket {bucket}");
+    }
+
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(credentials)
+            .build(),
+    );
+    let secret = format!("{prefix}master-secret");
+    let found = secrets.describe_secret().secret_id(&secret).send().await;
+    if found.is_ok() {
+        println!("secret {secret} (exists)");
+    } else {
+        // 64 hex characters (256 random bits); the template generates 64 alphanumerics.
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+        let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        secrets
+            .create_secret()
+            .name(&secret)
+            .secret_string(value)
+            .send()
+            .await?;
+        println!("secret {secret}");
+    }
+    Ok(())
+}
