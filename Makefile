@@ -7,9 +7,16 @@ PYTHON   ?= python3
 # Console scripts of the Python that `make test-deps` installs into (not always on PATH).
 PYBIN    := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
 SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PYBIN)/sam
+# Every Lambda binary; tests/tests/deploy_consistency.rs checks this against functions/ and
+# template.yaml.
 FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn
+LAMBDA_BUILD := PATH="$(PYBIN):$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
+# make watch: moto's address, and the port cargo lambda watch serves the functions on.
+MOTO_HOST  ?= 127.0.0.1
+MOTO_PORT  ?= 5050
+WATCH_PORT ?= 9000
 
-.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps deploy bench clean-dev
+.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,12 +24,13 @@ help: ## List the targets
 dev: ## Run every function locally on SQLite (DEV_ADDR, DATA_DIR to change)
 	cargo run -p cinder-dev -- --addr $(DEV_ADDR) --data-dir $(DATA_DIR)
 
-test: test-deps lint-template ## Run every test (starts moto itself) and lint the template
+test: test-deps lint-template ## Run every test (starts moto itself), the API contract run, and lint the template
 	@set -o pipefail; cargo test --workspace 2>&1 | awk '{ print; fflush() } \
 		/^test result:/ { passed += $$4; failed += $$6 } \
 		END { printf "\ntests: %d passed, %d failed\n", passed, failed }'
+	$(PYTHON) tests/contract/run.py
 
-test-deps: ## Install what the tests need from PyPI (moto, cfn-lint, SAM CLI)
+test-deps: ## Install what the tests need from PyPI (moto, cfn-lint, SAM CLI, schemathesis)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 lint: lint-rust lint-template ## fmt, clippy and the template linters
@@ -39,16 +47,54 @@ lint-template:
 fmt: ## Format the code
 	cargo fmt --all
 
-build-deps: ## Install cargo-lambda (from PyPI)
+build-deps: ## Install cargo-lambda (from PyPI) and the aarch64 Rust target
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check cargo-lambda
-
-build: build-deps ## Build the Lambda binaries for arm64 (fetches the arm64 target)
 	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(PYBIN):$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
 
-deploy: build-deps ## Build with SAM and deploy to your AWS account, guided
-	PATH="$(PYBIN):$$PATH" $(SAM) build --beta-features
+build: build-deps ## Build the Lambda binaries for arm64 (target/lambda/<name>/bootstrap)
+	$(LAMBDA_BUILD)
+
+# The same build with zip output: after `make build` cargo has nothing left to compile, so
+# this only zips. The table reads the binary's size from inside each zip, so it is right
+# whichever of the two outputs is on disk.
+package: build ## One zip per function (target/lambda/<name>/bootstrap.zip) and a size table
+	$(LAMBDA_BUILD) --output-format zip
+	@$(PYTHON) -c 'import os, sys, zipfile; \
+	mb = lambda n: "%.1f MiB" % (n / 2**20); \
+	print("%-16s %10s %10s" % ("function", "binary", "zip")); \
+	[print("%-16s %10s %10s" % (n, mb(zipfile.ZipFile(z).getinfo("bootstrap").file_size), mb(os.path.getsize(z)))) \
+	 for n in sys.argv[1:] for z in ["target/lambda/%s/bootstrap.zip" % n]]' $(FUNCTIONS)
+
+deploy-deps: build-deps ## Install the SAM CLI (from PyPI)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check aws-sam-cli
+
+# sam build runs cargo lambda itself (the template's rust-cargolambda build method), so
+# PATH must reach the pip-installed cargo-lambda.
+deploy: deploy-deps ## Build with SAM and deploy to your AWS account, guided (docs/DEPLOY.md)
+	PATH="$(PYBIN):$$PATH" $(SAM) build
 	$(SAM) deploy --guided
+
+# The real function binaries, on moto, under `cargo lambda watch`: moto is started unless
+# something already answers on MOTO_PORT (and stopped again on exit if this started it),
+# the tables, bucket and secret are created from shared/aws/src/schema.rs, and every
+# function gets deploy/env.local.json's variables. Each function answers under
+# http://127.0.0.1:$(WATCH_PORT)/lambda-url/<binary>/…; docs/DEPLOY.md says how to call them.
+watch: build-deps ## Run the real Lambda binaries under cargo lambda watch, on moto (docs/DEPLOY.md)
+	@set -e; mkdir -p .cinder; \
+	if ! (exec 3<>/dev/tcp/$(MOTO_HOST)/$(MOTO_PORT)) 2>/dev/null; then \
+		echo "starting moto on $(MOTO_HOST):$(MOTO_PORT) (log: .cinder/moto.log)"; \
+		$(PYTHON) tests/moto_serial.py $(MOTO_HOST) $(MOTO_PORT) >.cinder/moto.log 2>&1 & moto=$$!; \
+		trap 'kill $$moto 2>/dev/null' EXIT; \
+		for i in $$(seq 150); do (exec 3<>/dev/tcp/$(MOTO_HOST)/$(MOTO_PORT)) 2>/dev/null && break; sleep 0.2; done; \
+	fi; \
+	cargo run -q -p cinder-tests --bin local-aws -- http://$(MOTO_HOST):$(MOTO_PORT) local-; \
+	$(PYTHON) -c 'import json, sys; env = {k: v for f in json.load(open(sys.argv[1])).values() for k, v in f.items()}; \
+		print("\n".join(f"{k}={v}" for k, v in sorted(env.items())))' deploy/env.local.json >.cinder/watch.env; \
+	printf '%s\n' AWS_ENDPOINT_URL=http://$(MOTO_HOST):$(MOTO_PORT) AWS_REGION=us-east-1 \
+		AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local RUST_LOG=info >>.cinder/watch.env; \
+	echo "functions at http://127.0.0.1:$(WATCH_PORT)/lambda-url/<binary>/… (binaries: $(FUNCTIONS))"; \
+	PATH="$(PYBIN):$$PATH" cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+		--env-file .cinder/watch.env
 
 bench: ## Print latency and crypto-cost figures
 	cargo bench -p cinder-tests --bench keys
