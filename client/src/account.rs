@@ -55,13 +55,28 @@ pub struct EnclaveContents {
     /// What others see of the user, once shared into rooms.
     #[serde(default)]
     pub profile: UserProfile,
-    /// Per room: its master key, channel keys and (for admins) admin key.
-    #[serde(default)]
+    /// Per room: its keys by epoch and the verified room state. A membership in a format
+    /// this client no longer reads (from before signed room states) is left out rather
+    /// than locking the user out of the whole enclave.
+    #[serde(default, deserialize_with = "readable_memberships")]
     pub memberships: BTreeMap<cinder_proto::RoomId, crate::rooms::Membership>,
     /// Other users' directory keys as this user's devices verified them: a new device
     /// starts from these pins, not from whatever the server says is current.
     #[serde(default)]
     pub pins: BTreeMap<cinder_proto::UserId, cinder_proto::KeyBundle>,
+}
+
+fn readable_memberships<'de, D>(
+    d: D,
+) -> Result<BTreeMap<cinder_proto::RoomId, crate::rooms::Membership>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = BTreeMap::<cinder_proto::RoomId, serde_json::Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(id, v)| serde_json::from_value(v).ok().map(|m| (id, m)))
+        .collect())
 }
 
 /// A user's profile.
@@ -607,6 +622,18 @@ mod tests {
                 .open(&stored, 0)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_membership_of_an_older_format_is_left_out_not_fatal() {
+        let mut json = crate::secret::exposing(|| serde_json::to_value(contents(4))).unwrap();
+        json["memberships"] = serde_json::json!({
+            "9f1c0e4b2a7d4c3e8b6a5f4e3d2c1b0a": { "room": "9f1c0e4b2a7d4c3e8b6a5f4e3d2c1b0a",
+              "master_key": "AAAA", "channel_keys": {}, "spine_version": 3 }
+        });
+        let back: EnclaveContents = serde_json::from_value(json).unwrap();
+        assert!(back.memberships.is_empty());
+        assert_eq!(back.version, 4);
     }
 
     #[test]
