@@ -1519,14 +1519,26 @@ async fn a_swapped_avatar_or_a_strangers_request_is_refused() {
     let refused = w.client.avatar(&b, alice.id()).await.unwrap_err();
     assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
 
-    // Mallory, no member, sends the admin an avatar request with keys of her own.
+    // Mallory, no member but holding leaked room keys, asks the admin to show an avatar;
+    // Bob, a member, asks with keys that are not the room's. Neither is taken.
     let mallory = User::new(&w).await;
-    let mut forged = bob.rooms[&room].clone();
-    forged.master_keys = [(1, Secret32::random().unwrap())].into_iter().collect();
+    let leaked = bob.rooms[&room].clone();
     w.client
         .send_request(
             &mallory.me,
-            &forged,
+            &leaked,
+            &alice.me.bundle,
+            InviteKind::Avatar,
+            Some(avatar.clone()),
+        )
+        .await
+        .unwrap();
+    let mut bogus = bob.rooms[&room].clone();
+    bogus.master_keys = [(1, Secret32::random().unwrap())].into_iter().collect();
+    w.client
+        .send_request(
+            &bob.me,
+            &bogus,
             &alice.me.bundle,
             InviteKind::Avatar,
             Some(avatar.clone()),
@@ -1535,4 +1547,45 @@ async fn a_swapped_avatar_or_a_strangers_request_is_refused() {
         .unwrap();
     alice.accept(&w).await;
     assert!(!alice.rooms[&room].has_avatar_requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_pointing_at_an_avatar_of_an_older_epoch_is_refused() {
+    let w = world().await;
+    let (mut alice, mut bob, carol, room, _) = team(&w).await;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .set_avatar(&alice.me, m, &picture(1), &mut alice.pins)
+        .await
+        .unwrap();
+    let old = alice.rooms[&room]
+        .spine()
+        .member(alice.id())
+        .unwrap()
+        .avatar
+        .clone()
+        .unwrap();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .kick(&alice.me, m, carol.id(), &mut alice.pins)
+        .await
+        .unwrap();
+    bob.accept(&w).await;
+    let before = bob.rooms[&room].clone();
+    // GIVEN an admin-signed version of the new epoch that points back at the old copy,
+    // which the removed member can still open
+    let mut spine = next_state(&alice.rooms[&room]);
+    for x in &mut spine.members {
+        if x.user_id == alice.id() {
+            x.avatar = Some(old.clone());
+        }
+    }
+    plant_state(&w, &alice.me, &alice.rooms[&room], &spine).await;
+    // THEN readers refuse it
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("another key epoch")),
+        "{refused}"
+    );
+    assert_eq!(bob.rooms[&room].head_hash(), before.head_hash());
 }
