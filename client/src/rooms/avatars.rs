@@ -168,15 +168,26 @@ impl Client {
                 None,
             )
             .await?;
-        let sealed = to_storage(self.http().get(&grant.url), &Default::default(), "avatar")
+        let wrong_size = || ClientError::Verification("the avatar has the wrong size".into());
+        if avatar.size > MAX_AVATAR_BYTES as u64 {
+            return Err(wrong_size());
+        }
+        // Read no more than the signed size allows: a server cannot make this device hold
+        // more than one avatar's worth of bytes.
+        let expected = sealed_len(avatar.size) as usize;
+        let mut body = to_storage(self.http().get(&grant.url), &Default::default(), "avatar")
             .await?
-            .bytes()
-            .await
-            .map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
-        if sealed.len() as u64 != sealed_len(avatar.size) || avatar.size > MAX_AVATAR_BYTES as u64 {
-            return Err(ClientError::Verification(
-                "the avatar has the wrong size".into(),
-            ));
+            .bytes_stream();
+        let mut sealed = Vec::with_capacity(expected);
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            let chunk = chunk.map_err(|e| transfer_failed(None, e.without_url().to_string()))?;
+            if sealed.len() + chunk.len() > expected {
+                return Err(wrong_size());
+            }
+            sealed.extend_from_slice(&chunk);
+        }
+        if sealed.len() != expected {
+            return Err(wrong_size());
         }
         let attachment = Attachment {
             media_id: avatar.media_id,

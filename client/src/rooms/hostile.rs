@@ -1589,3 +1589,47 @@ async fn a_state_pointing_at_an_avatar_of_an_older_epoch_is_refused() {
     );
     assert_eq!(bob.rooms[&room].head_hash(), before.head_hash());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_cannot_answer_for_one_message_with_another() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    for text in ["first", "second"] {
+        let m = alice.rooms.get_mut(&room).unwrap();
+        w.client
+            .send_message(&alice.me, m, general, text, 600)
+            .await
+            .unwrap();
+    }
+    // GIVEN the server's row for message 2 holds message 1, untouched
+    let db = rusqlite::Connection::open(w.data.join(cinder_dev::DB_FILE)).unwrap();
+    let channel = format!("{room}/{general}");
+    let first: String = db
+        .query_row(
+            "SELECT shard FROM shards WHERE channel = ?1 AND number = 1",
+            [&channel],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "UPDATE shards SET shard = ?1 WHERE channel = ?2 AND number = 2",
+        [&first, &channel],
+    )
+    .unwrap();
+    // THEN asking for message 2 is refused, not answered with message 1
+    let m = bob.rooms[&room].clone();
+    let refused = w
+        .client
+        .message(&m, general, 2, &mut bob.pins)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ClientError::Verification(_)), "{refused}");
+    assert_eq!(
+        w.client
+            .message(&m, general, 1, &mut bob.pins)
+            .await
+            .unwrap()
+            .text,
+        "first"
+    );
+}

@@ -399,6 +399,14 @@ impl Client {
                 None,
             )
             .await?;
+        // The associated data binds the number the shard claims; it must be the one asked
+        // for, or the server could answer for message N with another message.
+        if shard.number != number {
+            return Err(ClientError::Verification(format!(
+                "asked for message {number}, the server answered with message {}",
+                shard.number
+            )));
+        }
         let now = Timestamp(self.now().0.max(Timestamp::now().0));
         let mut cache = KeyCache::default();
         self.check(m, channel, shard, now, pins, &mut cache)
