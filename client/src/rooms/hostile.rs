@@ -1613,7 +1613,11 @@ async fn the_server_cannot_answer_for_one_message_with_another() {
         [&first, &channel],
     )
     .unwrap();
-    // THEN asking for message 2 is refused, not answered with message 1
+    // THEN a reader does not show message 1 twice
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.refused, vec![(1, Refusal::OutOfOrder)]);
+    // and asking for message 2 is refused, not answered with message 1
     let m = bob.rooms[&room].clone();
     let refused = w
         .client

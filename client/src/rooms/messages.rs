@@ -139,6 +139,8 @@ pub enum Refusal {
     BadTimes,
     /// Its burn time has passed: the server should not have served it.
     Burnt,
+    /// Not after the cursor, or not after the message before it on the page: a replay.
+    OutOfOrder,
 }
 
 impl std::fmt::Display for Refusal {
@@ -151,6 +153,7 @@ impl std::fmt::Display for Refusal {
             Self::RetiredKey => "is signed with a key its sender had replaced",
             Self::BadTimes => "has impossible send or burn times",
             Self::Burnt => "is past its burn time",
+            Self::OutOfOrder => "was served again, or out of order",
         })
     }
 }
@@ -445,8 +448,15 @@ impl Client {
         };
         // Each sender's keys are verified once per page, not once per message.
         let mut cache = KeyCache::default();
+        let mut floor = after;
         for shard in page.shards {
             let number = shard.number;
+            // Numbers only go up, past the cursor: anything else is the server repeating one.
+            if number <= floor {
+                out.refused.push((number, Refusal::OutOfOrder));
+                continue;
+            }
+            floor = number;
             match self.check(m, channel, shard, now, pins, &mut cache).await {
                 Ok(r) => out.messages.push(r),
                 Err(why) => out.refused.push((number, why)),
