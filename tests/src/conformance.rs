@@ -55,8 +55,10 @@ macro_rules! rooms_conformance_suite {
             spine_log_keeps_only_the_winners_of_concurrent_writes,
             spine_log_pages_through_the_largest_spines,
             shards_reserve_unique_increasing_numbers_under_concurrency,
+            shards_post_next_takes_exactly_the_next_number,
+            shards_post_next_has_one_winner_under_concurrency,
+            shards_holds_are_filled_once_by_their_proof,
             shards_list_in_order_and_never_return_burnt_ones,
-            shards_duplicate_number_conflicts,
             shards_are_scoped_by_room_and_channel,
             shards_delete_reports_presence);
     };
@@ -722,13 +724,15 @@ fn shard(number: u64, burn_at: Timestamp) -> Shard {
     }
 }
 
+const HOLD: [u8; 16] = [7; 16];
+
 pub async fn shards_reserve_unique_increasing_numbers_under_concurrency<S: Rooms>(store: Arc<S>) {
     let c = channel(1, 1);
     assert_eq!(store.reserved(&c).await.unwrap(), 0);
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
+    let tasks: Vec<_> = (0..100u8)
+        .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { store.reserve(&c).await.unwrap() })
+            tokio::spawn(async move { store.reserve(&c, &[i; 16], T0.plus(100)).await.unwrap() })
         })
         .collect();
     let mut numbers = Vec::new();
@@ -739,22 +743,155 @@ pub async fn shards_reserve_unique_increasing_numbers_under_concurrency<S: Rooms
     assert_eq!(numbers, (1..=100).collect::<Vec<u64>>());
     assert_eq!(store.reserved(&c).await.unwrap(), 100);
     assert_eq!(
-        store.reserve(&channel(1, 2)).await.unwrap(),
+        store.shards(&c, 0, 100, T0).await.unwrap(),
+        vec![],
+        "a hold is not a message"
+    );
+    assert_eq!(store.shard(&c, 1, T0).await.unwrap(), None);
+    assert_eq!(
+        store
+            .reserve(&channel(1, 2), &HOLD, T0.plus(100))
+            .await
+            .unwrap(),
         1,
         "counters are per channel"
     );
 }
 
+pub async fn shards_post_next_takes_exactly_the_next_number<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    let conflict = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Conflict));
+    assert!(
+        conflict(store.post_next(&c, &shard(2, T0.plus(100))).await),
+        "a number past the next one"
+    );
+    store.post_next(&c, &shard(1, T0.plus(100))).await.unwrap();
+    let mut clash = shard(1, T0.plus(100));
+    clash.ciphertext = Blob(vec![0; 4]);
+    assert!(conflict(store.post_next(&c, &clash).await), "a taken one");
+    assert_eq!(
+        store.shard(&c, 1, T0).await.unwrap(),
+        Some(shard(1, T0.plus(100))),
+        "the loser changed nothing"
+    );
+    assert!(conflict(store.post_next(&c, &shard(3, T0.plus(100))).await));
+    store.post_next(&c, &shard(2, T0.plus(100))).await.unwrap();
+    assert_eq!(store.reserved(&c).await.unwrap(), 2);
+    // A held number counts as taken: the next post goes after it.
+    assert_eq!(store.reserve(&c, &HOLD, T0.plus(100)).await.unwrap(), 3);
+    assert!(conflict(store.post_next(&c, &shard(3, T0.plus(100))).await));
+    store.post_next(&c, &shard(4, T0.plus(100))).await.unwrap();
+    assert_eq!(store.reserved(&c).await.unwrap(), 4);
+}
+
+pub async fn shards_post_next_has_one_winner_under_concurrency<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    let tasks: Vec<_> = (0..20u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut s = shard(1, T0.plus(100));
+                s.ciphertext = Blob(vec![i; 8]);
+                (i, store.post_next(&c, &s).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(())) => winners.push(i),
+            (_, Err(StoreError::Conflict)) => {}
+            (_, Err(e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one poster takes number 1");
+    let stored = store.shard(&c, 1, T0).await.unwrap().unwrap();
+    assert_eq!(
+        stored.ciphertext,
+        Blob(vec![winners[0]; 8]),
+        "the winner's message"
+    );
+    assert_eq!(store.reserved(&c).await.unwrap(), 1);
+}
+
+pub async fn shards_holds_are_filled_once_by_their_proof<S: Rooms>(store: Arc<S>) {
+    let c = channel(1, 1);
+    let conflict = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Conflict));
+    let held = store.reserve(&c, &HOLD, T0.plus(100)).await.unwrap();
+    assert_eq!(held, 1);
+    store.post_next(&c, &shard(2, T0.plus(100))).await.unwrap();
+    assert!(
+        conflict(
+            store
+                .fill_hold(&c, &shard(1, T0.plus(100)), &[8; 16], T0)
+                .await
+        ),
+        "the wrong proof"
+    );
+    assert!(
+        conflict(
+            store
+                .fill_hold(&c, &shard(2, T0.plus(100)), &HOLD, T0)
+                .await
+        ),
+        "a posted number is no hold"
+    );
+    assert!(
+        conflict(
+            store
+                .fill_hold(&c, &shard(9, T0.plus(100)), &HOLD, T0)
+                .await
+        ),
+        "a number never taken"
+    );
+    assert!(
+        !store.delete_shard(&c, 1).await.unwrap(),
+        "a hold is not a message to delete"
+    );
+    store
+        .fill_hold(&c, &shard(1, T0.plus(100)), &HOLD, T0)
+        .await
+        .unwrap();
+    let numbers = |v: Vec<Shard>| v.into_iter().map(|s| s.number).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(store.shards(&c, 0, 10, T0).await.unwrap()),
+        vec![1, 2]
+    );
+    assert_eq!(
+        store.shard(&c, 1, T0).await.unwrap(),
+        Some(shard(1, T0.plus(100)))
+    );
+    let mut again = shard(1, T0.plus(100));
+    again.ciphertext = Blob(vec![0; 4]);
+    assert!(
+        conflict(store.fill_hold(&c, &again, &HOLD, T0).await),
+        "a hold is filled once"
+    );
+    assert_eq!(
+        store.shard(&c, 1, T0).await.unwrap(),
+        Some(shard(1, T0.plus(100)))
+    );
+    // A hold that has lapsed takes nothing.
+    let lapsing = store.reserve(&c, &HOLD, T0.plus(10)).await.unwrap();
+    assert_eq!(lapsing, 3);
+    assert!(conflict(
+        store
+            .fill_hold(&c, &shard(3, T0.plus(100)), &HOLD, T0.plus(10))
+            .await
+    ));
+    assert_eq!(store.shards(&c, 2, 10, T0.plus(10)).await.unwrap(), vec![]);
+}
+
 pub async fn shards_list_in_order_and_never_return_burnt_ones<S: Rooms>(store: Arc<S>) {
     let c = channel(1, 1);
     // Numbers 2 and 3 burn at T0+10; the rest much later.
-    for n in [5, 1, 3, 2, 4] {
+    for n in 1..=5 {
         let burn = if n == 2 || n == 3 {
             T0.plus(10)
         } else {
             T0.plus(1000)
         };
-        store.put_shard(&c, &shard(n, burn)).await.unwrap();
+        store.post_next(&c, &shard(n, burn)).await.unwrap();
     }
     let numbers = |v: Vec<Shard>| v.into_iter().map(|s| s.number).collect::<Vec<_>>();
     assert_eq!(
@@ -781,26 +918,20 @@ pub async fn shards_list_in_order_and_never_return_burnt_ones<S: Rooms>(store: A
         Some(shard(4, T0.plus(1000)))
     );
     assert_eq!(store.shard(&c, 9, T0).await.unwrap(), None);
-}
-
-pub async fn shards_duplicate_number_conflicts<S: Rooms>(store: Arc<S>) {
-    let c = channel(1, 1);
-    store.put_shard(&c, &shard(1, T0.plus(100))).await.unwrap();
-    let mut clash = shard(1, T0.plus(100));
-    clash.ciphertext = Blob(vec![0; 4]);
-    assert!(matches!(
-        store.put_shard(&c, &clash).await,
-        Err(StoreError::Conflict)
-    ));
+    // Holds among messages do not end a page early either.
+    store.reserve(&c, &HOLD, T0.plus(1000)).await.unwrap();
+    store.reserve(&c, &[8; 16], T0.plus(1000)).await.unwrap();
+    store.post_next(&c, &shard(8, T0.plus(1000))).await.unwrap();
     assert_eq!(
-        store.shard(&c, 1, T0).await.unwrap(),
-        Some(shard(1, T0.plus(100)))
+        numbers(store.shards(&c, 5, 1, T0).await.unwrap()),
+        vec![8],
+        "a run of holds does not end a page early"
     );
 }
 
 pub async fn shards_are_scoped_by_room_and_channel<S: Rooms>(store: Arc<S>) {
     store
-        .put_shard(&channel(1, 1), &shard(1, T0.plus(100)))
+        .post_next(&channel(1, 1), &shard(1, T0.plus(100)))
         .await
         .unwrap();
     // The same channel id in another room, and another channel in the same room, are apart.
@@ -813,21 +944,21 @@ pub async fn shards_are_scoped_by_room_and_channel<S: Rooms>(store: Arc<S>) {
         vec![]
     );
     store
-        .put_shard(&channel(2, 1), &shard(1, T0.plus(100)))
+        .post_next(&channel(2, 1), &shard(1, T0.plus(100)))
         .await
         .unwrap();
 }
 
 pub async fn shards_delete_reports_presence<S: Rooms>(store: Arc<S>) {
     let c = channel(1, 1);
-    store.put_shard(&c, &shard(1, T0.plus(100))).await.unwrap();
+    store.post_next(&c, &shard(1, T0.plus(100))).await.unwrap();
     assert!(store.delete_shard(&c, 1).await.unwrap());
     assert!(!store.delete_shard(&c, 1).await.unwrap());
     assert_eq!(store.shard(&c, 1, T0).await.unwrap(), None);
     assert_eq!(store.shards(&c, 0, 10, T0).await.unwrap(), vec![]);
     assert!(
         matches!(
-            store.put_shard(&c, &shard(1, T0.plus(100))).await,
+            store.post_next(&c, &shard(1, T0.plus(100))).await,
             Err(StoreError::Conflict)
         ),
         "a deleted number stays taken"

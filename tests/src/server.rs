@@ -38,6 +38,8 @@ pub struct TestServer {
     pub sqlite_file: Option<std::path::PathBuf>,
     /// Where media objects are: files (SQLite) or moto's S3 (DynamoDB).
     pub objects: Arc<dyn ObjectStore>,
+    /// HTTP requests the server has answered so far.
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
     _dir: tempfile::TempDir,
 }
 
@@ -127,7 +129,14 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
         }
     };
     let app = cinder_server::routing::finish(routes);
-    let served = app.clone();
+    let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = requests.clone();
+    let served = app.clone().layer(axum::middleware::map_request(
+        move |request: axum::extract::Request| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::ready(request)
+        },
+    ));
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
     TestServer {
         backend,
@@ -137,6 +146,7 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
         accounts,
         sqlite_file,
         objects,
+        requests,
         _dir: dir,
     }
 }

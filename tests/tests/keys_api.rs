@@ -295,6 +295,21 @@ async fn request_signatures_are_checked_for_time_replay_and_key() {
             "{}",
             b.name
         );
+        // A read spends no nonce: the same signed GET is answered again, with what its
+        // signer may see, and nothing else (docs/SECURITY.md, "Reads are not replay-checked").
+        let headers = alice.sign("GET", &inbox, &[], T0);
+        let first = send(&b.app, "GET", &inbox, &headers, Vec::new()).await;
+        let again = send(&b.app, "GET", &inbox, &headers, Vec::new()).await;
+        assert_eq!(
+            (first.status.as_u16(), again.status.as_u16()),
+            (200, 200),
+            "{}",
+            b.name
+        );
+        assert_eq!(first.json, again.json, "{}", b.name);
+        // Nor can its signature be moved to a write: the method is signed.
+        let moved = send(&b.app, "POST", &inbox, &headers, Vec::new()).await;
+        assert_eq!(moved.code(), "unauthenticated", "{}", b.name);
 
         // Signed for another body, path or by an unpublished user: one indistinct answer.
         let other_body = bob.sign("POST", &inbox, b"{}", T0);

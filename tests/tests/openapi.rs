@@ -243,6 +243,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
         C::NoRoute,
         C::MethodNotAllowed,
         C::RateLimited,
+        C::NumberTaken,
         C::Internal,
     ];
     for code in &all {
@@ -265,6 +266,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
             | C::NoRoute
             | C::MethodNotAllowed
             | C::RateLimited
+            | C::NumberTaken
             | C::Internal => {}
         }
     }
@@ -342,7 +344,10 @@ fn every_error_response_is_the_error_body() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(props, BTreeSet::from(["code", "field", "message"]));
+    assert_eq!(
+        props,
+        BTreeSet::from(["code", "field", "message", "reserved"])
+    );
 
     let responses = doc["components"]["responses"].as_object().unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {

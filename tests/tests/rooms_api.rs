@@ -125,18 +125,26 @@ fn messages(c: &Caps) -> String {
     format!("/messages/{}/{}", c.room, c.channel)
 }
 
+/// Posts as the reference client does: proposes number 1, and if that is taken, posts once
+/// more under the number the server holds for it.
 async fn post(b: &Backend, c: &Caps, text: &[u8], burn_in: u64) -> Answer {
-    let reserved = call(
+    let body = json!({"ciphertext": encode(text), "burn_at": b.now().0 + burn_in});
+    let first = call(
         b,
         &c.chan,
-        "POST",
-        &format!("{}/numbers", messages(c)),
-        None,
+        "PUT",
+        &format!("{}/1", messages(c)),
+        Some(body.clone()),
     )
     .await;
-    assert_eq!(reserved.status, 201, "{}: {:?}", b.name, reserved.json);
-    let n = reserved.json["number"].as_u64().unwrap();
-    let body = json!({"ciphertext": encode(text), "burn_at": b.now().0 + burn_in});
+    if first.status != 409 {
+        return first;
+    }
+    assert_eq!(first.code(), "number_taken", "{}: {:?}", b.name, first.json);
+    let reserved = &first.json["reserved"];
+    let n = reserved["number"].as_u64().unwrap();
+    let mut body = body;
+    body["hold"] = reserved["hold"].clone();
     call(
         b,
         &c.chan,
@@ -410,7 +418,7 @@ async fn messages_are_numbered_listed_and_burnt_by_channel_capability() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn posting_enforces_reservation_size_and_the_burn_horizon() {
+async fn posting_enforces_size_and_the_burn_horizon_before_taking_a_number() {
     for b in backends().await {
         b.set(T0);
         let c = caps(4);
@@ -418,21 +426,15 @@ async fn posting_enforces_reservation_size_and_the_burn_horizon() {
         let at = |n: u64| format!("{}/{n}", messages(&c));
         let body =
             |len: usize, burn: u64| json!({"ciphertext": encode(&vec![1u8; len]), "burn_at": burn});
-        let unreserved = call(&b, &c.chan, "PUT", &at(1), Some(body(10, T0.0 + 60))).await;
+        let zero = call(&b, &c.chan, "PUT", &at(0), Some(body(10, T0.0 + 60))).await;
         assert_eq!(
-            (unreserved.status.as_u16(), unreserved.code()),
+            (zero.status.as_u16(), zero.code()),
             (400, "invalid_parameter"),
             "{}",
             b.name
         );
-        call(
-            &b,
-            &c.chan,
-            "POST",
-            &format!("{}/numbers", messages(&c)),
-            None,
-        )
-        .await;
+        let mut short_hold = body(10, T0.0 + 60);
+        short_hold["hold"] = json!(encode(&[1u8; 8]));
         for (what, req, field) in [
             ("burnt already", body(10, T0.0), "burn_at"),
             (
@@ -442,6 +444,7 @@ async fn posting_enforces_reservation_size_and_the_burn_horizon() {
             ),
             ("empty", body(0, T0.0 + 60), "ciphertext"),
             ("too big", body(64 * 1024 + 1, T0.0 + 60), "ciphertext"),
+            ("a hold of the wrong size", short_hold, "hold"),
         ] {
             let refused = call(&b, &c.chan, "PUT", &at(1), Some(req)).await;
             assert_eq!(
@@ -452,18 +455,149 @@ async fn posting_enforces_reservation_size_and_the_burn_horizon() {
             );
             assert_eq!(refused.json["field"], field);
         }
+        // Refused posts took no number: the first good one is number 1.
         assert_eq!(
             call(&b, &c.chan, "PUT", &at(1), Some(body(10, T0.0 + HORIZON)))
                 .await
                 .status,
-            201
-        );
-        let again = call(&b, &c.chan, "PUT", &at(1), Some(body(10, T0.0 + 60))).await;
-        assert_eq!(
-            (again.status.as_u16(), again.code()),
-            (409, "already_exists"),
+            201,
             "{}",
             b.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_post_takes_the_next_number_or_one_held_for_it() {
+    for b in backends().await {
+        b.set(T0);
+        let c = caps(14);
+        create(&b, &c).await;
+        let at = |n: u64| format!("{}/{n}", messages(&c));
+        let body = |text: &[u8]| json!({"ciphertext": encode(text), "burn_at": b.now().0 + 600});
+        let with_hold = |text: &[u8], hold: &Value| {
+            let mut v = body(text);
+            v["hold"] = hold.clone();
+            v
+        };
+        let taken = |a: &Answer, number: u64| {
+            assert_eq!(
+                (a.status.as_u16(), a.code()),
+                (409, "number_taken"),
+                "{}: {:?}",
+                b.name,
+                a.json
+            );
+            let reserved = a.json["reserved"].clone();
+            assert_eq!(reserved["number"], json!(number), "{}", b.name);
+            assert_eq!(reserved["expires_at"], json!(T0.0 + 3600), "{}", b.name);
+            reserved["hold"].clone()
+        };
+        // The quiet case: the next number, one request.
+        assert_eq!(
+            call(&b, &c.chan, "PUT", &at(1), Some(body(b"one")))
+                .await
+                .status,
+            201
+        );
+        // A number already taken, or one past the next: another is held for the poster,
+        // and the message stored under number 1 is unchanged.
+        let hold2 = taken(
+            &call(&b, &c.chan, "PUT", &at(1), Some(body(b"late"))).await,
+            2,
+        );
+        let hold3 = taken(
+            &call(&b, &c.chan, "PUT", &at(9), Some(body(b"ahead"))).await,
+            3,
+        );
+        let one = call(&b, &c.chan, "GET", &at(1), None).await;
+        assert_eq!(one.json["ciphertext"], encode(b"one"), "{}", b.name);
+        // A held number is not the next: a proposal goes after the holds.
+        taken(
+            &call(&b, &c.chan, "PUT", &at(2), Some(body(b"thief"))).await,
+            4,
+        );
+        assert_eq!(
+            call(&b, &c.chan, "PUT", &at(5), Some(body(b"five")))
+                .await
+                .status,
+            201,
+            "{}",
+            b.name
+        );
+        // Only the hold's own proof fills it, once.
+        taken(
+            &call(&b, &c.chan, "PUT", &at(2), Some(with_hold(b"two", &hold3))).await,
+            6,
+        );
+        assert_eq!(
+            call(&b, &c.chan, "PUT", &at(2), Some(with_hold(b"two", &hold2)))
+                .await
+                .status,
+            201,
+            "{}",
+            b.name
+        );
+        taken(
+            &call(
+                &b,
+                &c.chan,
+                "PUT",
+                &at(2),
+                Some(with_hold(b"again", &hold2)),
+            )
+            .await,
+            7,
+        );
+        // Holds are not messages: the page has what was posted, in order.
+        let page = call(&b, &c.chan, "GET", &messages(&c), None).await;
+        let shards: Vec<_> = page.json["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["number"].clone(), s["ciphertext"].clone()))
+            .collect();
+        assert_eq!(
+            shards,
+            vec![
+                (json!(1), json!(encode(b"one"))),
+                (json!(2), json!(encode(b"two"))),
+                (json!(5), json!(encode(b"five"))),
+            ],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            call(&b, &c.chan, "GET", &at(3), None).await.code(),
+            "not_found",
+            "a held number is no message"
+        );
+        // A hold lapses after an hour; then nothing is posted under it.
+        b.set(T0.plus(3600));
+        let lapsed = call(&b, &c.chan, "PUT", &at(3), Some(with_hold(b"slow", &hold3))).await;
+        assert_eq!(
+            (lapsed.status.as_u16(), lapsed.code()),
+            (409, "number_taken"),
+            "{}",
+            b.name
+        );
+        assert_eq!(lapsed.json["reserved"]["number"], json!(8));
+        // An admin may hold a number (a cut-off), not post.
+        let cut = call(
+            &b,
+            &c.admin,
+            "POST",
+            &format!("{}/numbers", messages(&c)),
+            None,
+        )
+        .await;
+        assert_eq!(cut.json["number"], json!(9), "{}: {:?}", b.name, cut.json);
+        let admin_post = with_hold(b"admin", &cut.json["hold"]);
+        assert_eq!(
+            call(&b, &c.admin, "PUT", &at(9), Some(admin_post))
+                .await
+                .code(),
+            "forbidden"
         );
     }
 }
@@ -475,14 +609,6 @@ async fn only_the_sender_or_an_admin_deletes_a_message() {
         let c = caps(5);
         create(&b, &c).await;
         let secret = b"only the sender can derive this";
-        call(
-            &b,
-            &c.chan,
-            "POST",
-            &format!("{}/numbers", messages(&c)),
-            None,
-        )
-        .await;
         let body = json!({"ciphertext": encode(b"hi"), "burn_at": T0.0 + 600, "delete_hash": delete_hash_of(secret)});
         assert_eq!(
             call(

@@ -108,15 +108,16 @@ async fn only_this_channels_capability_reaches_its_messages() {
                 "delete_hash": delete_hash_of(SECRET),
             })
         };
-        // Message 1 posted; number 2 reserved and free.
-        for _ in 0..2 {
-            let reserved = b.call(mine, "POST", &numbers, None).await;
-            assert_eq!(reserved.status, 201, "{}: {:?}", b.name, reserved.json);
-        }
+        // Message 1 posted; number 2 held and free.
         let posted = b
             .call(mine, "PUT", &format!("{messages}/1"), Some(body(b"one")))
             .await;
         assert_eq!(posted.status, 201, "{}: {:?}", b.name, posted.json);
+        let reserved = b.call(mine, "POST", &numbers, None).await;
+        assert_eq!(reserved.status, 201, "{}: {:?}", b.name, reserved.json);
+        let hold = reserved.json["hold"].clone();
+        let mut held_body = body(b"intruder");
+        held_body["hold"] = hold.clone();
 
         for (who, cap) in not_channel_0(&a, &other) {
             let refused = [
@@ -126,8 +127,18 @@ async fn only_this_channels_capability_reaches_its_messages() {
                     b.call(
                         cap,
                         "PUT",
-                        &format!("{messages}/2"),
+                        &format!("{messages}/3"),
                         Some(body(b"intruder")),
+                    )
+                    .await,
+                ),
+                (
+                    "post with the hold",
+                    b.call(
+                        cap,
+                        "PUT",
+                        &format!("{messages}/2"),
+                        Some(held_body.clone()),
                     )
                     .await,
                 ),
@@ -161,11 +172,13 @@ async fn only_this_channels_capability_reaches_its_messages() {
             }
         }
 
-        // Nothing moved: the next number is 3, number 2 is still free, message 1 is there.
+        // Nothing moved: the next number is 3, number 2 is still held, message 1 is there.
         let next = b.call(mine, "POST", &numbers, None).await;
         assert_eq!(next.json["number"], json!(3), "{}", b.name);
+        let mut two_body = body(b"two");
+        two_body["hold"] = hold;
         let two = b
-            .call(mine, "PUT", &format!("{messages}/2"), Some(body(b"two")))
+            .call(mine, "PUT", &format!("{messages}/2"), Some(two_body))
             .await;
         assert_eq!(two.status, 201, "{}: {:?}", b.name, two.json);
         let one = b.call(mine, "GET", &format!("{messages}/1"), None).await;

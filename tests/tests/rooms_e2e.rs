@@ -3,6 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use cinder_tests::scenarios::{PassTime, register, three_users};
 use cinder_tests::server::{Backend, TestServer, start};
@@ -58,6 +59,7 @@ async fn concurrent_posts(s: TestServer) {
         .await
         .unwrap();
     let channel = spine.channels[0].id;
+    let before = s.requests.load(Ordering::SeqCst);
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let (client, me, mut m) = (s.client(), alice.me.contents.identity.clone(), m.clone());
@@ -72,12 +74,20 @@ async fn concurrent_posts(s: TestServer) {
     for t in tasks {
         numbers.push(t.await.unwrap().unwrap());
     }
+    let requests = s.requests.load(Ordering::SeqCst) - before;
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(
         numbers,
         (1..=100).collect::<Vec<u64>>(),
         "{:?}: 100 distinct numbers",
+        s.backend
+    );
+    // Every poster proposed number 1: one won, each other got a number held for it and
+    // posted once more. Two requests at worst, never a retry storm.
+    assert!(
+        (101..=200).contains(&requests),
+        "{:?}: {requests} requests for 100 posts",
         s.backend
     );
     let mut pins = BTreeMap::new();
@@ -93,6 +103,65 @@ async fn concurrent_posts(s: TestServer) {
     }
     assert_eq!(all.len(), 100, "{:?}: all 100 readable", s.backend);
     assert!(all.windows(2).all(|w| w[0].number < w[1].number));
+}
+
+/// One request per message while the channel is quiet, two after someone else posted.
+async fn requests_per_message(s: TestServer) {
+    let client = s.client();
+    let alice = register(&client, "quiet").await;
+    let channels = [("quiet".to_owned(), false, 3600)];
+    let me = alice.me.contents.identity.clone();
+    let (mut m, spine) = client
+        .create_room(&me, "quiet", "Quiet", &channels)
+        .await
+        .unwrap();
+    let channel = spine.channels[0].id;
+    let count = || s.requests.load(Ordering::SeqCst);
+    for expected in 1..=3 {
+        let before = count();
+        let n = client
+            .send_message(&me, &mut m, channel, "hello", 600)
+            .await
+            .unwrap();
+        assert_eq!((n, count() - before), (expected, 1), "{:?}", s.backend);
+    }
+    // Another device of the same member posts (another client, same membership state):
+    // this client's next proposal is taken, and the one retry lands right after it.
+    let other = s.client();
+    let mut elsewhere = m.clone();
+    other
+        .send_message(&me, &mut elsewhere, channel, "from elsewhere", 600)
+        .await
+        .unwrap();
+    let before = count();
+    let n = client
+        .send_message(&me, &mut m, channel, "after that", 600)
+        .await
+        .unwrap();
+    assert_eq!((n, count() - before), (5, 2), "{:?}", s.backend);
+    // And after reading the channel, the proposal is right the first time again.
+    other
+        .send_message(&me, &mut elsewhere, channel, "and again", 600)
+        .await
+        .unwrap();
+    let mut pins = BTreeMap::new();
+    client.read(&m, channel, 0, &mut pins).await.unwrap();
+    let before = count();
+    let n = client
+        .send_message(&me, &mut m, channel, "caught up", 600)
+        .await
+        .unwrap();
+    assert_eq!((n, count() - before), (7, 1), "{:?}", s.backend);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_per_message_when_quiet_on_sqlite() {
+    requests_per_message(start(Backend::Sqlite, MASTER).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_per_message_when_quiet_on_dynamodb() {
+    requests_per_message(start(Backend::Dynamo, MASTER).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,7 +201,14 @@ async fn a_real_delete_on_the_stream_burns_its_media() {
     };
     let now = Timestamp::now();
     for (media, number) in [(vec![1, 2], 1), (vec![3], 2)] {
-        assert_eq!(store.reserve(&channel).await.unwrap(), number);
+        let hold = [number as u8; 16];
+        assert_eq!(
+            store
+                .reserve(&channel, &hold, now.plus(3600))
+                .await
+                .unwrap(),
+            number
+        );
         for &m in &media {
             put(&objects, &key(number, m)).await;
         }
@@ -213,7 +220,7 @@ async fn a_real_delete_on_the_stream_burns_its_media() {
             delete_hash: None,
             media: media.into_iter().map(|m| MediaId([m; 16])).collect(),
         };
-        store.put_shard(&channel, &shard).await.unwrap();
+        store.fill_hold(&channel, &shard, &hold, now).await.unwrap();
     }
     assert!(store.delete_shard(&channel, 1).await.unwrap());
 

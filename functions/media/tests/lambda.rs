@@ -68,6 +68,7 @@ async fn attachments_through_the_media_lambda_on_s3() {
     .await;
     assert_eq!(status, 201, "{answer}");
     let number = answer["number"].as_u64().unwrap();
+    let hold = answer["hold"].clone();
 
     // An upload grant for the reserved number, and the bytes PUT straight to S3 with it.
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -95,6 +96,7 @@ async fn attachments_through_the_media_lambda_on_s3() {
         "ciphertext": encode(b"sealed message"),
         "burn_at": Timestamp::now().plus(3600),
         "media": [grant.media_id],
+        "hold": hold,
     });
     let message = format!("{messages}/{number}");
     let (status, answer) = call(&http, base, chan, "PUT", &message, Some(post)).await;

@@ -261,6 +261,15 @@ mod tests {
         }));
         assert_eq!(doomed("MODIFY", &counter, &counter), Ok(vec![]));
         assert_eq!(doomed("REMOVE", &counter, &none), Ok(vec![]));
+        // A held number: filled by a message with media, or lapsing unfilled.
+        let hold = item(json!({
+            "channel": {"S": format!("{ROOM}/{CHANNEL}")},
+            "number": {"N": "7"},
+            "hold": {"B": "AAAAAAAAAAAAAAAAAAAAAA=="},
+            "burn_at": {"N": "1800003600"},
+        }));
+        assert_eq!(doomed("MODIFY", &hold, &with_media), Ok(vec![]));
+        assert_eq!(doomed("REMOVE", &hold, &none), Ok(vec![]));
         // Unknown events, and a malformed image that links nothing: not looked at.
         assert_eq!(doomed("TRUNCATE", &with_media, &none), Ok(vec![]));
         let junk = item(json!({"channel": {"N": "1"}}));

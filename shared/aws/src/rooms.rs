@@ -5,13 +5,16 @@
 //! version not being logged yet. Either both happen or neither.
 //!
 //! Shards live in one table keyed by channel (`room/channel`) and number. Number 0 of each
-//! channel is not a message but its counter: `reserve` is one atomic `ADD` on it, which is
-//! how concurrent posters get unique, increasing numbers.
+//! channel is not a message but its counter, `next_number`, the highest number taken. A
+//! post proposing the next number is one transaction: the counter moves from one below it
+//! to it, and the message goes in. `reserve` is one atomic `ADD` on the counter, then a
+//! hold item at that number (`hold`, its proof, and `burn_at`, when it lapses), which a post
+//! carrying the proof replaces. Queries skip holds, deleted messages and burnt ones.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use cinder_proto::rooms::{Room, Shard, SpineEntry};
 use cinder_proto::{Blob, RoomId, Timestamp};
 use cinder_server::store::{ChannelRef, NonceStore, RoomStore, ShardStore, StoreError};
@@ -235,9 +238,25 @@ struct ShardItem {
     shard: Shard,
 }
 
+/// A shard's item, ready to put.
+fn shard_item(
+    channel: &ChannelRef,
+    shard: &Shard,
+) -> Result<std::collections::HashMap<String, AttributeValue>, StoreError> {
+    to_item(&ShardItem {
+        channel: channel.to_string(),
+        shard: shard.clone(),
+    })
+}
+
 #[async_trait]
 impl ShardStore for DynamoRooms {
-    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+    async fn reserve(
+        &self,
+        channel: &ChannelRef,
+        hold: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         let out = self
             .client
             .update_item()
@@ -250,13 +269,28 @@ impl ShardStore for DynamoRooms {
             .send()
             .await
             .map_err(backend)?;
-        out.attributes
+        let number: u64 = out
+            .attributes
             .and_then(|a| {
                 a.get("next_number")
                     .and_then(|v| v.as_n().ok())
                     .and_then(|v| v.parse().ok())
             })
-            .ok_or_else(|| StoreError::Corrupt("shard counter".into()))
+            .ok_or_else(|| StoreError::Corrupt("shard counter".into()))?;
+        // The number is this caller's alone: nobody else can have written under it.
+        self.client
+            .put_item()
+            .table_name(&self.tables.shards)
+            .item("channel", s(channel))
+            .item("number", n(number))
+            .item("hold", AttributeValue::B(hold.to_vec().into()))
+            .item("burn_at", n(expires_at.0))
+            .condition_expression("attribute_not_exists(#n)")
+            .expression_attribute_names("#n", "number")
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(number)
     }
 
     async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
@@ -280,17 +314,58 @@ impl ShardStore for DynamoRooms {
             .unwrap_or(0))
     }
 
-    async fn put_shard(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
-        let item = ShardItem {
-            channel: channel.to_string(),
-            shard: shard.clone(),
+    async fn post_next(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
+        let previous = shard
+            .number
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Backend("message numbers start at 1".into()))?;
+        // The counter moves from the number below to this one; a channel nobody posted in
+        // yet has no counter, which only its first number may start.
+        let condition = if previous == 0 {
+            "attribute_not_exists(next_number) OR next_number = :prev"
+        } else {
+            "next_number = :prev"
         };
+        let counter = Update::builder()
+            .table_name(&self.tables.shards)
+            .key("channel", s(channel))
+            .key("number", n(0))
+            .update_expression("SET next_number = :n")
+            .condition_expression(condition)
+            .expression_attribute_values(":prev", n(previous))
+            .expression_attribute_values(":n", n(shard.number))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let put = Put::builder()
+            .table_name(&self.tables.shards)
+            .set_item(Some(shard_item(channel, shard)?))
+            .condition_expression("attribute_not_exists(#n)")
+            .expression_attribute_names("#n", "number");
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(counter).build())
+            .transact_items(transact_put(put)?)
+            .send()
+            .await
+            .map_err(transaction)?;
+        Ok(())
+    }
+
+    async fn fill_hold(
+        &self,
+        channel: &ChannelRef,
+        shard: &Shard,
+        hold: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.tables.shards)
-            .set_item(Some(to_item(&item)?))
-            .condition_expression("attribute_not_exists(#n)")
-            .expression_attribute_names("#n", "number")
+            .set_item(Some(shard_item(channel, shard)?))
+            .condition_expression("#h = :hold AND burn_at > :now")
+            .expression_attribute_names("#h", "hold")
+            .expression_attribute_values(":hold", AttributeValue::B(hold.to_vec().into()))
+            .expression_attribute_values(":now", n(now.0))
             .send()
             .await
             .map_err(conditional)?;
@@ -313,7 +388,10 @@ impl ShardStore for DynamoRooms {
                 .query()
                 .table_name(&self.tables.shards)
                 .key_condition_expression("channel = :c AND #n > :after")
-                .filter_expression("burn_at > :now AND attribute_not_exists(deleted)")
+                .filter_expression(
+                    "burn_at > :now AND attribute_not_exists(deleted) AND attribute_not_exists(#h)",
+                )
+                .expression_attribute_names("#h", "hold")
                 .expression_attribute_names("#n", "number")
                 .expression_attribute_values(":c", s(channel))
                 .expression_attribute_values(":after", n(after))
@@ -353,7 +431,9 @@ impl ShardStore for DynamoRooms {
             .send()
             .await
             .map_err(backend)?;
-        let item = out.item.filter(|i| !i.contains_key("deleted"));
+        let item = out
+            .item
+            .filter(|i| !i.contains_key("deleted") && !i.contains_key("hold"));
         let shard = item
             .map(from_item::<ShardItem>)
             .transpose()?
@@ -375,7 +455,10 @@ impl ShardStore for DynamoRooms {
             .key("channel", s(channel))
             .key("number", n(number))
             .update_expression("SET deleted = :t REMOVE ciphertext, delete_hash, posted_at, media")
-            .condition_expression("attribute_exists(#n) AND attribute_not_exists(deleted)")
+            .condition_expression(
+                "attribute_exists(#n) AND attribute_not_exists(deleted) AND attribute_not_exists(#h)",
+            )
+            .expression_attribute_names("#h", "hold")
             .expression_attribute_names("#n", "number")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()

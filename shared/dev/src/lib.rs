@@ -65,8 +65,17 @@ pub enum DevError {
     },
 }
 
-/// Opens the embedded store in `data_dir`, creating the folder (owner-only) if needed.
+/// Opens the embedded store in `data_dir`, creating the folder (owner-only) if needed,
+/// with [`cinder_sqlite::DEFAULT_READERS`] read connections beside the writer.
 pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
+    open_store_with_readers(data_dir, cinder_sqlite::DEFAULT_READERS)
+}
+
+/// [`open_store`] with `readers` read connections (0: reads queue on the writer too).
+pub fn open_store_with_readers(
+    data_dir: &Path,
+    readers: usize,
+) -> Result<Arc<SqliteStore>, DevError> {
     let fail = |source| DevError::DataDir {
         path: data_dir.to_owned(),
         source,
@@ -77,7 +86,10 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>, DevError> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
     }
-    Ok(Arc::new(SqliteStore::open(&data_dir.join(DB_FILE))?))
+    Ok(Arc::new(SqliteStore::open_with_readers(
+        &data_dir.join(DB_FILE),
+        readers,
+    )?))
 }
 
 /// Reads the master secret from `data_dir`, generating 32 random bytes on first run.

@@ -19,6 +19,10 @@ struct Args {
     /// The largest media object (attachment or avatar), in bytes of ciphertext.
     #[arg(long, env = "CINDER_MAX_MEDIA_BYTES", default_value_t = cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES)]
     max_media_bytes: u64,
+    /// Read-only database connections beside the one that writes, so reads do not queue
+    /// behind writes; 0 runs reads on the writer too.
+    #[arg(long, env = "CINDER_DEV_READERS", default_value_t = cinder_sqlite::DEFAULT_READERS)]
+    readers: usize,
 }
 
 #[tokio::main]
@@ -29,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let store = cinder_dev::open_store(&args.data_dir)?;
+    let store = cinder_dev::open_store_with_readers(&args.data_dir, args.readers)?;
     let secrets = std::sync::Arc::new(cinder_dev::master_secret(&args.data_dir)?);
     let listener = cinder_dev::bind(&args.addr).await?;
     let addr = listener.local_addr()?;

@@ -73,6 +73,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Too many attempts; `retry-after` says when to try again.
     RateLimited,
+    /// The message number was taken by another poster (or its hold lapsed); `reserved`
+    /// holds another number for this poster: seal the message for it and post again.
+    NumberTaken,
     /// The server failed; nothing about the request is implied.
     Internal,
 }
@@ -97,6 +100,9 @@ pub struct ErrorBody {
     /// The offending field's path in the body, when one is to blame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With `number_taken`: the number now held for the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<crate::rooms::Reserved>,
 }
 
 /// `POST /keys/lookup`: current bundles of many users at once.

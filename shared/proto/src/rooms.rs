@@ -28,6 +28,11 @@ pub mod limits {
     pub const MAX_SPINE_PAGE: usize = 20;
     /// Largest request body of the spine and shards functions.
     pub const MAX_ROOMS_BODY: usize = 256 * 1024;
+    /// Bytes of a hold's proof ([`super::Reserved::hold`]).
+    pub const HOLD_BYTES: usize = 16;
+    /// How long a held number waits for its message: long enough to upload the largest
+    /// attachments first, after which the number is never used.
+    pub const HOLD_SECS: u64 = 3600;
 }
 
 /// A room as the server holds it.
@@ -101,14 +106,21 @@ pub struct SpinePage {
     pub next: Option<u64>,
 }
 
-/// A reserved message number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A message number held for one poster: `POST /messages/{room}/{channel}/numbers`
+/// answers with one, and so does a post whose number was taken (`number_taken`), so that
+/// the poster's one retry succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reserved {
-    /// Unique in the channel, and higher than every number reserved before it.
+    /// Unique in the channel, and higher than every number taken before it.
     pub number: u64,
+    /// Proof of the hold: post under `number` with this as [`PostShard::hold`].
+    pub hold: Blob,
+    /// When the hold lapses; the number is then never used.
+    pub expires_at: Timestamp,
 }
 
-/// `PUT /messages/{room}/{channel}/{number}`: post a message under a reserved number.
+/// `PUT /messages/{room}/{channel}/{number}`: post a message, either as the channel's next
+/// number (one past the highest taken), or under a number held for the poster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostShard {
@@ -123,6 +135,9 @@ pub struct PostShard {
     /// issued for them only while the message lives, and they are deleted with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<crate::MediaId>,
+    /// The [`Reserved::hold`] of a held number; absent when proposing the next number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Blob>,
 }
 
 /// A message as stored and served.

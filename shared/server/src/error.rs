@@ -75,6 +75,9 @@ pub enum Error {
     /// A concurrent writer got there first.
     #[error("the record changed; read it again and retry")]
     VersionConflict,
+    /// The message number was taken; another is held for the caller.
+    #[error("message number taken; post again under number {}", .0.number)]
+    NumberTaken(cinder_proto::rooms::Reserved),
     /// A key bundle whose id or self-signature does not check out.
     #[error("invalid key bundle: {0}")]
     InvalidBundle(String),
@@ -130,6 +133,7 @@ impl Error {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
             Self::AlreadyExists(_) => (StatusCode::CONFLICT, C::AlreadyExists),
             Self::VersionConflict => (StatusCode::CONFLICT, C::VersionConflict),
+            Self::NumberTaken(_) => (StatusCode::CONFLICT, C::NumberTaken),
             Self::InvalidBundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidBundle),
             Self::InvalidRotation(_) => (StatusCode::FORBIDDEN, C::InvalidRotation),
             Self::LimitExceeded { .. } => (StatusCode::UNPROCESSABLE_ENTITY, C::LimitExceeded),
@@ -156,12 +160,17 @@ impl IntoResponse for Error {
             Self::LimitExceeded { field, .. } => field.map(str::to_owned),
             _ => None,
         };
+        let reserved = match &self {
+            Self::NumberTaken(reserved) => Some(reserved.clone()),
+            _ => None,
+        };
         let mut response = (
             status,
             Json(ErrorBody {
                 code,
                 message,
                 field,
+                reserved,
             }),
         )
             .into_response();

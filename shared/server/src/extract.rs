@@ -82,6 +82,9 @@ where
 pub struct Signed<T, const LIMIT: usize = DEFAULT_BODY_LIMIT> {
     /// Who signed the request.
     pub signer: Signer,
+    /// For a room or channel capability, the room record its key was found in: handlers
+    /// use it rather than read the room again.
+    pub room: Option<cinder_proto::rooms::Room>,
     /// The parsed body.
     pub body: T,
 }
@@ -101,11 +104,15 @@ where
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-        let signer = Auth::from_ref(state)
+        let verified = Auth::from_ref(state)
             .verify(&sig, parts.method.as_str(), path, &bytes)
             .await?;
         let body = parse_json(&bytes)?;
-        Ok(Self { signer, body })
+        Ok(Self {
+            signer: verified.signer,
+            room: verified.room,
+            body,
+        })
     }
 }
 

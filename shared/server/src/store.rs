@@ -244,18 +244,36 @@ impl std::fmt::Display for ChannelRef {
 /// never returned, whatever has been deleted.
 #[async_trait]
 pub trait ShardStore: Send + Sync {
-    /// Reserves the channel's next message number: unique, and above every earlier one,
-    /// under any number of concurrent callers.
-    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError>;
+    /// Takes the channel's next message number and holds it for whoever knows `hold`
+    /// until `expires_at`: unique, and above every number taken before, under any number of
+    /// concurrent callers. A hold is never served as a message.
+    async fn reserve(
+        &self,
+        channel: &ChannelRef,
+        hold: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<u64, StoreError>;
 
-    /// The highest number reserved so far (0 if none).
+    /// The highest number taken so far, posted or held (0 if none).
     async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError>;
 
-    /// Stores a shard. [`StoreError::Conflict`] if its number is taken.
-    async fn put_shard(
+    /// Stores a shard as the channel's next message, taking its number, in one atomic
+    /// write: only if `shard.number` is exactly one past the highest number taken.
+    /// [`StoreError::Conflict`] otherwise.
+    async fn post_next(
         &self,
         channel: &ChannelRef,
         shard: &cinder_proto::rooms::Shard,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a shard under a number held with `hold` whose hold has not lapsed by `now`,
+    /// ending the hold. [`StoreError::Conflict`] if there is no such hold.
+    async fn fill_hold(
+        &self,
+        channel: &ChannelRef,
+        shard: &cinder_proto::rooms::Shard,
+        hold: &[u8],
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
     /// Up to `limit` unburnt shards numbered above `after`, in number order.

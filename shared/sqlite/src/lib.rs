@@ -1,17 +1,20 @@
 //! The embedded store: Cinder's storage traits on SQLite, one file on disk.
 //!
 //! # Layout
-//! - [`SqliteStore`]: one connection behind a mutex; every call runs on tokio's blocking
-//!   pool so the async runtime never waits on disk.
+//! - [`SqliteStore`]: one writing connection behind a mutex, and (on a file) a small pool of
+//!   read-only connections beside it, so reads never queue behind writes: WAL lets any
+//!   number of readers proceed while the one writer writes. Every call runs on tokio's
+//!   blocking pool so the async runtime never waits on disk.
 //! - `schema`: the tables, versioned with `PRAGMA user_version`.
 //! - trait impls: one block per record store, in the order of `cinder_server::store`.
 //!
 //! Expired rows are filtered on every read and swept now and then on writes, which is
 //! what DynamoDB's lazy TTL deletion forces on the AWS store too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cinder_proto::RoomId;
@@ -23,10 +26,17 @@ use cinder_server::store::{
     AccountRecord, AccountStore, ChannelRef, InboxStore, KeyStore, LoginKey, NonceStore,
     RateLimitStore, RoomStore, ShardStore, StoreError,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::Semaphore;
 
 /// Sweep expired rows once per this many writes.
 const SWEEP_EVERY: u64 = 256;
+
+/// Read-only connections [`SqliteStore::open`] keeps beside the writer.
+pub const DEFAULT_READERS: usize = 4;
+
+/// How long a connection waits for a lock before giving up with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS key_bundles (
@@ -73,7 +83,10 @@ CREATE TABLE IF NOT EXISTS shards (
     number  INTEGER NOT NULL,
     burn_at INTEGER NOT NULL,
     -- NULL once deleted: the number stays taken until the message would have burnt.
+    -- NULL too while the number is held: then `hold` is the hold's proof, and `burn_at`
+    -- when the hold lapses.
     shard   TEXT,
+    hold    BLOB,
     PRIMARY KEY (channel, number)
 ) WITHOUT ROWID;
 -- Every version's sealed spine, written in the same transaction as the room row. A rowid
@@ -95,11 +108,11 @@ CREATE TABLE IF NOT EXISTS shard_media (
     PRIMARY KEY (channel, number, media_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS shard_media_due ON shard_media (due_at);
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 ";
 
 /// The schema version this build writes; older files are upgraded in place.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -116,24 +129,45 @@ pub enum OpenError {
 }
 
 /// Cinder's records in one SQLite database.
+///
+/// Writes (and reads that decide a write) run on one connection, one at a time. Reads run
+/// on a pool of read-only connections to the same file, each in its own autocommit
+/// transaction: in WAL mode a reader sees every transaction committed before it began, and
+/// neither waits for the writer nor holds it up.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// `None` in memory (a private in-memory database has one connection) or when opened
+    /// with no readers: then reads run on the writer.
+    readers: Option<Arc<ReadPool>>,
     writes: AtomicU64,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, with [`DEFAULT_READERS`] read
+    /// connections.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        Self::init(Connection::open(path)?)
+        Self::open_with_readers(path, DEFAULT_READERS)
     }
 
-    /// A private in-memory database, for tests and benchmarks.
+    /// Opens (creating if needed) the database at `path`, with `readers` read-only
+    /// connections beside the writer; with 0, reads queue on the writer too.
+    pub fn open_with_readers(path: &Path, readers: usize) -> Result<Self, OpenError> {
+        let mut store = Self::init(Connection::open(path)?)?;
+        // After `init`: the file is in WAL mode and at the current schema by now.
+        if readers > 0 {
+            store.readers = Some(Arc::new(ReadPool::open(path, readers)?));
+        }
+        Ok(store)
+    }
+
+    /// A private in-memory database, for tests and benchmarks. It has one connection, so
+    /// reads and writes take turns on it.
     pub fn in_memory() -> Result<Self, OpenError> {
         Self::init(Connection::open_in_memory()?)
     }
 
     fn init(mut conn: Connection) -> Result<Self, OpenError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -144,17 +178,27 @@ impl SqliteStore {
         // upgraded again on the next open.
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
+        // Schema 6 added held numbers: a shards table from before it lacks the column.
+        let has_hold: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('shards') WHERE name = 'hold'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_hold {
+            tx.execute_batch("ALTER TABLE shards ADD COLUMN hold BLOB")?;
+        }
         if version < 4 {
             log_current_spines(&tx).map_err(OpenError::Upgrade)?;
         }
         tx.commit()?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: None,
             writes: AtomicU64::new(0),
         })
     }
 
-    /// Runs `f` on the connection on the blocking pool.
+    /// Runs `f` on the writing connection on the blocking pool, after every earlier `run`.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -171,6 +215,34 @@ impl SqliteStore {
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
 
+    /// Runs `f`, which must only read, on a free read connection on the blocking pool,
+    /// waiting (without holding a thread) for one if all are busy. It sees every write that
+    /// completed before it was called. Without a read pool, runs `f` on the writer.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(pool) = &self.readers else {
+            return self.run(move |c| f(c)).await;
+        };
+        let permit = pool
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Backend(format!("read pool closed: {e}")))?;
+        let pool = pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // Dropped before the permit, so a permit never outnumbers idle connections.
+            let lent = pool.lend()?;
+            f(lent.conn())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+
     /// Attachments whose message has burnt (by `now`) or been deleted, oldest first: the
     /// dev server deletes their files, then [`SqliteStore::forget_media`]s them. (On AWS the
     /// shards table's stream does this job.)
@@ -181,7 +253,7 @@ impl SqliteStore {
     ) -> Result<Vec<ObjectKey>, StoreError> {
         let now = to_sql_int(now.0)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare(
                     "SELECT channel, number, media_id FROM shard_media WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
@@ -241,6 +313,102 @@ impl SqliteStore {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(SWEEP_EVERY)
     }
+}
+
+/// Read-only connections to a database file, lent out one closure at a time.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection: a read waits here, on the async side, for a free one.
+    free: Arc<Semaphore>,
+}
+
+impl ReadPool {
+    fn open(path: &Path, size: usize) -> Result<Self, rusqlite::Error> {
+        let idle = (0..size)
+            .map(|_| open_reader(path))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            path: path.to_owned(),
+            idle: Mutex::new(idle),
+            free: Arc::new(Semaphore::new(size)),
+        })
+    }
+
+    /// An idle connection (the caller holds a permit, so there is one), or a new one in
+    /// place of one given up by [`settle`].
+    fn lend(&self) -> Result<Lent<'_>, StoreError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.path).map_err(backend)?,
+        };
+        Ok(Lent {
+            pool: self,
+            conn: Some(conn),
+        })
+    }
+}
+
+/// A read connection on loan: it goes back to the pool when dropped, even by a panic.
+struct Lent<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl Lent<'_> {
+    fn conn(&self) -> &Connection {
+        // Only `drop` takes it.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && settle(&conn)
+        {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(conn);
+        }
+    }
+}
+
+/// A read-only connection to the file at `path`, which the writer has already opened (so it
+/// exists and is in WAL mode).
+fn open_reader(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Read-only already by its flags; this makes a stray write fail as clearly as possible.
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// Ends any read a closure left open on `conn`, so that its next read starts a new
+/// transaction and sees every write committed by then: a statement left unreset or a
+/// transaction left open would pin the old snapshot. False if it cannot be cleaned, and
+/// must be closed instead of reused.
+fn settle(conn: &Connection) -> bool {
+    if conn.is_busy() {
+        // Statements not in the cache were finalised when dropped; these are the rest.
+        conn.flush_prepared_statement_cache();
+    }
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    conn.is_autocommit() && !conn.is_busy()
 }
 
 /// Schema 4 added the spine log. Rooms from before it have only their current version on
@@ -327,7 +495,7 @@ impl KeyStore for SqliteStore {
 
     async fn current(&self, user: &UserId) -> Result<Option<KeyBundle>, StoreError> {
         let user = user.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let row: Option<String> = c
                 .query_row(
                     "SELECT bundle FROM key_bundles WHERE user_id = ?1 ORDER BY version DESC LIMIT 1",
@@ -343,7 +511,7 @@ impl KeyStore for SqliteStore {
 
     async fn current_many(&self, users: &[UserId]) -> Result<Vec<KeyBundle>, StoreError> {
         let users: Vec<String> = users.iter().map(ToString::to_string).collect();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT bundle FROM key_bundles WHERE user_id = ?1 ORDER BY version DESC LIMIT 1",
@@ -370,7 +538,7 @@ impl KeyStore for SqliteStore {
         let user = user.to_string();
         let after = to_sql_int(after)?;
         let limit = to_sql_int(limit as u64)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT bundle FROM key_bundles WHERE user_id = ?1 AND version > ?2 ORDER BY version ASC LIMIT ?3",
@@ -451,7 +619,7 @@ impl InboxStore for SqliteStore {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let limit = to_sql_int(limit as u64)?;
         let now = to_sql_int(now.0)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT envelope FROM inbox WHERE owner = ?1 AND id > ?2 AND expires_at > ?3
@@ -470,7 +638,7 @@ impl InboxStore for SqliteStore {
     async fn count(&self, owner: &UserId, now: Timestamp) -> Result<usize, StoreError> {
         let owner = owner.to_string();
         let now = to_sql_int(now.0)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let n: i64 = c
                 .query_row(
                     "SELECT COUNT(*) FROM inbox WHERE owner = ?1 AND expires_at > ?2",
@@ -532,7 +700,7 @@ impl AccountStore for SqliteStore {
 
     async fn account(&self, login: &LoginKey) -> Result<Option<AccountRecord>, StoreError> {
         let key = *login;
-        self.run(move |c| {
+        self.read(move |c| {
             let row = c
                 .query_row(
                     "SELECT registration, ksf, enclave, version FROM accounts WHERE login = ?1",
@@ -691,7 +859,7 @@ impl RoomStore for SqliteStore {
 
     async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
         let id = id.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let row: Option<String> = c
                 .query_row(
                     "SELECT room FROM rooms WHERE room_id = ?1 AND room IS NOT NULL",
@@ -737,7 +905,7 @@ impl RoomStore for SqliteStore {
         let id = id.to_string();
         let after = to_sql_int(after)?;
         let limit = to_sql_int(limit as u64)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT version, spine FROM room_spines WHERE room_id = ?1 AND version > ?2
@@ -776,12 +944,55 @@ impl RoomStore for SqliteStore {
     }
 }
 
+/// A shard as its row: what posting one writes.
+struct ShardRow {
+    channel: String,
+    number: i64,
+    burn_at: i64,
+    now: i64,
+    json: String,
+    media: Vec<String>,
+}
+
+impl ShardRow {
+    fn new(channel: &ChannelRef, shard: &Shard) -> Result<Self, StoreError> {
+        Ok(Self {
+            channel: channel.to_string(),
+            number: to_sql_int(shard.number)?,
+            burn_at: to_sql_int(shard.burn_at.0)?,
+            now: to_sql_int(shard.posted_at.0)?,
+            json: encode(shard)?,
+            media: shard.media.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// Records the media the message links, due for deletion when it burns.
+    fn link_media(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        for m in &self.media {
+            tx.execute(
+                "INSERT OR IGNORE INTO shard_media (channel, number, media_id, due_at) VALUES (?1, ?2, ?3, ?4)",
+                params![self.channel, self.number, m, self.burn_at],
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ShardStore for SqliteStore {
-    async fn reserve(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
+    async fn reserve(
+        &self,
+        channel: &ChannelRef,
+        hold: &[u8],
+        expires_at: Timestamp,
+    ) -> Result<u64, StoreError> {
         let channel = channel.to_string();
+        let hold = hold.to_vec();
+        let expires_at = to_sql_int(expires_at.0)?;
         self.run(move |c| {
-            let next: i64 = c
+            let tx = c.transaction().map_err(backend)?;
+            let next: i64 = tx
                 .query_row(
                     "INSERT INTO shard_counters (channel, next) VALUES (?1, 1)
                      ON CONFLICT (channel) DO UPDATE SET next = next + 1
@@ -790,6 +1001,12 @@ impl ShardStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO shards (channel, number, burn_at, shard, hold) VALUES (?1, ?2, ?3, NULL, ?4)",
+                params![channel, next, expires_at, hold],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
             u64::try_from(next).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .await
@@ -797,7 +1014,7 @@ impl ShardStore for SqliteStore {
 
     async fn reserved(&self, channel: &ChannelRef) -> Result<u64, StoreError> {
         let channel = channel.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let next: Option<i64> = c
                 .query_row(
                     "SELECT next FROM shard_counters WHERE channel = ?1",
@@ -811,33 +1028,67 @@ impl ShardStore for SqliteStore {
         .await
     }
 
-    async fn put_shard(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
-        let channel = channel.to_string();
-        let number = to_sql_int(shard.number)?;
-        let burn_at = to_sql_int(shard.burn_at.0)?;
-        let now = to_sql_int(shard.posted_at.0)?;
-        let json = encode(shard)?;
-        let media: Vec<String> = shard.media.iter().map(ToString::to_string).collect();
+    async fn post_next(&self, channel: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
+        let row = ShardRow::new(channel, shard)?;
         let sweep = self.sweep_due();
         self.run(move |c| {
             let tx = c.transaction().map_err(backend)?;
             if sweep {
-                // Shards burn on `burn_at`, the column the sweep of other tables calls `expires_at`.
-                tx.execute("DELETE FROM shards WHERE burn_at <= ?1", params![now])
+                // Shards burn on `burn_at`, the column the sweep of other tables calls
+                // `expires_at`. Lapsed holds go with them.
+                tx.execute("DELETE FROM shards WHERE burn_at <= ?1", params![row.now])
                     .map_err(backend)?;
             }
-            tx.execute(
-                "INSERT INTO shards (channel, number, burn_at, shard) VALUES (?1, ?2, ?3, ?4)",
-                params![channel, number, burn_at, json],
-            )
-            .map_err(conflict_or_backend)?;
-            for m in &media {
-                tx.execute(
-                    "INSERT OR IGNORE INTO shard_media (channel, number, media_id, due_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![channel, number, m, burn_at],
+            let taken: i64 = tx
+                .query_row(
+                    "SELECT COALESCE((SELECT next FROM shard_counters WHERE channel = ?1), 0)",
+                    params![row.channel],
+                    |r| r.get(0),
                 )
                 .map_err(backend)?;
+            if taken != row.number - 1 {
+                return Err(StoreError::Conflict);
             }
+            tx.execute(
+                "INSERT INTO shard_counters (channel, next) VALUES (?1, ?2)
+                 ON CONFLICT (channel) DO UPDATE SET next = excluded.next",
+                params![row.channel, row.number],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO shards (channel, number, burn_at, shard) VALUES (?1, ?2, ?3, ?4)",
+                params![row.channel, row.number, row.burn_at, row.json],
+            )
+            .map_err(conflict_or_backend)?;
+            row.link_media(&tx)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn fill_hold(
+        &self,
+        channel: &ChannelRef,
+        shard: &Shard,
+        hold: &[u8],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = ShardRow::new(channel, shard)?;
+        let hold = hold.to_vec();
+        let now = to_sql_int(now.0)?;
+        self.run(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let filled = tx
+                .execute(
+                    "UPDATE shards SET shard = ?4, burn_at = ?3, hold = NULL
+                     WHERE channel = ?1 AND number = ?2 AND hold = ?5 AND burn_at > ?6",
+                    params![row.channel, row.number, row.burn_at, row.json, hold, now],
+                )
+                .map_err(backend)?;
+            if filled != 1 {
+                return Err(StoreError::Conflict);
+            }
+            row.link_media(&tx)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -854,7 +1105,7 @@ impl ShardStore for SqliteStore {
         let after = to_sql_int(after)?;
         let limit = to_sql_int(limit as u64)?;
         let now = to_sql_int(now.0)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT shard FROM shards WHERE channel = ?1 AND number > ?2 AND burn_at > ?3 AND shard IS NOT NULL
@@ -881,7 +1132,7 @@ impl ShardStore for SqliteStore {
         let channel = channel.to_string();
         let number = to_sql_int(number)?;
         let now = to_sql_int(now.0)?;
-        self.run(move |c| {
+        self.read(move |c| {
             let row: Option<String> = c
                 .query_row(
                     "SELECT shard FROM shards WHERE channel = ?1 AND number = ?2 AND burn_at > ?3 AND shard IS NOT NULL",
@@ -925,6 +1176,247 @@ mod tests {
     use cinder_proto::VerifyKey;
 
     use super::*;
+
+    /// The read pool: reads on their own connections, never behind the writer, and never
+    /// on a stale snapshot.
+    mod read_pool {
+        use std::time::Duration;
+
+        use cinder_proto::{ChannelId, EnvelopeId, HpkePublicKey, MediaId, Signature};
+
+        use super::*;
+
+        /// A store on a file in a fresh folder, which lives as long as the `TempDir`.
+        fn file_store(readers: usize) -> (tempfile::TempDir, Arc<SqliteStore>) {
+            let dir = tempfile::tempdir().unwrap();
+            let store =
+                SqliteStore::open_with_readers(&dir.path().join("db.sqlite3"), readers).unwrap();
+            (dir, Arc::new(store))
+        }
+
+        fn key() -> VerifyKey {
+            let mut base = [0x66; 32];
+            base[0] = 0x58; // the Ed25519 base point, a valid key
+            VerifyKey::from_bytes(&base).unwrap()
+        }
+
+        fn room(version: u64) -> Room {
+            Room {
+                room_id: RoomId([1; 16]),
+                version,
+                spine: Blob(vec![u8::try_from(version % 256).unwrap(); 32]),
+                admin_key: key(),
+                member_key: key(),
+                channels: Default::default(),
+            }
+        }
+
+        #[tokio::test]
+        async fn reads_proceed_while_the_writer_holds_a_write_transaction() {
+            let (_dir, store) = file_store(DEFAULT_READERS);
+            store.create_room(&room(1)).await.unwrap();
+
+            // The writer begins a transaction, writes version 2, and holds it open until
+            // the reads are done (or ten seconds, so a failing test cannot hang).
+            let (held_tx, held) = tokio::sync::oneshot::channel();
+            let (release, release_rx) = std::sync::mpsc::channel::<()>();
+            let (id, json) = (room(1).room_id.to_string(), encode(&room(2)).unwrap());
+            let writer = tokio::spawn({
+                let store = store.clone();
+                async move {
+                    store
+                        .run(move |c| {
+                            c.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+                            c.execute(
+                                "UPDATE rooms SET version = 2, room = ?2 WHERE room_id = ?1",
+                                params![id, json],
+                            )
+                            .map_err(backend)?;
+                            let _ = held_tx.send(());
+                            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                            c.execute_batch("COMMIT").map_err(backend)
+                        })
+                        .await
+                }
+            });
+            held.await.unwrap();
+
+            // Twice as many reads as connections, so some wait for a free one: all complete
+            // while the transaction is open, and see the last committed version.
+            let mut reads = tokio::task::JoinSet::new();
+            for _ in 0..2 * DEFAULT_READERS {
+                let store = store.clone();
+                reads.spawn(async move { store.room(&RoomId([1; 16])).await });
+            }
+            let versions = tokio::time::timeout(Duration::from_secs(5), reads.join_all())
+                .await
+                .expect("reads waited for the writer");
+            for version in versions {
+                assert_eq!(version.unwrap().map(|r| r.version), Some(1));
+            }
+            assert!(!writer.is_finished(), "the write transaction is still open");
+
+            // Once it commits, the next read sees it.
+            release.send(()).unwrap();
+            writer.await.unwrap().unwrap();
+            assert_eq!(store.room(&RoomId([1; 16])).await.unwrap(), Some(room(2)));
+        }
+
+        /// Every read method, on the pool, after each write: read-your-writes across
+        /// connections.
+        #[tokio::test]
+        async fn a_read_sees_every_write_completed_before_it() {
+            let (_dir, store) = file_store(DEFAULT_READERS);
+            let id = RoomId([1; 16]);
+
+            store.create_room(&room(1)).await.unwrap();
+            for version in 2..=40 {
+                store.update_room(&room(version)).await.unwrap();
+                assert_eq!(store.room(&id).await.unwrap(), Some(room(version)));
+                let log = store.spines(&id, version - 1, 10).await.unwrap();
+                assert_eq!(log.iter().map(|e| e.version).collect::<Vec<_>>(), [version]);
+            }
+            store.delete_room(&id).await.unwrap();
+            assert_eq!(store.room(&id).await.unwrap(), None);
+
+            let user = UserId([7; 16]);
+            let bundle = |version| KeyBundle {
+                user_id: user,
+                version,
+                hpke_key: HpkePublicKey([3; 32]),
+                sign_key: key(),
+                created_at: Timestamp(1_800_000_000),
+                self_sig: Signature([4; 64]),
+                prev_sig: None,
+            };
+            for version in 1..=3 {
+                KeyStore::insert(&*store, &bundle(version)).await.unwrap();
+                assert_eq!(store.current(&user).await.unwrap(), Some(bundle(version)));
+                assert_eq!(
+                    store.current_many(&[user]).await.unwrap(),
+                    [bundle(version)]
+                );
+                assert_eq!(
+                    store.chain(&user, 0, 10).await.unwrap(),
+                    (1..=version).map(bundle).collect::<Vec<_>>()
+                );
+            }
+
+            let now = Timestamp(1_800_000_000);
+            for n in 1..=3u8 {
+                let envelope = Envelope {
+                    id: EnvelopeId([n; 16]),
+                    sender: user,
+                    created_at: now,
+                    expires_at: now.plus(60),
+                    sealed: Blob(vec![n]),
+                };
+                store.put(&user, &envelope).await.unwrap();
+                assert_eq!(store.count(&user, now).await.unwrap(), usize::from(n));
+                let listed = store.list(&user, None, 10, now).await.unwrap();
+                assert_eq!(listed.last(), Some(&envelope));
+            }
+
+            let login = LoginKey([9; 32]);
+            let record = AccountRecord {
+                login,
+                registration: Blob(vec![1]),
+                ksf: KsfParams {
+                    m_kib: 65_536,
+                    t: 3,
+                    p: 4,
+                },
+                enclave: StoredEnclave {
+                    ciphertext: Blob(vec![2]),
+                    version: 1,
+                },
+            };
+            store.create(&record).await.unwrap();
+            assert_eq!(store.account(&login).await.unwrap(), Some(record.clone()));
+            store.put_enclave(&login, &Blob(vec![3]), 1).await.unwrap();
+            let stored = store.account(&login).await.unwrap().unwrap();
+            assert_eq!(
+                (stored.enclave.ciphertext, stored.enclave.version),
+                (Blob(vec![3]), 2)
+            );
+
+            let attachment = ObjectKey::Attachment {
+                room: id,
+                channel: ChannelId([2; 16]),
+                number: 5,
+                media: MediaId([3; 16]),
+            };
+            let channel = format!("{id}/{}", ChannelId([2; 16]));
+            store
+                .run(move |c| {
+                    c.execute(
+                        "INSERT INTO shard_media (channel, number, media_id, due_at) VALUES (?1, 5, ?2, 10)",
+                        params![channel, MediaId([3; 16]).to_string()],
+                    )
+                    .map(drop)
+                    .map_err(backend)
+                })
+                .await
+                .unwrap();
+            assert_eq!(store.media_due(Timestamp(9), 10).await.unwrap(), []);
+            assert_eq!(
+                store.media_due(Timestamp(10), 10).await.unwrap(),
+                [attachment]
+            );
+            store.forget_media(&[attachment]).await.unwrap();
+            assert_eq!(store.media_due(Timestamp(10), 10).await.unwrap(), []);
+        }
+
+        /// A closure that leaves a transaction open, or a statement stepped but not reset,
+        /// would pin its connection to an old snapshot: the pool ends both (or, failing
+        /// that, closes the connection) before lending it again.
+        #[tokio::test]
+        async fn a_read_left_open_does_not_pin_an_old_snapshot() {
+            // One connection, so every read reuses the one before it.
+            let (_dir, store) = file_store(1);
+            let id = RoomId([1; 16]);
+            store.create_room(&room(1)).await.unwrap();
+
+            store
+                .read(|c| {
+                    c.execute_batch("BEGIN").map_err(backend)?;
+                    c.query_row("SELECT COUNT(*) FROM rooms", [], |r| r.get::<_, i64>(0))
+                        .map(drop)
+                        .map_err(backend)
+                })
+                .await
+                .unwrap();
+            store.update_room(&room(2)).await.unwrap();
+            assert_eq!(store.room(&id).await.unwrap(), Some(room(2)));
+
+            store
+                .read(|c| {
+                    let mut stmt = c
+                        .prepare_cached("SELECT version FROM rooms")
+                        .map_err(backend)?;
+                    let mut rows = stmt.query([]).map_err(backend)?;
+                    rows.next().map_err(backend)?;
+                    // Back to the cache without the reset that dropping `rows` would do.
+                    std::mem::forget(rows);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            store.update_room(&room(3)).await.unwrap();
+            assert_eq!(store.room(&id).await.unwrap(), Some(room(3)));
+        }
+
+        #[tokio::test]
+        async fn read_connections_cannot_write() {
+            let (_dir, store) = file_store(1);
+            store.create_room(&room(1)).await.unwrap();
+            let write = store
+                .read(|c| c.execute("DELETE FROM rooms", []).map_err(backend))
+                .await;
+            assert!(matches!(write, Err(StoreError::Backend(_))), "{write:?}");
+            assert_eq!(store.room(&RoomId([1; 16])).await.unwrap(), Some(room(1)));
+        }
+    }
 
     /// A file from before the spine log (schema 3): its live rooms' current spines start the
     /// log, a deleted room adds nothing, and the upgraded store logs new versions as usual.

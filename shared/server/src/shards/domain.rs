@@ -25,24 +25,44 @@ pub fn require_channel(signer: Signer, channel: ChannelRef) -> Result<()> {
     }
 }
 
-/// Reserves the next message number: for the channel's capability, or for the room's
-/// admin, who reserves one to record a channel's cut-off before re-keying the room, and
-/// may not hold that channel's key (it can reserve, never post or read).
+/// Reserves the next message number: for the channel's capability, to post a message
+/// whose attachments are uploaded first (their storage keys name the number), or for the
+/// room's admin, who reserves one to record a channel's cut-off before re-keying the room,
+/// and may not hold that channel's key (it can reserve, never post or read).
 pub async fn reserve(
     shards: &dyn ShardStore,
     signer: Signer,
     channel: ChannelRef,
+    now: Timestamp,
 ) -> Result<Reserved> {
     match signer {
         Signer::Admin(room) if room == channel.room => {}
         _ => require_channel(signer, channel)?,
     }
+    hold_next(shards, channel, now).await
+}
+
+/// Takes the next number and holds it under a fresh random proof.
+async fn hold_next(
+    shards: &dyn ShardStore,
+    channel: ChannelRef,
+    now: Timestamp,
+) -> Result<Reserved> {
+    let mut hold = [0u8; limits::HOLD_BYTES];
+    getrandom::fill(&mut hold).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    let expires_at = now.plus(limits::HOLD_SECS);
+    let number = shards.reserve(&channel, &hold, expires_at).await?;
     Ok(Reserved {
-        number: shards.reserve(&channel).await?,
+        number,
+        hold: Blob(hold.to_vec()),
+        expires_at,
     })
 }
 
-/// Stores a message under a number reserved before.
+/// Stores a message: as the channel's next number (one past the highest taken), or under
+/// a number held for the poster. If the number is taken, or the hold has lapsed, the
+/// answer is `number_taken` with another number held for the poster, so that a poster's
+/// one retry succeeds however many others post at once.
 #[tracing::instrument(skip_all, fields(number))]
 pub async fn post(
     shards: &dyn ShardStore,
@@ -55,6 +75,11 @@ pub async fn post(
 ) -> Result<Shard> {
     require_channel(signer, channel)?;
     check_number(number)?;
+    if number == 0 {
+        return Err(Error::InvalidParameter(
+            "message number: messages are numbered from 1".into(),
+        ));
+    }
     if req.ciphertext.is_empty() || req.ciphertext.len() > limits::MAX_SHARD_BYTES {
         return Err(Error::limit(
             "ciphertext",
@@ -73,12 +98,17 @@ pub async fn post(
             "delete_hash is a 32-byte SHA-256",
         ));
     }
-    check_media(&req.media)?;
-    if number == 0 || number > shards.reserved(&channel).await? {
-        return Err(Error::InvalidParameter(
-            "message number: reserve it first".into(),
+    if req
+        .hold
+        .as_ref()
+        .is_some_and(|h| h.len() != limits::HOLD_BYTES)
+    {
+        return Err(Error::limit(
+            "hold",
+            format!("a hold is {} bytes", limits::HOLD_BYTES),
         ));
     }
+    check_media(&req.media)?;
     let shard = Shard {
         number,
         ciphertext: req.ciphertext,
@@ -87,9 +117,15 @@ pub async fn post(
         delete_hash: req.delete_hash,
         media: req.media,
     };
-    match shards.put_shard(&channel, &shard).await {
+    let stored = match &req.hold {
+        None => shards.post_next(&channel, &shard).await,
+        Some(hold) => shards.fill_hold(&channel, &shard, &hold.0, now).await,
+    };
+    match stored {
         Ok(()) => Ok(shard),
-        Err(StoreError::Conflict) => Err(Error::AlreadyExists("message")),
+        Err(StoreError::Conflict) => {
+            Err(Error::NumberTaken(hold_next(shards, channel, now).await?))
+        }
         Err(e) => Err(e.into()),
     }
 }

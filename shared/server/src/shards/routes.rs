@@ -3,8 +3,8 @@
 //!
 //! | route | purpose |
 //! |---|---|
-//! | `POST /messages/{room}/{channel}/numbers` | reserve the next message number |
-//! | `PUT /messages/{room}/{channel}/{number}` | post the message under a reserved number |
+//! | `POST /messages/{room}/{channel}/numbers` | hold the next message number (for attachments, cut-offs) |
+//! | `PUT /messages/{room}/{channel}/{number}` | post a message as the next number, or under a held one |
 //! | `GET /messages/{room}/{channel}?after=N&limit=M` | unburnt messages after N, oldest first |
 //! | `GET /messages/{room}/{channel}/{number}` | one unburnt message |
 //! | `DELETE /messages/{room}/{channel}/{number}` | delete (sender with its delete secret, or admin) |
@@ -48,7 +48,8 @@ async fn reserve(
     PathParams(ids): PathParams<(RoomId, ChannelId)>,
     req: Signed<()>,
 ) -> Result<(StatusCode, Json<Reserved>)> {
-    let reserved = domain::reserve(s.shards.as_ref(), req.signer, channel(ids)).await?;
+    let now = s.auth.clock.now();
+    let reserved = domain::reserve(s.shards.as_ref(), req.signer, channel(ids), now).await?;
     Ok((StatusCode::CREATED, Json(reserved)))
 }
 

@@ -68,17 +68,20 @@ pub fn require_reader(signer: Signer, room: RoomId) -> Result<()> {
     }
 }
 
-/// A room, for its members and admins.
-pub async fn get(rooms: &dyn RoomStore, signer: Signer, room: RoomId) -> Result<Room> {
+/// A room, for its members and admins: the record the signature check read (`resolved`),
+/// not read again.
+pub fn get(signer: Signer, room: RoomId, resolved: Option<Room>) -> Result<Room> {
     require_reader(signer, room)?;
-    rooms.room(&room).await?.ok_or(Error::NotFound("room"))
+    resolved
+        .filter(|r| r.room_id == room)
+        .ok_or(Error::NotFound("room"))
 }
 
 /// A page of the room's spine log after version `after`, for its members and admins, who
 /// check every step of the room's history rather than trusting the latest version alone.
 pub async fn spines(
     rooms: &dyn RoomStore,
-    signer: Signer,
+    (signer, resolved): (Signer, Option<&Room>),
     room: RoomId,
     after: u64,
 ) -> Result<SpinePage> {
@@ -90,7 +93,8 @@ pub async fn spines(
         )));
     }
     // The store keeps a deleted room's log; the wire does not serve it, as for the room.
-    if rooms.room(&room).await?.is_none() {
+    // (The signature check read the room, and found it live.)
+    if resolved.is_none_or(|r| r.room_id != room) {
         return Err(Error::NotFound("room"));
     }
     let entries = rooms.spines(&room, after, limits::MAX_SPINE_PAGE).await?;

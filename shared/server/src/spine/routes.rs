@@ -45,14 +45,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
-async fn get(
-    State(s): State<SpineState>,
-    PathParams(room): PathParams<RoomId>,
-    req: Signed<()>,
-) -> Result<Json<Room>> {
-    domain::get(s.rooms.as_ref(), req.signer, room)
-        .await
-        .map(Json)
+async fn get(PathParams(room): PathParams<RoomId>, req: Signed<()>) -> Result<Json<Room>> {
+    domain::get(req.signer, room, req.room).map(Json)
 }
 
 #[derive(Deserialize)]
@@ -67,9 +61,14 @@ async fn spines(
     QueryParams(q): QueryParams<SpinesQuery>,
     req: Signed<()>,
 ) -> Result<Json<SpinePage>> {
-    domain::spines(s.rooms.as_ref(), req.signer, room, q.after)
-        .await
-        .map(Json)
+    domain::spines(
+        s.rooms.as_ref(),
+        (req.signer, req.room.as_ref()),
+        room,
+        q.after,
+    )
+    .await
+    .map(Json)
 }
 
 async fn update(
