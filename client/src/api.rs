@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use cinder_proto::api::{ChainPage, DropEnvelope, EnvelopePage, LookupRequest, LookupResponse};
 use cinder_proto::{
-    Blob, Envelope, EnvelopeId, ErrorBody, ErrorCode, KeyBundle, Nonce, RequestSignature, Signer,
-    Timestamp, UserId,
+    Blob, ChannelId, Envelope, EnvelopeId, ErrorBody, ErrorCode, KeyBundle, Nonce,
+    RequestSignature, RoomId, Signer, Timestamp, UserId,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -37,6 +37,9 @@ pub struct Client {
     base: String,
     /// Seconds to add to the local clock to match the server's, learnt from `stale_request`.
     clock_offset: AtomicI64,
+    /// Per channel, the highest message number this client has seen: the next one it
+    /// sends proposes the number after it.
+    marks: std::sync::Mutex<std::collections::HashMap<(RoomId, ChannelId), u64>>,
 }
 
 impl Client {
@@ -46,7 +49,21 @@ impl Client {
             http: reqwest::Client::new(),
             base: base_url.trim_end_matches('/').to_owned(),
             clock_offset: AtomicI64::new(0),
+            marks: Default::default(),
         }
+    }
+
+    /// Notes that message `number` exists in a channel.
+    pub(crate) fn saw(&self, room: RoomId, channel: ChannelId, number: u64) {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = marks.entry((room, channel)).or_default();
+        *mark = (*mark).max(number);
+    }
+
+    /// The highest message number this client has seen in a channel (0 if none).
+    pub(crate) fn seen(&self, room: RoomId, channel: ChannelId) -> u64 {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        marks.get(&(room, channel)).copied().unwrap_or(0)
     }
 
     /// The server's base URL.

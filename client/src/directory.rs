@@ -91,9 +91,10 @@ impl Client {
     }
 }
 
-/// A version of someone's directory keys, verified.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SignerKey {
+/// A version of someone's directory keys, verified: what a page of messages is checked
+/// against (see [`crate::rooms::messages::OpenedPage::verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignerKey {
     /// The Ed25519 key of that version.
     pub key: VerifyKey,
     /// When the next version was made, if this one has been superseded: what it signs
@@ -103,7 +104,8 @@ pub(crate) struct SignerKey {
 
 /// Directory keys fetched and verified once per operation (a page of messages, a run of
 /// room states): the current version through the pinned chain, an older one through the
-/// whole chain from version 1, which must end at the current keys.
+/// whole chain from version 1, which must end at the current keys. Each user's keys are
+/// asked for and verified once; later calls for that user are answered from memory.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     known: BTreeMap<UserId, Option<Vec<KeyBundle>>>,
@@ -127,8 +129,7 @@ impl KeyCache {
             slot.insert(current.map(|k| vec![k]));
         }
         let known = self.known.get_mut(&user)?.as_mut()?;
-        let current = known.last()?.clone();
-        if version < current.version && known.len() == 1 {
+        if version < known.last()?.version && known.len() == 1 {
             let mut chain = Vec::new();
             let mut after = 0;
             while let Ok(page) = client.chain(user, after).await {
@@ -142,7 +143,7 @@ impl KeyCache {
                 }
             }
             match verify_chain(None, &chain) {
-                Ok(end) if end == current => *known = chain,
+                Ok(end) if known.last() == Some(&end) => *known = chain,
                 _ => return None,
             }
         }

@@ -324,7 +324,7 @@ pub(crate) fn transfer_failed(status: Option<u16>, reason: impl Into<String>) ->
 }
 
 impl crate::Client {
-    /// Sends a message with files: reserves a number, uploads each file sealed as a stream
+    /// Sends a message with files: holds a number, uploads each file sealed as a stream
     /// under a fresh key straight to storage (never through a function), then posts the
     /// message, which carries the keys, names, sizes and hashes, signed. `burn_secs` may not
     /// exceed the channel's; the files are deleted when the message burns or is deleted.
@@ -337,7 +337,8 @@ impl crate::Client {
         burn_secs: u64,
         progress: Option<Progress>,
     ) -> Result<u64, ClientError> {
-        let number = self.reserve_for(m, channel, burn_secs).await?;
+        let reserved = self.reserve_for(m, channel, burn_secs).await?;
+        let number = reserved.number;
         let mut attachments = Vec::new();
         for file in files {
             attachments.push(
@@ -345,9 +346,14 @@ impl crate::Client {
                     .await?,
             );
         }
-        self.post_message(me, m, (channel, number), (text, attachments), burn_secs)
-            .await?;
-        Ok(number)
+        self.post_message(
+            me,
+            m,
+            (channel, number, Some(reserved.hold)),
+            (text, attachments),
+            burn_secs,
+        )
+        .await
     }
 
     async fn upload(

@@ -5,13 +5,20 @@
 //! `channel:` capability's seed. The server holds only the capabilities' verification keys;
 //! the signed room state holds them too, which is how a client checks that keys it is
 //! handed are the room's: they must derive the verification keys an admin signed.
+//!
+//! A reader derives a channel key's message keys (`MessageKeys`) once per page and
+//! epoch, not once per message.
 
 use std::collections::BTreeMap;
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
 use cinder_proto::{ChannelId, RoomId, VerifyKey};
 use ed25519_dalek::SigningKey;
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroize;
 
 use super::{Membership, Secret32};
 use crate::ClientError;
@@ -57,6 +64,38 @@ pub(crate) fn message_key(key: &Secret32, room: RoomId, channel: ChannelId) -> [
 /// The key whose HMAC commits a message ciphertext to its channel key.
 pub(crate) fn commitment_key(key: &Secret32, room: RoomId, channel: ChannelId) -> [u8; 32] {
     derive(&key.0, b"message-commitment", &[&room.0, &channel.0])
+}
+
+/// HMAC-SHA256 keyed with the commitment key, before any input: cloned for each message.
+pub(crate) fn commitment_mac(key: &Secret32, room: RoomId, channel: ChannelId) -> Hmac<Sha256> {
+    let mut bytes = commitment_key(key, room, channel);
+    let mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    bytes.zeroize();
+    mac
+}
+
+/// A channel key's message keys, derived once and used for every message under that key
+/// on a page: two HKDF derivations, an AES key schedule and an HMAC key block, where a
+/// reader made all four per message before.
+pub(crate) struct MessageKeys {
+    /// AES-256-GCM under the message key.
+    pub aead: Aes256Gcm,
+    /// HMAC-SHA256 under the commitment key, before any input.
+    pub commit: Hmac<Sha256>,
+}
+
+impl MessageKeys {
+    /// The message keys of channel key `key`.
+    pub(crate) fn new(key: &Secret32, room: RoomId, channel: ChannelId) -> Self {
+        let mut message = message_key(key, room, channel);
+        let aead = Aes256Gcm::new((&message).into());
+        message.zeroize();
+        Self {
+            aead,
+            commit: commitment_mac(key, room, channel),
+        }
+    }
 }
 
 /// The verification key of an admin seed.

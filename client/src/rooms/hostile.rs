@@ -149,12 +149,21 @@ async fn plant_sealed(w: &World, room: RoomId, sealed: cinder_proto::Blob) {
         .unwrap();
 }
 
-/// The server stores a message of its choosing at `number`.
+/// The server stores a message of its choosing at `number`, straight into its database:
+/// over a hold, a gap or anything else, as only the operator can.
 async fn plant_shard(w: &World, room: RoomId, channel: ChannelId, shard: Shard) {
-    w.store
-        .put_shard(&ChannelRef { room, channel }, &shard)
-        .await
-        .unwrap();
+    let db = rusqlite::Connection::open(w.data.join(cinder_dev::DB_FILE)).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT OR REPLACE INTO shards (channel, number, burn_at, shard, hold) VALUES (?1, ?2, ?3, ?4, NULL)",
+        rusqlite::params![
+            ChannelRef { room, channel }.to_string(),
+            i64::try_from(shard.number).unwrap(),
+            i64::try_from(shard.burn_at.0).unwrap(),
+            serde_json::to_string(&shard).unwrap(),
+        ],
+    )
+    .unwrap();
 }
 
 fn shard_from(post: cinder_proto::rooms::PostShard, number: u64) -> Shard {
@@ -901,6 +910,7 @@ fn only_a_refusal_deletes_an_envelope_never_a_failure_to_ask() {
             code,
             message: String::new(),
             field: None,
+            reserved: None,
         },
     };
     assert!(invites::definitive(&ClientError::Verification(
@@ -1333,7 +1343,7 @@ async fn signed_upload_urls_take_exactly_their_size_until_they_expire() {
     let w = world_with(clock).await;
     let (alice, _bob, _carol, room, general) = team(&w).await;
     let m = alice.rooms[&room].clone();
-    let number = w.client.reserve_for(&m, general, 60).await.unwrap();
+    let number = w.client.reserve_for(&m, general, 60).await.unwrap().number;
     // Past the bound: no URL at all.
     let too_big = w
         .client
@@ -1633,4 +1643,127 @@ async fn the_server_cannot_answer_for_one_message_with_another() {
             .text,
         "first"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_signature_among_good_messages_is_refused_alone() {
+    let w = world().await;
+    let (mut alice, mut bob, carol, room, general) = team(&w).await;
+    // GIVEN a page of Alice's messages, one of them written by Carol (a member, holding the
+    // channel key) claiming to be Alice: the page's signatures are verified in one batch,
+    // which fails
+    let impostor = Identity {
+        bundle: alice.me.bundle.clone(),
+        seeds: carol.me.seeds.clone(),
+    };
+    let mut forged = 0;
+    for i in 1..=10 {
+        if i == 6 {
+            let mut keys = carol.rooms[&room].clone();
+            forged = w
+                .client
+                .send_message(&impostor, &mut keys, general, "I am alice", 600)
+                .await
+                .unwrap();
+        } else {
+            let m = alice.rooms.get_mut(&room).unwrap();
+            w.client
+                .send_message(&alice.me, m, general, &format!("message {i}"), 600)
+                .await
+                .unwrap();
+        }
+    }
+    // THEN exactly the forged one is refused, and the nine others are shown
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![(forged, Refusal::BadSignature)]);
+    let texts: Vec<_> = page.messages.iter().map(|r| r.text.as_str()).collect();
+    let expected: Vec<_> = (1..=10)
+        .filter(|i| *i != 6)
+        .map(|i| format!("message {i}"))
+        .collect();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_good_messages_from_several_senders_and_keys_is_shown_whole() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, general) = team(&w).await;
+    // GIVEN messages from three members, Alice's under two versions of her keys
+    let mut sent = Vec::new();
+    for round in 0..4 {
+        if round == 2 {
+            alice.me = alice.me.rotated(Timestamp::now()).unwrap();
+            w.client.rotate(&alice.me.bundle).await.unwrap();
+        }
+        for who in [&mut alice, &mut bob, &mut carol] {
+            let text = format!("{round} from {}", who.id());
+            let m = who.rooms.get_mut(&room).unwrap();
+            w.client
+                .send_message(&who.me, m, general, &text, 600)
+                .await
+                .unwrap();
+            sent.push(text);
+        }
+    }
+    // THEN one batch verifies them all, and every one is shown
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![]);
+    let texts: Vec<_> = page.messages.iter().map(|r| r.text.clone()).collect();
+    assert_eq!(texts, sent);
+    // and reading one of them alone makes the same checks
+    let m = bob.rooms[&room].clone();
+    let first = page.messages[0].number;
+    let one = w.client.message(&m, general, first, &mut bob.pins).await;
+    assert_eq!(one.unwrap(), page.messages[0]);
+}
+
+/// A server that answers every post with `number_taken` (a fresh hold each time) gets at
+/// most three requests per message, never a retry storm, and the sender's count does not
+/// move: the next message it really sends follows on from its last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_count() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let w = world().await;
+    let (mut alice, _bob, _carol, room, general) = team(&w).await;
+    // GIVEN a server that holds number after number and never stores anything
+    let asked = Arc::new(AtomicU64::new(0));
+    let counter = asked.clone();
+    let liar = axum::Router::new().fallback(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 100;
+        async move {
+            let body = cinder_proto::ErrorBody {
+                code: cinder_proto::ErrorCode::NumberTaken,
+                message: "taken".into(),
+                field: None,
+                reserved: Some(cinder_proto::rooms::Reserved {
+                    number: n,
+                    hold: cinder_proto::Blob(vec![1; 16]),
+                    expires_at: Timestamp::now().plus(3600),
+                }),
+            };
+            (axum::http::StatusCode::CONFLICT, axum::Json(body))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, liar).await.unwrap() });
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let sent_before = m.sent.get(&general).cloned();
+    // WHEN Alice sends through it
+    let refused = Client::new(&url)
+        .send_message(&alice.me, m, general, "hello?", 600)
+        .await
+        .unwrap_err();
+    // THEN she gives up after three requests, with the server's error
+    assert_eq!(refused.code(), Some(cinder_proto::ErrorCode::NumberTaken));
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    // and her count is as before, so her next real message leaves no gap in her chain
+    assert_eq!(m.sent.get(&general).cloned(), sent_before);
+    let n = w
+        .client
+        .send_message(&alice.me, m, general, "hello", 600)
+        .await
+        .unwrap();
+    assert_eq!(m.sent[&general].seq, sent_before.map_or(0, |s| s.seq) + 1);
+    assert_eq!(m.sent[&general].number, n);
 }

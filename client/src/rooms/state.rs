@@ -767,7 +767,7 @@ impl Client {
             ),
             Err(_) => (m.admin()?, Signer::Admin(m.room)),
         };
-        let cinder_proto::rooms::Reserved { number } = self
+        let cinder_proto::rooms::Reserved { number, .. } = self
             .call_capability::<(), _>(
                 &key,
                 signer,
