@@ -101,6 +101,7 @@ bench: ## Print latency and crypto-cost figures
 	cargo bench -p cinder-tests --bench accounts
 	cargo bench -p cinder-tests --bench rooms
 	cargo bench -p cinder-tests --bench media
+	cargo build --release -p cinder-keys -p cinder-enclave -p cinder-spine -p cinder-shards -p cinder-media && cargo bench -p cinder-tests --bench operations
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -21,6 +21,16 @@ type Waiters = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Result<Value
 struct Shared {
     queue: Arc<Mutex<mpsc::UnboundedReceiver<(String, Value)>>>,
     waiters: Waiters,
+    marks: Arc<Marks>,
+}
+
+/// When the function first reached the emulator, for the cold-start bench.
+#[derive(Default)]
+struct Marks {
+    /// The first `GET /invocation/next` arrived (the function's init is over).
+    first_next: OnceLock<Instant>,
+    /// The first invocation response or error arrived.
+    first_answer: OnceLock<Instant>,
 }
 
 /// The emulator: serves the Runtime API on a free 127.0.0.1 port.
@@ -29,15 +39,18 @@ pub struct RuntimeApi {
     send: mpsc::UnboundedSender<(String, Value)>,
     waiters: Waiters,
     counter: std::sync::atomic::AtomicU64,
+    marks: Arc<Marks>,
 }
 
 impl RuntimeApi {
     pub async fn start() -> Self {
         let (send, recv) = mpsc::unbounded_channel();
         let waiters: Waiters = Arc::default();
+        let marks = Arc::new(Marks::default());
         let shared = Shared {
             queue: Arc::new(Mutex::new(recv)),
             waiters: waiters.clone(),
+            marks: marks.clone(),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -56,7 +69,20 @@ impl RuntimeApi {
             send,
             waiters,
             counter: Default::default(),
+            marks,
         }
+    }
+
+    /// When the first `GET /2018-06-01/runtime/invocation/next` reached this emulator (the
+    /// moment a function's init ends and it asks for work), if one has.
+    pub fn first_next(&self) -> Option<Instant> {
+        self.marks.first_next.get().copied()
+    }
+
+    /// When the first invocation response (or invocation error) was posted to this
+    /// emulator, if one has been.
+    pub fn first_answer(&self) -> Option<Instant> {
+        self.marks.first_answer.get().copied()
     }
 
     /// Starts a function binary against this emulator. It is killed when the handle drops.
@@ -93,9 +119,15 @@ impl RuntimeApi {
             .expect("the function did not answer within 60 s")
             .expect("the emulator dropped the invocation")
     }
+
+    /// How many invocations this emulator has delivered so far.
+    pub fn invocations(&self) -> u64 {
+        self.counter.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 async fn next(State(s): State<Shared>) -> (HeaderMap, String) {
+    let _ = s.marks.first_next.set(Instant::now());
     let (id, event) = s.queue.lock().await.recv().await.expect("emulator closed");
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,6 +176,7 @@ async fn init_error(body: String) -> StatusCode {
 }
 
 fn deliver(s: &Shared, id: &str, outcome: Result<Value, Value>) -> StatusCode {
+    let _ = s.marks.first_answer.set(Instant::now());
     if let Some(tx) = s.waiters.lock().unwrap().remove(id) {
         let _ = tx.send(outcome);
     }
@@ -179,11 +212,30 @@ pub struct Gateway {
     pub url: String,
 }
 
+/// Told of every request the gateway receives (method, then path with query) before it is
+/// forwarded: how the operation meter (`crate::meter`) counts client requests.
+pub type Observer = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 impl Gateway {
     pub async fn start(routes: Vec<(&'static str, Target)>) -> Self {
+        Self::start_observed(routes, None).await
+    }
+
+    /// [`Gateway::start`], telling `observer` of each request.
+    pub async fn start_observed(
+        routes: Vec<(&'static str, Target)>,
+        observer: Option<Observer>,
+    ) -> Self {
         let routes = Arc::new(routes);
         let app = Router::new().fallback(move |request: axum::extract::Request| {
             let routes = routes.clone();
+            if let Some(observe) = &observer {
+                let uri = request.uri();
+                observe(
+                    request.method().as_str(),
+                    uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()),
+                );
+            }
             async move { forward(&routes, request).await }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,11 +13,14 @@
 //! - [`scenarios`]: whole-product scenarios through the client, for any deployment.
 //! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
 //!   API Gateway events.
+//! - [`meter`]: a counting proxy between the functions and moto, and every shipped
+//!   function behind it: requests, invocations and capacity units per API operation.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
 pub mod fixtures;
 pub mod lambda;
+pub mod meter;
 pub mod moto;
 pub mod rooms;
 pub mod router;
