@@ -39,7 +39,9 @@ async fn timed(app: &Router, request: http::Request<Body>, expect: u16) -> Durat
 
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    // Nearest rank: the smallest sample with at least `p` of them at or below it.
+    let pct =
+        |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
     println!(
         "{name:<28} n={:<6} p50={:>9.1?} p99={:>9.1?} max={:>9.1?}",
         samples.len(),
