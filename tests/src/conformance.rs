@@ -23,6 +23,20 @@ impl<T: KeyStore + InboxStore + NonceStore + 'static> Store for T {}
 pub trait Accounts: AccountStore + RateLimitStore + NonceStore + 'static {}
 impl<T: AccountStore + RateLimitStore + NonceStore + 'static> Accounts for T {}
 
+/// Expands to one `#[tokio::test]` per live-subscription conformance case, each on a store
+/// made by `$make` (a future of `Arc<impl LiveStore>`).
+#[macro_export]
+macro_rules! live_conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            live_subscriptions_are_found_by_channel_and_by_connection,
+            live_a_renewal_replaces_the_key_and_expiry,
+            live_lapsed_subscriptions_are_never_returned,
+            live_disconnect_drops_only_that_connections_subscriptions,
+            live_a_hundred_subscribers_on_one_channel);
+    };
+}
+
 /// Expands to one `#[tokio::test]` per accounts conformance case, each on a store made by
 /// `$make` (a future of `Arc<impl Accounts>`).
 #[macro_export]
@@ -963,4 +977,153 @@ pub async fn shards_delete_reports_presence<S: Rooms>(store: Arc<S>) {
         ),
         "a deleted number stays taken"
     );
+}
+
+// ---------------------------------------------------------------- live subscriptions
+
+fn subscription(
+    connection: &str,
+    c: ChannelRef,
+    key: u8,
+    expires_at: Timestamp,
+) -> cinder_server::store::Subscription {
+    cinder_server::store::Subscription {
+        connection: connection.to_owned(),
+        channel: c,
+        key: cinder_proto::VerifyKey::from(
+            ed25519_dalek::SigningKey::from_bytes(&[key; 32]).verifying_key(),
+        ),
+        expires_at,
+    }
+}
+
+fn connections(mut subs: Vec<cinder_server::store::Subscription>) -> Vec<String> {
+    subs.sort_by(|a, b| a.connection.cmp(&b.connection));
+    subs.into_iter().map(|s| s.connection).collect()
+}
+
+pub async fn live_subscriptions_are_found_by_channel_and_by_connection<
+    S: cinder_server::store::LiveStore,
+>(
+    store: Arc<S>,
+) {
+    let (a, b) = (channel(1, 1), channel(1, 2));
+    let later = T0.plus(100);
+    store
+        .subscribe(&subscription("conn-A", a, 1, later))
+        .await
+        .unwrap();
+    store
+        .subscribe(&subscription("conn-A", b, 2, later))
+        .await
+        .unwrap();
+    store
+        .subscribe(&subscription("conn-B", a, 1, later))
+        .await
+        .unwrap();
+    assert_eq!(
+        connections(store.subscribers(&a, T0).await.unwrap()),
+        ["conn-A", "conn-B"]
+    );
+    assert_eq!(
+        connections(store.subscribers(&b, T0).await.unwrap()),
+        ["conn-A"]
+    );
+    assert_eq!(store.subscribers(&channel(2, 1), T0).await.unwrap(), vec![]);
+    let mut mine = store.subscriptions_of("conn-A", T0).await.unwrap();
+    mine.sort_by_key(|c| c.channel.0);
+    assert_eq!(mine, vec![a, b]);
+    assert!(store.unsubscribe("conn-A", &a).await.unwrap());
+    assert!(
+        !store.unsubscribe("conn-A", &a).await.unwrap(),
+        "gone already"
+    );
+    assert_eq!(
+        connections(store.subscribers(&a, T0).await.unwrap()),
+        ["conn-B"]
+    );
+    assert_eq!(store.subscriptions_of("conn-A", T0).await.unwrap(), vec![b]);
+    assert_eq!(store.subscriptions_of("conn-C", T0).await.unwrap(), vec![]);
+}
+
+pub async fn live_a_renewal_replaces_the_key_and_expiry<S: cinder_server::store::LiveStore>(
+    store: Arc<S>,
+) {
+    let a = channel(1, 1);
+    store
+        .subscribe(&subscription("conn-A", a, 1, T0.plus(10)))
+        .await
+        .unwrap();
+    let renewed = subscription("conn-A", a, 2, T0.plus(100));
+    store.subscribe(&renewed).await.unwrap();
+    assert_eq!(
+        store.subscribers(&a, T0.plus(50)).await.unwrap(),
+        vec![renewed]
+    );
+}
+
+pub async fn live_lapsed_subscriptions_are_never_returned<S: cinder_server::store::LiveStore>(
+    store: Arc<S>,
+) {
+    let a = channel(1, 1);
+    store
+        .subscribe(&subscription("conn-A", a, 1, T0.plus(10)))
+        .await
+        .unwrap();
+    store
+        .subscribe(&subscription("conn-B", a, 1, T0.plus(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        connections(store.subscribers(&a, T0.plus(10)).await.unwrap()),
+        ["conn-B"]
+    );
+    assert_eq!(
+        store.subscriptions_of("conn-A", T0.plus(10)).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(store.subscribers(&a, T0.plus(20)).await.unwrap(), vec![]);
+}
+
+pub async fn live_disconnect_drops_only_that_connections_subscriptions<
+    S: cinder_server::store::LiveStore,
+>(
+    store: Arc<S>,
+) {
+    let (a, b) = (channel(1, 1), channel(2, 1));
+    let later = T0.plus(100);
+    for c in [a, b] {
+        store
+            .subscribe(&subscription("conn-A", c, 1, later))
+            .await
+            .unwrap();
+        store
+            .subscribe(&subscription("conn-B", c, 1, later))
+            .await
+            .unwrap();
+    }
+    store.disconnect("conn-A").await.unwrap();
+    for c in [a, b] {
+        assert_eq!(
+            connections(store.subscribers(&c, T0).await.unwrap()),
+            ["conn-B"]
+        );
+    }
+    assert_eq!(store.subscriptions_of("conn-A", T0).await.unwrap(), vec![]);
+    store.disconnect("conn-A").await.unwrap();
+    store.disconnect("never-seen").await.unwrap();
+}
+
+pub async fn live_a_hundred_subscribers_on_one_channel<S: cinder_server::store::LiveStore>(
+    store: Arc<S>,
+) {
+    let a = channel(1, 1);
+    let names: Vec<String> = (0..100).map(|i| format!("conn-{i:03}")).collect();
+    for name in &names {
+        store
+            .subscribe(&subscription(name, a, 1, T0.plus(100)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(connections(store.subscribers(&a, T0).await.unwrap()), names);
 }

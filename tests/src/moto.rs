@@ -193,3 +193,16 @@ pub async fn create_bucket(name: &str) {
         .await
         .expect("creating a bucket on moto");
 }
+
+/// The live function's store on a fresh table.
+pub async fn fresh_live_store() -> (Arc<cinder_aws::live::DynamoLive>, String) {
+    let client = client();
+    let table = format!("{}live", unique_prefix());
+    cinder_aws::schema::create(&client, &table, cinder_aws::schema::LIVE)
+        .await
+        .expect("creating the live table on moto");
+    (
+        Arc::new(cinder_aws::live::DynamoLive::new(client, table.clone())),
+        table,
+    )
+}

@@ -19,6 +19,8 @@
 pub mod accounts;
 #[cfg(feature = "burn")]
 pub mod burn;
+#[cfg(feature = "live")]
+pub mod live;
 #[cfg(feature = "media")]
 pub mod media;
 pub mod rooms;

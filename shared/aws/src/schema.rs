@@ -93,6 +93,15 @@ pub const SHARDS: TableSpec = TableSpec {
     stream: true,
 };
 
+/// The live table: who follows which channel. Partition `room/channel` (or `conn/{id}` for a
+/// connection's own item, listing its channels), sort the connection id; TTL `expires_at`.
+pub const LIVE: TableSpec = TableSpec {
+    partition: ("channel", ScalarAttributeTypeName::S),
+    sort: Some(("connection", ScalarAttributeTypeName::S)),
+    ttl: Some("expires_at"),
+    stream: false,
+};
+
 /// Creates one table (on-demand billing, with its stream where the spec has one) and
 /// switches TTL on where the spec has it.
 pub async fn create(

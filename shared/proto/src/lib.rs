@@ -8,6 +8,7 @@
 //! - [`accounts`]: OPAQUE registration and login bodies, logins, Argon2id parameters.
 //! - [`rooms`]: rooms (the spine) and channel messages (the shards).
 //! - [`media`]: upload and download grants for encrypted attachments and avatars.
+//! - [`live`]: the live socket's frames: subscriptions proved by capability, and notices.
 //! - [`api`]: request and response bodies of the HTTP API, and the stable error codes.
 //!
 //! The server compiles this crate to *verify*; the client compiles it to *sign*. Neither
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod encoding;
 pub mod ids;
 pub mod keys;
+pub mod live;
 pub mod media;
 pub mod rooms;
 

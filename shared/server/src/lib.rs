@@ -15,6 +15,7 @@
 //! - [`shards`]: channel messages: numbering, burn, capability checks.
 //! - [`keys`]: the key directory and invite inboxes: domain rules and router.
 //! - [`media`]: upload and download URLs for encrypted attachments and avatars.
+//! - [`live`]: the live socket: subscriptions proved by capability, and who to notify.
 
 #[cfg(feature = "accounts")]
 pub mod accounts;
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod live;
 pub mod media;
 pub mod routing;
 pub mod shards;

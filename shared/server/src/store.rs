@@ -331,3 +331,47 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes objects; absent ones are not an error.
     async fn delete(&self, keys: &[cinder_proto::media::ObjectKey]) -> Result<(), StoreError>;
 }
+
+/// One subscription of a live connection to a channel: who to tell, and the capability key
+/// it was proved with (a subscription whose key is no longer the channel's is stale: the
+/// room has re-keyed since, and its subscriber may have been removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The connection (API Gateway's connection id; the dev server's own).
+    pub connection: String,
+    /// The channel.
+    pub channel: ChannelRef,
+    /// The channel capability key the subscription was proved with.
+    pub key: cinder_proto::VerifyKey,
+    /// When it lapses unless renewed.
+    pub expires_at: Timestamp,
+}
+
+/// Live subscriptions: which connections follow which channels. Expiry is part of the
+/// contract, as for nonces: a lapsed subscription is never returned.
+#[async_trait]
+pub trait LiveStore: Send + Sync {
+    /// Records (or renews) a subscription.
+    async fn subscribe(&self, subscription: &Subscription) -> Result<(), StoreError>;
+
+    /// Drops one subscription; `false` if there was none.
+    async fn unsubscribe(&self, connection: &str, channel: &ChannelRef)
+    -> Result<bool, StoreError>;
+
+    /// The channels a connection follows (unlapsed at `now`).
+    async fn subscriptions_of(
+        &self,
+        connection: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ChannelRef>, StoreError>;
+
+    /// Every unlapsed subscription to a channel.
+    async fn subscribers(
+        &self,
+        channel: &ChannelRef,
+        now: Timestamp,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Drops every subscription of a connection (it closed, or is gone).
+    async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;
+}

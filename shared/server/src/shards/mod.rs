@@ -29,6 +29,9 @@ pub struct ShardsState {
     pub auth: Auth,
     /// The burn horizon, in seconds.
     pub max_burn_secs: u64,
+    /// Live connections in this process to tell of posts and deletes (the dev server);
+    /// `None` where the table's stream does it (AWS).
+    pub notify: Option<Arc<dyn crate::live::Notify>>,
 }
 
 impl ShardsState {
@@ -41,6 +44,15 @@ impl ShardsState {
             shards: store.clone(),
             auth: Auth::for_rooms(store.clone(), store, clock),
             max_burn_secs,
+            notify: None,
+        }
+    }
+
+    /// The same state, telling `notify` of every post and delete once it is stored.
+    pub fn with_notify(self, notify: Arc<dyn crate::live::Notify>) -> Self {
+        Self {
+            notify: Some(notify),
+            ..self
         }
     }
 }

@@ -59,16 +59,20 @@ async fn put(
     req: Signed<PostShard, { limits::MAX_ROOMS_BODY }>,
 ) -> Result<(StatusCode, Json<Shard>)> {
     let now = s.auth.clock.now();
+    let at = channel((room, ch));
     let shard = domain::post(
         s.shards.as_ref(),
         req.signer,
-        channel((room, ch)),
+        at,
         number,
         req.body,
         now,
         s.max_burn_secs,
     )
     .await?;
+    if let Some(notify) = &s.notify {
+        notify.notify(at, crate::live::posted(at, shard.number));
+    }
     Ok((StatusCode::CREATED, Json(shard)))
 }
 
@@ -121,14 +125,10 @@ async fn delete(
     req: Signed<Option<DeleteShard>>,
 ) -> Result<StatusCode> {
     let now = s.auth.clock.now();
-    domain::delete(
-        s.shards.as_ref(),
-        req.signer,
-        channel((room, ch)),
-        number,
-        req.body,
-        now,
-    )
-    .await?;
+    let at = channel((room, ch));
+    domain::delete(s.shards.as_ref(), req.signer, at, number, req.body, now).await?;
+    if let Some(notify) = &s.notify {
+        notify.notify(at, crate::live::deleted(at, number));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
