@@ -1,5 +1,10 @@
 //! Lambda entry point for accounts and the enclave: read config and the master secret
 //! once, derive the server secrets once, then serve the shared router.
+//!
+//! The master secret is read (one Secrets Manager round trip) before the function asks for
+//! its first event, so an instance that cannot read it fails its start, which Lambda reports
+//! and retries, rather than its requests; and an instance Lambda starts ahead of traffic has
+//! it before its first request. The secret is never logged.
 
 use std::sync::Arc;
 
@@ -7,11 +12,13 @@ use cinder_aws::accounts::{AccountsConfig, DynamoAccounts, master_secret};
 use cinder_server::Clock;
 use cinder_server::accounts::{AccountsState, ServerSecrets, router};
 
-#[tokio::main]
+// One thread: Lambda gives an instance one event at a time, so worker threads would only
+// cost their start (cinder_aws::sdk_config says what else a cold start no longer pays for).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = AccountsConfig::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = cinder_aws::sdk_config().await?;
     let secrets =
         ServerSecrets::from_master(&master_secret(&sdk, &config.master_secret_id).await?)?;
     let store = DynamoAccounts::new(aws_sdk_dynamodb::Client::new(&sdk), config.tables);

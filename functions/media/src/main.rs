@@ -8,12 +8,14 @@ use cinder_aws::rooms::{DynamoRooms, RoomTables};
 use cinder_server::Clock;
 use cinder_server::media::{MediaState, router};
 
-#[tokio::main]
+// One thread: Lambda gives an instance one event at a time, so worker threads would only
+// cost their start (cinder_aws::sdk_config says what else a cold start no longer pays for).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let tables = RoomTables::from_env()?;
     let media = MediaConfig::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = cinder_aws::sdk_config().await?;
     let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
     let objects = S3Objects::from_sdk(&sdk, media.bucket);
     lambda_http::run(router(MediaState::new(

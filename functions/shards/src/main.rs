@@ -7,12 +7,14 @@ use cinder_aws::rooms::{DynamoRooms, RoomTables, max_burn_secs_from_env};
 use cinder_server::Clock;
 use cinder_server::shards::{ShardsState, router};
 
-#[tokio::main]
+// One thread: Lambda gives an instance one event at a time, so worker threads would only
+// cost their start (cinder_aws::sdk_config says what else a cold start no longer pays for).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let tables = RoomTables::from_env()?;
     let max_burn = max_burn_secs_from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = cinder_aws::sdk_config().await?;
     let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
     lambda_http::run(router(ShardsState::new(
         Arc::new(store),

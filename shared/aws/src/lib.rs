@@ -1,6 +1,7 @@
 //! The AWS store: Cinder's storage traits on DynamoDB, as the Lambda functions run them.
 //!
 //! # Layout
+//! - [`sdk_config`]: the AWS SDK configuration every function builds its clients from.
 //! - [`Config`]: the table names, read once from the environment.
 //! - [`DynamoStore`]: one client, every record store; items mapped with `serde_dynamo`.
 //! - `accounts` (feature `accounts`): the enclave function's stores and master secret.
@@ -28,9 +29,19 @@ pub mod schema;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_smithy_http_client::HttpClientError;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
 use cinder_server::store::{InboxStore, KeyStore, NonceStore, StoreError};
 use futures::{StreamExt, TryStreamExt};
@@ -107,10 +118,88 @@ impl DynamoStore {
         Self { client, tables }
     }
 
-    /// A store configured the way a Lambda is: SDK defaults from the environment.
-    pub async fn from_env(config: Config) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&sdk), config.tables)
+    /// A store configured the way a Lambda is: [`sdk_config`], from the environment.
+    pub async fn from_env(config: Config) -> Result<Self, HttpClientError> {
+        Ok(Self::new(Client::new(&sdk_config().await?), config.tables))
+    }
+}
+
+/// The roots of Amazon Trust Services, the CA of every AWS endpoint: Amazon Root CA 1 to 4
+/// and Starfield Services Root G2, the set it recommends for a custom trust store.
+const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("amazon-trust-services.pem");
+
+/// The AWS SDK configuration a function builds its clients from, once per instance.
+///
+/// Retries, timeouts, the endpoint (`AWS_ENDPOINT_URL`) and the rest come from the
+/// environment and profile as `aws_config::load_defaults` reads them; two things differ,
+/// each because a cold start paid for what a Lambda function never uses:
+///
+/// - the region is `AWS_REGION` (or `AWS_DEFAULT_REGION`), and the credentials are
+///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`: where Lambda puts
+///   the execution role's, and where the default chains find them first. The chains would
+///   first build their other sources (profile, SSO, web identity with its own STS client,
+///   the container endpoint, IMDS), none of which a Lambda uses;
+/// - every client shares one HTTPS client, which trusts only Amazon Trust Services' five
+///   roots (`amazon-trust-services.pem`, compiled in), the CA of every AWS endpoint. The
+///   default client reads the platform's whole certificate store from disk (the bundle and
+///   every file in each certificate directory) when the first client is built, and parses
+///   all of it again for every client and connection setting, for roots no AWS endpoint
+///   uses and that could otherwise vouch for one.
+pub async fn sdk_config() -> Result<aws_config::SdkConfig, HttpClientError> {
+    use aws_config::environment::{
+        EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+    };
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(EnvironmentVariableRegionProvider::new())
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        .http_client(https_client()?)
+        .load()
+        .await)
+}
+
+/// The SDK's default HTTPS client (rustls on aws-lc, proxies from the environment) with
+/// [`AMAZON_TRUST_SERVICES`] as its only roots, and without its throwaway connector.
+fn https_client() -> Result<SharedHttpClient, HttpClientError> {
+    let context = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES))
+        .build()?;
+    Ok(SharedHttpClient::new(NoThrowawayConnector(smithy_https_client(context))))
+}
+
+/// What `aws-smithy-runtime` builds as its default HTTPS client, with `context`'s roots.
+fn smithy_https_client(context: TlsContext) -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::Connector::builder()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// The SDK's HTTPS client builds a whole connector (TLS configuration, roots and all) each
+/// time an SDK client is made, and drops it: that loads the platform's certificate store
+/// while the function starts rather than at its first request. With the roots compiled in
+/// there is nothing to load early, so this skips that connector; the connectors requests
+/// use are built and cached by the inner client, as before.
+#[derive(Debug)]
+struct NoThrowawayConnector(SharedHttpClient);
+
+impl HttpClient for NoThrowawayConnector {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 
@@ -406,5 +495,26 @@ impl InboxStore for DynamoStore {
             Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::config::{ConfigBag, RuntimeComponentsBuilder};
+
+    #[tokio::test]
+    async fn the_sdk_trusts_the_five_amazon_roots_and_they_parse() {
+        let pem = std::str::from_utf8(AMAZON_TRUST_SERVICES).unwrap();
+        assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        // The SDK's own check builds a connector, which parses every root (panicking on
+        // one that does not): the check the functions' clients now skip.
+        let context = TlsContext::builder()
+            .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES))
+            .build()
+            .unwrap();
+        smithy_https_client(context)
+            .validate_base_client_config(&RuntimeComponentsBuilder::new("test"), &ConfigBag::base())
+            .unwrap();
     }
 }
