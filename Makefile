@@ -9,7 +9,7 @@ PYBIN    := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("sc
 SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PYBIN)/sam
 # Every Lambda binary; tests/tests/deploy_consistency.rs checks this against functions/ and
 # template.yaml.
-FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn
+FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn cinder-live
 LAMBDA_BUILD := PATH="$(PYBIN):$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
 # make watch: moto's address, and the port cargo lambda watch serves the functions on.
 MOTO_HOST  ?= 127.0.0.1
@@ -101,7 +101,11 @@ bench: ## Print latency and crypto-cost figures
 	cargo bench -p cinder-tests --bench accounts
 	cargo bench -p cinder-tests --bench rooms
 	cargo bench -p cinder-tests --bench media
+	cargo bench -p cinder-tests --bench live
+	@# The live function's fan-out cost per notice (1 and 100 subscribers), through the shipped binary on moto.
+	cargo test --release -p cinder-live --test lambda -- --nocapture a_hundred_subscribers_all_hear_and_what_a_notice_costs
 	cargo build --release -p cinder-keys -p cinder-enclave -p cinder-spine -p cinder-shards -p cinder-media && cargo bench -p cinder-tests --bench operations
+	cargo bench -p cinder-tests --bench coldstart
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)

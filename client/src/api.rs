@@ -35,6 +35,8 @@ enum SignAs<'a> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// The live socket's URL, when it is not the dev server's (derived from `base`).
+    live: Option<String>,
     /// Seconds to add to the local clock to match the server's, learnt from `stale_request`.
     clock_offset: AtomicI64,
     /// Per channel, the highest message number this client has seen: the next one it
@@ -48,6 +50,7 @@ impl Client {
         Self {
             http: reqwest::Client::new(),
             base: base_url.trim_end_matches('/').to_owned(),
+            live: None,
             clock_offset: AtomicI64::new(0),
             marks: Default::default(),
         }
@@ -69,6 +72,21 @@ impl Client {
     /// The server's base URL.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The same client, its live socket at `url` (in AWS, the WebSocket API's
+    /// `wss://…` URL) rather than on the server's own address.
+    pub fn with_live_url(mut self, url: &str) -> Self {
+        self.live = Some(url.to_owned());
+        self
+    }
+
+    /// The live socket's URL: as set by [`Client::with_live_url`], else the dev server's
+    /// (see [`crate::live::derived_live_url`]).
+    pub fn live_url(&self) -> String {
+        self.live
+            .clone()
+            .unwrap_or_else(|| crate::live::derived_live_url(&self.base))
     }
 
     /// The HTTP client, for transfers to and from object storage.

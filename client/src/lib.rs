@@ -11,6 +11,7 @@
 //! - [`directory`]: fetching other users' keys and following their rotation chains
 //!   against pinned versions.
 //! - [`rooms`]: rooms, channels, invitations and messages: every key made and kept here.
+//! - [`live`]: the live socket, whose notices say when to read a followed channel.
 //! - [`media`]: files sealed as a stream (STREAM over AES-256-GCM) for attachments.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 //! - `secret`: keeps secrets from serialising anywhere but the crate's own storage.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod directory;
 pub mod error;
 pub mod identity;
+pub mod live;
 pub mod media;
 pub mod profile;
 pub mod rooms;

@@ -38,6 +38,10 @@ struct Cli {
     /// The Cinder server's base URL.
     #[arg(long, global = true, env = "CINDER_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    /// The live socket's URL (in AWS, the WebSocket API's `wss://…` URL); by default the
+    /// server's own `ws://…/live`, as the dev server serves it.
+    #[arg(long, global = true, env = "CINDER_LIVE_URL")]
+    live_url: Option<String>,
     /// The profile file holding this device's identity and session (created mode 0600).
     #[arg(long, global = true, env = "CINDER_PROFILE")]
     profile: Option<PathBuf>,
@@ -146,7 +150,8 @@ enum Command {
         /// Only messages after this number.
         #[arg(long, default_value_t = 0)]
         after: u64,
-        /// Keep polling for new messages (Ctrl-C stops).
+        /// Keep showing new messages as they come, told by the live socket (polling if it
+        /// cannot be reached; Ctrl-C stops).
         #[arg(long)]
         follow: bool,
     },
@@ -616,7 +621,10 @@ async fn keys(ctx: &mut Ctx, command: KeysCommand) -> Result<(), ClientError> {
 async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
     ctx.session()?;
     let json = ctx.cli.json;
-    let client = Client::new(&ctx.cli.server);
+    let mut client = Client::new(&ctx.cli.server);
+    if let Some(url) = &ctx.cli.live_url {
+        client = client.with_live_url(url);
+    }
     let Profile { session, pins, .. } = &mut ctx.profile;
     let session = session.as_mut().ok_or(ClientError::NotLoggedIn)?;
     // The enclave is the source of truth for memberships: another device (or a `read

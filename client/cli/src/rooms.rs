@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cinder_proto::live::ServerFrame;
 use cinder_proto::{ChannelId, ErrorCode, RoomId, UserId};
 use clap::{Args, Subcommand};
 
@@ -576,14 +577,30 @@ pub async fn read(
     ctx: &mut RoomCtx<'_>,
     room: &str,
     channel: &str,
-    mut after: u64,
+    after: u64,
     follow: bool,
 ) -> Result<(), ClientError> {
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
     ctx.keys_for(id, Some(ch)).await?;
-    let mut idle = Duration::from_secs(1);
     let mut continuity = Continuity::default();
+    let after = catch_up(ctx, id, ch, after, follow, &mut continuity).await?;
+    if !follow {
+        return Ok(());
+    }
+    follow_live(ctx, id, ch, after, &mut continuity).await
+}
+
+/// Shows every message after `after`, page by page; returns the last number read (shown or
+/// refused). While following, takes new keys if the room was re-keyed.
+async fn catch_up(
+    ctx: &mut RoomCtx<'_>,
+    id: RoomId,
+    ch: ChannelId,
+    mut after: u64,
+    follow: bool,
+    continuity: &mut Continuity,
+) -> Result<u64, ClientError> {
     loop {
         let m = ctx.membership(id)?.clone();
         let page = match ctx.client.read(&m, ch, after, ctx.pins).await {
@@ -601,7 +618,6 @@ pub async fn read(
         // that do not verify cannot hold the reader in place.
         if let Some(last) = page.last {
             after = last;
-            idle = Duration::from_secs(1);
         }
         for r in &page.messages {
             match continuity.observe(r) {
@@ -619,21 +635,130 @@ pub async fn read(
             }
         }
         print_messages(&page.messages, ctx.json);
-        if page.more {
-            continue;
-        }
-        if !follow {
-            return Ok(());
-        }
-        // Poll with backoff while the channel is quiet; follow the room's signed state.
-        tokio::time::sleep(idle).await;
-        idle = (idle * 2).min(Duration::from_secs(15));
-        match ctx.sync(id).await {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => rekeyed(ctx, id, e).await?,
-            Err(e) => return Err(e),
+        if !page.more {
+            return Ok(after);
         }
     }
+}
+
+/// How often a quiet follower re-reads the room's signed state (a re-key drops its
+/// subscription without a word) and pings the socket (API Gateway closes idle ones).
+const RESYNC: Duration = Duration::from_secs(15);
+/// The longest wait between two attempts to reach the live socket.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A socket that stayed up this long starts the backoff afresh when it drops.
+const STEADY: Duration = Duration::from_secs(10);
+
+/// The polling fallback's interval: `CINDER_POLL_SECS` if set, else 1 s doubling to 15 s.
+fn poll_interval(round: u32) -> Duration {
+    match std::env::var("CINDER_POLL_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        Some(secs) => Duration::from_secs(secs.max(1)),
+        None => Duration::from_secs(1 << round.min(4)).min(Duration::from_secs(15)),
+    }
+}
+
+/// Exponential backoff with jitter: a random half to all of 250 ms × 2^attempt, capped.
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let full = Duration::from_millis(250)
+        .saturating_mul(1 << attempt.min(10))
+        .min(MAX_BACKOFF);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    full / 2 + full.mul_f64((random % 1000) as f64 / 2000.0)
+}
+
+/// Follows a channel: on the live socket while it can be reached (listing from the last
+/// number shown on every connect, so a drop loses nothing and shows nothing twice, then
+/// reading on at each notice of a newer message), polling while it cannot.
+async fn follow_live(
+    ctx: &mut RoomCtx<'_>,
+    id: RoomId,
+    ch: ChannelId,
+    mut after: u64,
+    continuity: &mut Continuity,
+) -> Result<(), ClientError> {
+    let mut attempt = 0u32;
+    let mut polling_said = false;
+    let mut round = 0u32;
+    loop {
+        let m = ctx.membership(id)?.clone();
+        let opened = match ctx.client.live().await {
+            Ok(mut socket) => match socket.follow(ctx.client, &m, ch).await {
+                Ok(()) => Ok(socket),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        let mut socket = match opened {
+            Ok(socket) => socket,
+            Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => {
+                // Our capability is stale: the room was re-keyed.
+                rekeyed(ctx, id, e).await?;
+                continue;
+            }
+            Err(e) => {
+                if !polling_said {
+                    eprintln!(
+                        "cinder: the live socket at {} cannot be used ({e}); polling instead",
+                        ctx.client.live_url()
+                    );
+                    polling_said = true;
+                }
+                tokio::time::sleep(poll_interval(round)).await;
+                round = round.saturating_add(1);
+                resync(ctx, id).await?;
+                after = catch_up(ctx, id, ch, after, true, continuity).await?;
+                continue;
+            }
+        };
+        round = 0;
+        let up = std::time::Instant::now();
+        // Subscribed first, then listed: a message posted in between is in the listing or
+        // in a notice, and a notice for a number already shown is ignored.
+        after = catch_up(ctx, id, ch, after, true, continuity).await?;
+        loop {
+            match tokio::time::timeout(RESYNC, socket.next()).await {
+                Ok(Ok(Some(ServerFrame::Message {
+                    room,
+                    channel,
+                    number,
+                }))) if room == id && channel == ch && number > after => {
+                    after = catch_up(ctx, id, ch, after, true, continuity).await?;
+                }
+                Ok(Ok(Some(_))) => {}
+                // Closed or broken: reconnect and catch up.
+                Ok(Ok(None) | Err(_)) => break,
+                Err(_) => {
+                    if resync(ctx, id).await? || socket.ping().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        socket.close().await;
+        if up.elapsed() >= STEADY {
+            attempt = 0;
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Follows the room's signed state; whether the room was re-keyed (the subscription, proved
+/// with the old capability, no longer hears anything).
+async fn resync(ctx: &mut RoomCtx<'_>, id: RoomId) -> Result<bool, ClientError> {
+    let before = ctx.membership(id)?.spine().epoch;
+    match ctx.sync(id).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(ErrorCode::Unauthenticated) => rekeyed(ctx, id, e).await?,
+        Err(e) => return Err(e),
+    }
+    Ok(ctx.membership(id)?.spine().epoch != before)
 }
 
 /// After the room's keys stopped verifying (someone was removed): takes the new keys if we

@@ -767,3 +767,139 @@ async fn a_device_remembers_the_newest_enclave_it_saw() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("rollback"), "{}", stderr(&again));
 }
+
+/// `read --follow` as a spawned process; its stdout and stderr lines as they come.
+struct Follower {
+    child: std::process::Child,
+    out: std::sync::mpsc::Receiver<String>,
+    err: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    fn spawn(server: &str, profile: &Path, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinder"))
+            .arg("--server")
+            .arg(server)
+            .arg("--profile")
+            .arg(profile)
+            .args(extra)
+            .args(["read", "team", "general", "--follow"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines() {
+                    let _ = tx.send(line.unwrap_or_default());
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Self { child, out, err }
+    }
+
+    /// Waits up to `secs` for a line of `rx` containing `want`.
+    fn wait(rx: &std::sync::mpsc::Receiver<String>, want: &str, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100))
+                && line.contains(want)
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_follow_is_pushed_by_the_live_socket_and_polls_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let p = |n: &str| dir.path().join(format!("{n}.json"));
+    let ok = |o: &Output| assert!(o.status.success(), "{}", stderr(o));
+    let mut ids = std::collections::BTreeMap::new();
+    for name in ["alice", "bob"] {
+        let reg = cinder_with_input(
+            &server,
+            &p(name),
+            &[
+                "register",
+                name,
+                "--name",
+                name,
+                "--password-stdin",
+                "--json",
+            ],
+            "long enough pw\n",
+        )
+        .await;
+        ok(&reg);
+        ids.insert(name, json(&reg)["user_id"].as_str().unwrap().to_owned());
+    }
+    ok(&cinder(&server, &p("alice"), &["room", "create", "team"]).await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["invite", "team", &ids["bob"], "--name", "bob"],
+    )
+    .await);
+    ok(&cinder(&server, &p("bob"), &["accept"]).await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["send", "team", "general", "earlier"],
+    )
+    .await);
+
+    // GIVEN bob following with polling slowed to an hour: only a push can show a message
+    let pushed = Follower::spawn(&server, &p("bob"), &[("CINDER_POLL_SECS", "3600")], &[]);
+    assert!(
+        Follower::wait(&pushed.out, "alice: earlier", 30),
+        "caught up"
+    );
+    // AND bob following where no live socket answers
+    let polled = Follower::spawn(
+        &server,
+        &p("bob"),
+        &[("CINDER_POLL_SECS", "1")],
+        &["--live-url", "ws://127.0.0.1:9/live"],
+    );
+    assert!(Follower::wait(&polled.out, "alice: earlier", 30));
+    assert!(Follower::wait(&polled.err, "polling instead", 30));
+
+    // WHEN alice writes
+    ok(&cinder(&server, &p("alice"), &["send", "team", "general", "pushed"]).await);
+
+    // THEN both show it, the live follower at once and without saying it polls
+    assert!(Follower::wait(&pushed.out, "alice: pushed", 10), "pushed");
+    assert!(Follower::wait(&polled.out, "alice: pushed", 30), "polled");
+    let mut pushed = pushed;
+    let _ = pushed.child.kill();
+    let _ = pushed.child.wait();
+    let said: Vec<String> = std::iter::from_fn(|| {
+        pushed
+            .err
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
+    })
+    .collect();
+    assert!(
+        !said.iter().any(|l| l.contains("polling")),
+        "the live follower polled: {said:?}"
+    );
+}

@@ -6,9 +6,11 @@
 //! - [`master_secret`]: the enclave function's master secret, generated once into the data
 //!   folder (mode 0600), as Secrets Manager holds it in AWS.
 //! - [`media`]: media files in the data folder behind signed URLs, and their sweeper.
+//! - [`live`]: the live socket (`GET /live`), told of posts by the shards routes.
 //! - [`app`]: all routers on one store.
 //! - [`serve`]: the HTTP server, until shutdown.
 
+pub mod live;
 pub mod media;
 
 use std::net::SocketAddr;
@@ -165,14 +167,26 @@ fn secret_file(path: &Path) -> Result<Vec<u8>, DevError> {
 }
 
 /// Every function's routes on one store, with the shared fallbacks and access log; media
-/// in `objects` (see [`media_store`]), with its size bound.
+/// in `objects` (see [`media_store`]), with its size bound; the live socket on `/live`.
 pub fn app(
     store: Arc<SqliteStore>,
     secrets: Arc<ServerSecrets>,
     clock: Clock,
     objects: Arc<media::FileObjects>,
 ) -> Router {
+    app_with_hub(store, secrets, clock, objects).0
+}
+
+/// [`app`], and its live hub (to count its sockets).
+pub fn app_with_hub(
+    store: Arc<SqliteStore>,
+    secrets: Arc<ServerSecrets>,
+    clock: Clock,
+    objects: Arc<media::FileObjects>,
+) -> (Router, live::Hub) {
+    let hub = live::Hub::new(store.clone(), clock.clone());
     let routes = Router::new()
+        .merge(hub.routes())
         .merge(cinder_server::media::routes(MediaState::new(
             store.clone(),
             objects.clone(),
@@ -187,12 +201,11 @@ pub fn app(
             clock.clone(),
         )))
         .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
-        .merge(shards::routes(ShardsState::new(
-            store,
-            clock,
-            DEFAULT_MAX_BURN_SECS,
-        )));
-    cinder_server::routing::finish(routes)
+        .merge(shards::routes(
+            ShardsState::new(store, clock, DEFAULT_MAX_BURN_SECS)
+                .with_notify(Arc::new(hub.clone())),
+        ));
+    (cinder_server::routing::finish(routes), hub)
 }
 
 /// Binds `addr` (port 0 picks a free one).

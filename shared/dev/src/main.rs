@@ -52,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cinder-dev: serving http://{addr} (data in {})",
         args.data_dir.display()
     );
+    println!("cinder-dev: live socket on ws://{addr}/live (`cinder read … --follow`)");
     println!("cinder-dev: try `cinder --server http://{addr} register NAME`; Ctrl-C stops");
     let shutdown = async {
         // If the signal cannot be awaited, keep serving until the process is killed.

@@ -1,5 +1,5 @@
-//! `make watch`'s set-up: the stack's tables, media bucket and master secret on a local
-//! AWS stand-in (moto), named as `deploy/env.local.json` names them.
+//! `make watch`'s set-up: the stack's tables (the live table too), media bucket and master
+//! secret on a local AWS stand-in (moto), named as `deploy/env.local.json` names them.
 //!
 //! The tables come from `cinder_aws::schema`, the one description of them outside
 //! `template.yaml`, so this creates exactly what the tests create. Safe to run again: what
@@ -34,6 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = Tables::prefixed(&prefix);
     let accounts = AccountTables::prefixed(&prefix);
     let rooms = RoomTables::prefixed(&prefix);
+    // The live function's subscriptions (LIVE_TABLE).
+    let live = format!("{prefix}live");
     let existing = dynamo
         .list_tables()
         .send()
@@ -49,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (&rooms.rooms, schema::ROOMS),
         (&rooms.spines, schema::SPINES),
         (&rooms.shards, schema::SHARDS),
+        (&live, schema::LIVE),
     ] {
         if existing.contains(name) {
             println!("table  {name} (exists)");
