@@ -163,7 +163,9 @@ fn https_client() -> Result<SharedHttpClient, HttpClientError> {
     let context = TlsContext::builder()
         .with_trust_store(TrustStore::empty().with_pem_certificate(AMAZON_TRUST_SERVICES))
         .build()?;
-    Ok(SharedHttpClient::new(NoThrowawayConnector(smithy_https_client(context))))
+    Ok(SharedHttpClient::new(NoThrowawayConnector(
+        smithy_https_client(context),
+    )))
 }
 
 /// What `aws-smithy-runtime` builds as its default HTTPS client, with `context`'s roots.
