@@ -7,7 +7,7 @@
    `cargo build -p cinder-dev` if the binary is missing).
 2. Sets up known records through the API, signing as docs/AUTH.md says: a user (a
    self-signed version 1 bundle, docs/API.md §4), an envelope in its inbox, two rooms with a
-   channel, reserved and posted messages, an attachment and an avatar.
+   channel, held and posted messages, an attachment and an avatar.
 3. Starts a signing reverse proxy: every request schemathesis sends is signed on the way
    through (Ed25519 over the canonical text of the exact method, path and query, and body
    bytes), as the user for /keys and /inbox, and with the room's capabilities for /rooms,
@@ -184,14 +184,17 @@ def setup(base: str, ident: Identity) -> dict:
         if name == "room":
             state["channel"] = channel
     room, channel = state["room"], state["channel"]
-    numbers = [c.call("POST", f"/messages/{room}/{channel}/numbers")["number"] for _ in range(8)]
+    # Eight held numbers; the first three are posted with their holds, the rest stay held.
+    held = [c.call("POST", f"/messages/{room}/{channel}/numbers") for _ in range(8)]
+    numbers = [h["number"] for h in held]
     state["numbers"] = numbers
     grant = c.call("POST", f"/media/{room}/{channel}/{numbers[1]}", {"size": 32})
     state["attachment_media"] = grant["media_id"]
     burn = int(time.time()) + 3600
     for i, number in enumerate(numbers[:3]):
         body = {"ciphertext": b64(b"sealed message %d" % i), "burn_at": burn,
-                "delete_hash": b64(hashlib.sha256(b"secret").digest())}
+                "delete_hash": b64(hashlib.sha256(b"secret").digest()),
+                "hold": held[i]["hold"]}
         if i == 1:
             body["media"] = [grant["media_id"]]
         c.call("PUT", f"/messages/{room}/{channel}/{number}", body)
