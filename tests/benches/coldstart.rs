@@ -1,7 +1,7 @@
 //! `make bench`: cold starts of the shipped Lambda binaries, against a bare lambda_http
 //! "hello world" (`tests/hello`, `cinder-hello`) built the same way.
 //!
-//! The bench builds the six functions and the baseline in release (`cargo build --release`),
+//! The bench builds the functions and the baseline in release (`cargo build --release`),
 //! starts moto (`tests/moto_serial.py`, as every test does), makes the tables, the media
 //! bucket and the master secret, and seeds what each function's request reads. Then it
 //! starts each binary [`STARTS`] times under the Runtime API emulator (`tests/src/lambda.rs`),
@@ -45,13 +45,14 @@ const GOAL: f64 = 1.3;
 /// The baseline's package (and binary) name.
 const HELLO: &str = "cinder-hello";
 /// The function packages, as `functions/*/Cargo.toml` name them (and the Makefile's FUNCTIONS).
-const FUNCTIONS: [&str; 6] = [
+const FUNCTIONS: [&str; 7] = [
     "cinder-keys",
     "cinder-enclave",
     "cinder-spine",
     "cinder-shards",
     "cinder-media",
     "cinder-burn",
+    "cinder-live",
 ];
 
 /// One binary under test: its environment, and its first request.
@@ -89,7 +90,7 @@ fn main() {
     rt.block_on(run(&bin_dir, starts));
 }
 
-/// Builds the baseline and the six functions in release; returns where the binaries are.
+/// Builds the baseline and the functions in release; returns where the binaries are.
 fn build() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -414,7 +415,7 @@ async fn subjects() -> Vec<Subject> {
     let burn = Subject {
         name: "cinder-burn",
         request: "stream REMOVE with 2 media: S3 DeleteObjects",
-        env,
+        env: env.clone(),
         event: Box::new(move || {
             let now = Timestamp::now().0;
             let key = json!({"S": format!("{room}/{chan}")});
@@ -445,5 +446,26 @@ async fn subjects() -> Vec<Subject> {
         }),
         check: Box::new(|answer| assert_eq!(answer, &json!({"batchItemFailures": []}))),
     };
-    vec![hello, keys, enclave, spine, shards, media, burn]
+    // live: a WebSocket `$disconnect`, which forgets the connection's subscriptions (a read
+    // and a batch delete on its table); the endpoint it posts frames to is not called.
+    let (_, live_table) = moto::fresh_live_store().await;
+    let mut env = env.clone();
+    env.extend([
+        ("LIVE_TABLE", live_table),
+        ("LIVE_ENDPOINT", moto::endpoint().to_owned()),
+    ]);
+    let disconnect = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../functions/live/tests/events/disconnect.json"
+    );
+    let disconnect: Value =
+        serde_json::from_str(&std::fs::read_to_string(disconnect).unwrap()).unwrap();
+    let live = Subject {
+        name: "cinder-live",
+        request: "WebSocket $disconnect: DynamoDB get and batch delete",
+        env,
+        event: Box::new(move || disconnect.clone()),
+        check: status(200),
+    };
+    vec![hello, keys, enclave, spine, shards, media, burn, live]
 }
