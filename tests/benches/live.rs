@@ -6,6 +6,7 @@
 //! Percentiles are nearest-rank, and a p99 is printed only from 100 samples or more.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use cinder_tests::bench::report;
 use std::time::{Duration, Instant};
 
 use cinder_client::Client;
@@ -17,28 +18,6 @@ use cinder_tests::scenarios::register;
 /// Posts per figure (untimed warm-up first).
 const SAMPLES: usize = 200;
 const WARMUP: usize = 10;
-
-/// The nearest-rank `p` percentile of sorted samples: the smallest sample with at least
-/// `p` of them at or below it.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Prints a figure: its sample count, p50, and p99 when there are samples enough for one.
-fn report(name: &str, goal: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let n = samples.len();
-    let p99 = if n >= 100 {
-        format!("{:>9.1?}", percentile(&samples, 0.99))
-    } else {
-        format!("{:>9}", "-")
-    };
-    println!(
-        "{name:<56} n={n:<5} p50={:>9.1?} p99={p99}  {goal}",
-        percentile(&samples, 0.5),
-    );
-}
 
 /// When `socket` has the notice of message `number`.
 async fn heard(socket: &mut LiveSocket, number: u64) -> Instant {

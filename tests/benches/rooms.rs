@@ -7,6 +7,7 @@
 //! p99 is printed only from 100 samples or more.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use cinder_tests::bench::report;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,28 +21,6 @@ use cinder_proto::rooms::Shard;
 use cinder_server::Clock;
 
 const TEXT: &str = "a benchmark message of ordinary length";
-
-/// The nearest-rank `p` percentile of sorted samples: the smallest sample with at least
-/// `p` of them at or below it.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Prints a figure: its sample count, p50, and p99 when there are samples enough for one.
-fn report(name: &str, goal: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let n = samples.len();
-    let p99 = if n >= 100 {
-        format!("{:>9.1?}", percentile(&samples, 0.99))
-    } else {
-        format!("{:>9}", "-")
-    };
-    println!(
-        "{name:<56} n={n:<5} p50={:>9.1?} p99={p99}  {goal}",
-        percentile(&samples, 0.5),
-    );
-}
 
 /// `concurrency` tasks, each running `f` `warmup` times untimed and then `per_task` times
 /// timed, threading its own state (a membership, pinned keys) from one call to the next.

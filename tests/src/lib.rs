@@ -17,6 +17,7 @@
 //!   function behind it: requests, invocations and capacity units per API operation.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench;
 pub mod conformance;
 pub mod fixtures;
 pub mod lambda;

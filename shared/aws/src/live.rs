@@ -31,6 +31,32 @@ impl DynamoLive {
         Self { client, table }
     }
 
+    /// A connection's own item: the channels it follows (as stored) and when it lapses;
+    /// nothing and `None` if it has none.
+    async fn connection_item(
+        &self,
+        connection: &str,
+    ) -> Result<(Vec<String>, Option<u64>), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("channel", s(connection_key(connection)))
+            .key("connection", s(CONNECTION_ITEM))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok((Vec::new(), None));
+        };
+        let channels = match item.get("channels") {
+            Some(AttributeValue::Ss(set)) => set.clone(),
+            _ => Vec::new(),
+        };
+        Ok((channels, number_of(&item, "expires_at")))
+    }
+
     /// Reads `LIVE_TABLE`.
     pub fn table_from_env() -> Result<String, ConfigError> {
         std::env::var("LIVE_TABLE").map_err(|_| ConfigError::Missing("LIVE_TABLE"))
@@ -121,27 +147,11 @@ impl LiveStore for DynamoLive {
         connection: &str,
         now: Timestamp,
     ) -> Result<Vec<ChannelRef>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("channel", s(connection_key(connection)))
-            .key("connection", s(CONNECTION_ITEM))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(Vec::new());
-        };
-        if number_of(&item, "expires_at").is_none_or(|e| e <= now.0) {
+        let (channels, expires_at) = self.connection_item(connection).await?;
+        if expires_at.is_none_or(|e| e <= now.0) {
             return Ok(Vec::new());
         }
-        let channels = match item.get("channels") {
-            Some(AttributeValue::Ss(set)) => set.iter().filter_map(|c| parse_channel(c)).collect(),
-            _ => Vec::new(),
-        };
-        Ok(channels)
+        Ok(channels.iter().filter_map(|c| parse_channel(c)).collect())
     }
 
     async fn subscribers(
@@ -195,24 +205,11 @@ impl LiveStore for DynamoLive {
     }
 
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("channel", s(connection_key(connection)))
-            .key("connection", s(CONNECTION_ITEM))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        let mut keys: Vec<(String, String)> =
-            match out.item.as_ref().and_then(|i| i.get("channels")) {
-                Some(AttributeValue::Ss(set)) => set
-                    .iter()
-                    .map(|c| (c.clone(), connection.to_owned()))
-                    .collect(),
-                _ => Vec::new(),
-            };
+        let (channels, _) = self.connection_item(connection).await?;
+        let mut keys: Vec<(String, String)> = channels
+            .into_iter()
+            .map(|c| (c, connection.to_owned()))
+            .collect();
         keys.push((connection_key(connection), CONNECTION_ITEM.to_owned()));
         // BatchWriteItem takes 25 requests at a time; what it leaves unprocessed is sent again.
         for chunk in keys.chunks(25) {
