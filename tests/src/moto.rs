@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use cinder_aws::media::S3Objects;
 use cinder_aws::{DynamoStore, Tables};
+use serde_json::{Value, json};
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
@@ -205,4 +206,58 @@ pub async fn fresh_live_store() -> (Arc<cinder_aws::live::DynamoLive>, String) {
         Arc::new(cinder_aws::live::DynamoLive::new(client, table.clone())),
         table,
     )
+}
+
+/// One call of moto's DynamoDB or DynamoDB Streams JSON API (moto reads the service from
+/// the credential scope and the target, and checks no signature).
+pub async fn moto_call(target: &str, body: Value) -> Value {
+    let answer = reqwest::Client::new()
+        .post(endpoint())
+        .header("x-amz-target", target)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{target}: {}",
+        answer.status()
+    );
+    answer.json().await.unwrap()
+}
+
+/// Every record on the table's stream so far, oldest first.
+pub async fn stream_records(table: &str) -> Vec<Value> {
+    let table = moto_call(
+        "DynamoDB_20120810.DescribeTable",
+        json!({"TableName": table}),
+    )
+    .await;
+    let arn = table["Table"]["LatestStreamArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stream = moto_call(
+        "DynamoDBStreams_20120810.DescribeStream",
+        json!({"StreamArn": arn}),
+    )
+    .await;
+    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
+    let iterator = moto_call(
+        "DynamoDBStreams_20120810.GetShardIterator",
+        json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
+    )
+    .await;
+    let records = moto_call(
+        "DynamoDBStreams_20120810.GetRecords",
+        json!({"ShardIterator": iterator["ShardIterator"]}),
+    )
+    .await;
+    records["Records"].as_array().unwrap().clone()
 }

@@ -123,60 +123,6 @@ async fn burn_lambda_deletes_exactly_the_media_of_messages_that_went() {
     assert_eq!(failures(&response), Vec::<String>::new());
 }
 
-/// One call of moto's DynamoDB or DynamoDB Streams JSON API (moto reads the service from
-/// the credential scope and the target, and checks no signature).
-async fn moto_call(target: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(moto::endpoint())
-        .header("x-amz-target", target)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        answer.status().is_success(),
-        "{target}: {}",
-        answer.status()
-    );
-    answer.json().await.unwrap()
-}
-
-/// Every record on the table's stream so far, oldest first.
-async fn stream_records(table: &str) -> Vec<Value> {
-    let table = moto_call(
-        "DynamoDB_20120810.DescribeTable",
-        json!({"TableName": table}),
-    )
-    .await;
-    let arn = table["Table"]["LatestStreamArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let stream = moto_call(
-        "DynamoDBStreams_20120810.DescribeStream",
-        json!({"StreamArn": arn}),
-    )
-    .await;
-    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
-    let iterator = moto_call(
-        "DynamoDBStreams_20120810.GetShardIterator",
-        json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
-    )
-    .await;
-    let records = moto_call(
-        "DynamoDBStreams_20120810.GetRecords",
-        json!({"ShardIterator": iterator["ShardIterator"]}),
-    )
-    .await;
-    records["Records"].as_array().unwrap().clone()
-}
-
 /// A delete through the DynamoDB store leaves the media in the stream record's old image
 /// only, and the binary, given the records moto's stream holds, deletes that message's
 /// objects and no other's.
@@ -224,7 +170,7 @@ async fn a_real_delete_on_the_stream_burns_its_media() {
     }
     assert!(store.delete_shard(&channel, 1).await.unwrap());
 
-    let records = stream_records(&tables.shards).await;
+    let records = moto::stream_records(&tables.shards).await;
     let delete = records
         .iter()
         .rfind(|r| r["eventName"] == "MODIFY")

@@ -563,60 +563,6 @@ async fn a_hundred_subscribers_all_hear_and_what_a_notice_costs() {
     }
 }
 
-/// One call of moto's DynamoDB or DynamoDB Streams JSON API (moto reads the service from
-/// the credential scope and the target, and checks no signature).
-async fn moto_call(target: &str, body: Value) -> Value {
-    let answer = reqwest::Client::new()
-        .post(moto::endpoint())
-        .header("x-amz-target", target)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/dynamodb/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        answer.status().is_success(),
-        "{target}: {}",
-        answer.status()
-    );
-    answer.json().await.unwrap()
-}
-
-/// Every record on the table's stream so far, oldest first.
-async fn stream_records(table: &str) -> Vec<Value> {
-    let table = moto_call(
-        "DynamoDB_20120810.DescribeTable",
-        json!({"TableName": table}),
-    )
-    .await;
-    let arn = table["Table"]["LatestStreamArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let stream = moto_call(
-        "DynamoDBStreams_20120810.DescribeStream",
-        json!({"StreamArn": arn}),
-    )
-    .await;
-    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"].clone();
-    let iterator = moto_call(
-        "DynamoDBStreams_20120810.GetShardIterator",
-        json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
-    )
-    .await;
-    let records = moto_call(
-        "DynamoDBStreams_20120810.GetRecords",
-        json!({"ShardIterator": iterator["ShardIterator"]}),
-    )
-    .await;
-    records["Records"].as_array().unwrap().clone()
-}
-
 /// The records DynamoDB itself writes (as moto's stream has them) for a one-request post, a
 /// number held and then filled, and a delete: three notices, in order, and nothing for the
 /// counter's changes or the hold.
@@ -666,7 +612,7 @@ async fn the_stores_own_stream_records_make_the_same_notices() {
     rooms.fill_hold(&c, &shard(2), &hold, now).await.unwrap();
     assert!(rooms.delete_shard(&c, 1).await.unwrap());
 
-    let records = stream_records(&tables.shards).await;
+    let records = moto::stream_records(&tables.shards).await;
     let answer = api.invoke(json!({ "Records": records })).await.unwrap();
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
     assert_eq!(
