@@ -9,6 +9,7 @@
 //! - [`rooms`]: rooms (the spine) and channel messages (the shards).
 //! - [`media`]: upload and download grants for encrypted attachments and avatars.
 //! - [`live`]: the live socket's frames: subscriptions proved by capability, and notices.
+//! - [`calls`]: TURN credentials for a channel's members, and relays' announcements.
 //! - [`api`]: request and response bodies of the HTTP API, and the stable error codes.
 //!
 //! The server compiles this crate to *verify*; the client compiles it to *sign*. Neither
@@ -17,6 +18,7 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod calls;
 pub mod encoding;
 pub mod ids;
 pub mod keys;
