@@ -9,7 +9,7 @@ PYBIN    := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("sc
 SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PYBIN)/sam
 # Every Lambda binary; tests/tests/deploy_consistency.rs checks this against functions/ and
 # template.yaml.
-FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn cinder-live
+FUNCTIONS := cinder-keys cinder-enclave cinder-spine cinder-shards cinder-media cinder-burn cinder-live cinder-calls
 LAMBDA_BUILD := PATH="$(PYBIN):$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS))
 # make watch: moto's address, and the port cargo lambda watch serves the functions on.
 MOTO_HOST  ?= 127.0.0.1

@@ -37,6 +37,18 @@ macro_rules! live_conformance_suite {
     };
 }
 
+/// Expands to one `#[tokio::test]` per relay-store conformance case, each on a store made
+/// by `$make` (a future of `Arc<impl RelayStore>`).
+#[macro_export]
+macro_rules! relays_conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            relays_announcements_are_listed_until_they_lapse,
+            relays_an_older_announcement_never_replaces_a_newer_one,
+            relays_concurrent_announcements_keep_the_furthest);
+    };
+}
+
 /// Expands to one `#[tokio::test]` per accounts conformance case, each on a store made by
 /// `$make` (a future of `Arc<impl Accounts>`).
 #[macro_export]
@@ -1126,4 +1138,116 @@ pub async fn live_a_hundred_subscribers_on_one_channel<S: cinder_server::store::
             .unwrap();
     }
     assert_eq!(connections(store.subscribers(&a, T0).await.unwrap()), names);
+}
+
+// ---------------------------------------------------------------------------
+// Relays (the calls function's relay announcements)
+// ---------------------------------------------------------------------------
+
+fn relay(id: &str, urls: &[&str], expires_at: Timestamp) -> cinder_server::store::Relay {
+    cinder_server::store::Relay {
+        relay_id: id.to_owned(),
+        urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+        expires_at,
+    }
+}
+
+fn sorted_relays(mut relays: Vec<cinder_server::store::Relay>) -> Vec<cinder_server::store::Relay> {
+    relays.sort_by(|a, b| a.relay_id.cmp(&b.relay_id));
+    relays
+}
+
+pub async fn relays_announcements_are_listed_until_they_lapse<
+    S: cinder_server::store::RelayStore,
+>(
+    store: Arc<S>,
+) {
+    let a = relay(
+        "relay-a",
+        &["turn:203.0.113.1:3478?transport=udp"],
+        T0.plus(100),
+    );
+    let b = relay(
+        "relay-b",
+        &[
+            "turn:203.0.113.2:3478?transport=udp",
+            "turns:203.0.113.2:443?transport=tcp",
+        ],
+        T0.plus(200),
+    );
+    store.announce(&a).await.unwrap();
+    store.announce(&b).await.unwrap();
+    assert_eq!(
+        sorted_relays(store.relays(T0).await.unwrap()),
+        vec![a.clone(), b.clone()]
+    );
+    // At a's expiry it is gone (expiry is exclusive), whatever TTL has or has not done.
+    assert_eq!(store.relays(T0.plus(100)).await.unwrap(), vec![b.clone()]);
+    assert_eq!(store.relays(T0.plus(200)).await.unwrap(), vec![]);
+    // A renewal brings a relay back with its new URLs.
+    let renewed = relay(
+        "relay-a",
+        &["turn:203.0.113.9:3478?transport=udp"],
+        T0.plus(400),
+    );
+    store.announce(&renewed).await.unwrap();
+    assert_eq!(store.relays(T0.plus(300)).await.unwrap(), vec![renewed]);
+}
+
+pub async fn relays_an_older_announcement_never_replaces_a_newer_one<
+    S: cinder_server::store::RelayStore,
+>(
+    store: Arc<S>,
+) {
+    let newer = relay(
+        "relay-a",
+        &["turn:203.0.113.1:3478?transport=udp"],
+        T0.plus(300),
+    );
+    let older = relay(
+        "relay-a",
+        &["turn:198.51.100.1:3478?transport=udp"],
+        T0.plus(200),
+    );
+    store.announce(&newer).await.unwrap();
+    assert!(matches!(
+        store.announce(&older).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.relays(T0).await.unwrap(), vec![newer.clone()]);
+    // The same announcement again (a relay retrying) is taken.
+    store.announce(&newer).await.unwrap();
+    assert_eq!(store.relays(T0).await.unwrap(), vec![newer]);
+}
+
+pub async fn relays_concurrent_announcements_keep_the_furthest<
+    S: cinder_server::store::RelayStore + 'static,
+>(
+    store: Arc<S>,
+) {
+    let tasks: Vec<_> = (1..=16u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let url = format!("turn:203.0.113.{i}:3478?transport=udp");
+                store
+                    .announce(&relay("relay-a", &[url.as_str()], T0.plus(100 + i)))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(
+        store.relays(T0).await.unwrap(),
+        vec![relay(
+            "relay-a",
+            &["turn:203.0.113.16:3478?transport=udp"],
+            T0.plus(116)
+        )]
+    );
 }

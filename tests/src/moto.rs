@@ -195,6 +195,19 @@ pub async fn create_bucket(name: &str) {
         .expect("creating a bucket on moto");
 }
 
+/// The calls function's relay store on a fresh table.
+pub async fn fresh_relays_store() -> (Arc<cinder_aws::calls::DynamoRelays>, String) {
+    let client = client();
+    let table = format!("{}relays", unique_prefix());
+    cinder_aws::schema::create(&client, &table, cinder_aws::schema::RELAYS)
+        .await
+        .expect("creating the relays table on moto");
+    (
+        Arc::new(cinder_aws::calls::DynamoRelays::new(client, table.clone())),
+        table,
+    )
+}
+
 /// The live function's store on a fresh table.
 pub async fn fresh_live_store() -> (Arc<cinder_aws::live::DynamoLive>, String) {
     let client = client();

@@ -58,33 +58,8 @@ impl AccountsConfig {
     }
 }
 
-/// Why the master secret could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// Secrets Manager refused or failed.
-    #[error("cannot read the master secret: {0}")]
-    Fetch(String),
-    /// The secret has no string value.
-    #[error("the master secret has no string value")]
-    Empty,
-}
-
 /// Reads the master secret's string value (CloudFormation generates it; see template.yaml).
-pub async fn master_secret(sdk: &aws_config::SdkConfig, id: &str) -> Result<Vec<u8>, SecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
-    let out = client
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| {
-            SecretError::Fetch(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
-        })?;
-    out.secret_string
-        .map(String::into_bytes)
-        .filter(|b| !b.is_empty())
-        .ok_or(SecretError::Empty)
-}
+pub use crate::secrets::{SecretError, secret_bytes as master_secret};
 
 /// Accounts, rate limits and spent login states on DynamoDB.
 #[derive(Debug, Clone)]

@@ -9,6 +9,8 @@
 //! - `media` (feature `media`): the media and burn functions' object store on S3.
 //! - `burn` (feature `burn`): which objects a change to the shards table dooms, and the
 //!   burn function's handling of a stream batch.
+//! - `calls` (feature `calls`): where the TURN relays are (the relays table).
+//! - `secrets` (feature `secrets`): a secret read from Secrets Manager at start.
 //! - [`schema`]: each table's key schema, TTL attribute and stream, the same as
 //!   `template.yaml`'s, for test harnesses and local tooling that create tables.
 //!
@@ -20,12 +22,16 @@
 pub mod accounts;
 #[cfg(feature = "burn")]
 pub mod burn;
+#[cfg(feature = "calls")]
+pub mod calls;
 #[cfg(feature = "live")]
 pub mod live;
 #[cfg(feature = "media")]
 pub mod media;
 pub mod rooms;
 pub mod schema;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;

@@ -102,6 +102,14 @@ pub const LIVE: TableSpec = TableSpec {
     stream: false,
 };
 
+/// The relays table: each TURN relay's latest announcement, by relay id; TTL `expires_at`.
+pub const RELAYS: TableSpec = TableSpec {
+    partition: ("relay_id", ScalarAttributeTypeName::S),
+    sort: None,
+    ttl: Some("expires_at"),
+    stream: false,
+};
+
 /// Creates one table (on-demand billing, with its stream where the spec has one) and
 /// switches TTL on where the spec has it.
 pub async fn create(

@@ -7,9 +7,11 @@
 //!   folder (mode 0600), as Secrets Manager holds it in AWS.
 //! - [`media`]: media files in the data folder behind signed URLs, and their sweeper.
 //! - [`live`]: the live socket (`GET /live`), told of posts by the shards routes.
+//! - [`calls`]: the calls routes' secret and relays, and the TURN relay run in process.
 //! - [`app`]: all routers on one store.
 //! - [`serve`]: the HTTP server, until shutdown.
 
+pub mod calls;
 pub mod live;
 pub mod media;
 
@@ -21,6 +23,7 @@ use axum::Router;
 use cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES;
 use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
+use cinder_server::calls::CallsState;
 use cinder_server::keys::{self, KeysState};
 use cinder_server::media::MediaState;
 use cinder_server::shards::{self, DEFAULT_MAX_BURN_SECS, ShardsState};
@@ -167,7 +170,8 @@ fn secret_file(path: &Path) -> Result<Vec<u8>, DevError> {
 }
 
 /// Every function's routes on one store, with the shared fallbacks and access log; media
-/// in `objects` (see [`media_store`]), with its size bound; the live socket on `/live`.
+/// in `objects` (see [`media_store`]), with its size bound; the live socket on `/live`; calls
+/// on a secret of their own with no relay (see [`app_with_calls`] for one).
 pub fn app(
     store: Arc<SqliteStore>,
     secrets: Arc<ServerSecrets>,
@@ -184,9 +188,37 @@ pub fn app_with_hub(
     clock: Clock,
     objects: Arc<media::FileObjects>,
 ) -> (Router, live::Hub) {
+    build(store, secrets, clock, objects, calls::Calls::unrelayed())
+}
+
+/// [`app`] whose calls routes hand out credentials for `calls`' relays (the in-process TURN
+/// server's, see [`calls::start_relay`]).
+pub fn app_with_calls(
+    store: Arc<SqliteStore>,
+    secrets: Arc<ServerSecrets>,
+    clock: Clock,
+    objects: Arc<media::FileObjects>,
+    calls: calls::Calls,
+) -> Router {
+    build(store, secrets, clock, objects, calls).0
+}
+
+fn build(
+    store: Arc<SqliteStore>,
+    secrets: Arc<ServerSecrets>,
+    clock: Clock,
+    objects: Arc<media::FileObjects>,
+    calls: calls::Calls,
+) -> (Router, live::Hub) {
     let hub = live::Hub::new(store.clone(), clock.clone());
     let routes = Router::new()
         .merge(hub.routes())
+        .merge(cinder_server::calls::routes(CallsState::new(
+            store.clone(),
+            calls.relays,
+            calls.secret,
+            clock.clone(),
+        )))
         .merge(cinder_server::media::routes(MediaState::new(
             store.clone(),
             objects.clone(),

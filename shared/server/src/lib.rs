@@ -16,10 +16,12 @@
 //! - [`keys`]: the key directory and invite inboxes: domain rules and router.
 //! - [`media`]: upload and download URLs for encrypted attachments and avatars.
 //! - [`live`]: the live socket: subscriptions proved by capability, and who to notify.
+//! - [`calls`]: TURN credentials for a channel's members, and where the relays are.
 
 #[cfg(feature = "accounts")]
 pub mod accounts;
 pub mod auth;
+pub mod calls;
 pub mod clock;
 pub mod error;
 pub mod extract;

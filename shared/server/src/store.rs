@@ -375,3 +375,26 @@ pub trait LiveStore: Send + Sync {
     /// Drops every subscription of a connection (it closed, or is gone).
     async fn disconnect(&self, connection: &str) -> Result<(), StoreError>;
 }
+
+/// A TURN relay, as it last announced itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The relay's own name for itself (random per process).
+    pub relay_id: String,
+    /// Its ICE server URLs.
+    pub urls: Vec<String>,
+    /// When to forget it unless it announces itself again.
+    pub expires_at: Timestamp,
+}
+
+/// Where the TURN relays are: each announces itself every minute or so, with an expiry a
+/// few minutes ahead, so a relay that stops is forgotten on its own.
+#[async_trait]
+pub trait RelayStore: Send + Sync {
+    /// Records a relay's announcement, unless the one stored for it reaches further
+    /// ([`StoreError::Conflict`]): a replayed older announcement never shortens a newer one.
+    async fn announce(&self, relay: &Relay) -> Result<(), StoreError>;
+
+    /// Every relay whose announcement has not lapsed at `now`, in any order.
+    async fn relays(&self, now: Timestamp) -> Result<Vec<Relay>, StoreError>;
+}

@@ -1,5 +1,5 @@
-//! `make watch`'s set-up: the stack's tables (the live table too), media bucket and master
-//! secret on a local AWS stand-in (moto), named as `deploy/env.local.json` names them.
+//! `make watch`'s set-up: the stack's tables (the live and relays tables too), media bucket,
+//! master secret and TURN secret on a local AWS stand-in (moto), named as `deploy/env.local.json` names them.
 //!
 //! The tables come from `cinder_aws::schema`, the one description of them outside
 //! `template.yaml`, so this creates exactly what the tests create. Safe to run again: what
@@ -34,8 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = Tables::prefixed(&prefix);
     let accounts = AccountTables::prefixed(&prefix);
     let rooms = RoomTables::prefixed(&prefix);
-    // The live function's subscriptions (LIVE_TABLE).
+    // The live function's subscriptions (LIVE_TABLE) and the calls function's relays
+    // (RELAYS_TABLE).
     let live = format!("{prefix}live");
+    let relays = format!("{prefix}relays");
     let existing = dynamo
         .list_tables()
         .send()
@@ -52,6 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (&rooms.spines, schema::SPINES),
         (&rooms.shards, schema::SHARDS),
         (&live, schema::LIVE),
+        (&relays, schema::RELAYS),
     ] {
         if existing.contains(name) {
             println!("table  {name} (exists)");
@@ -85,22 +88,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .credentials_provider(credentials)
             .build(),
     );
-    let secret = format!("{prefix}master-secret");
-    let found = secrets.describe_secret().secret_id(&secret).send().await;
-    if found.is_ok() {
-        println!("secret {secret} (exists)");
-    } else {
-        // 64 hex characters (256 random bits); the template generates 64 alphanumerics.
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
-        let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        secrets
-            .create_secret()
-            .name(&secret)
-            .secret_string(value)
-            .send()
-            .await?;
-        println!("secret {secret}");
+    // The enclave's master secret and the secret the calls function shares with relays.
+    for secret in [
+        format!("{prefix}master-secret"),
+        format!("{prefix}turn-secret"),
+    ] {
+        let found = secrets.describe_secret().secret_id(&secret).send().await;
+        if found.is_ok() {
+            println!("secret {secret} (exists)");
+        } else {
+            // 64 hex characters (256 random bits); the template generates alphanumerics.
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+            let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            secrets
+                .create_secret()
+                .name(&secret)
+                .secret_string(value)
+                .send()
+                .await?;
+            println!("secret {secret}");
+        }
     }
     Ok(())
 }
