@@ -134,7 +134,7 @@ class Identity:
             return f"admin:{room}", known["admin"]
         if head == "media" and len(segs) > 2 and segs[2] == "avatars":
             return f"member:{room}", known["member"] if known else stranger
-        if head in ("messages", "media"):
+        if head in ("messages", "media", "calls"):
             channel = segs[2] if len(segs) > 2 else "0" * 32
             if known and method == "DELETE" and not body:
                 return f"admin:{room}", known["admin"]

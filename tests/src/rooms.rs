@@ -9,14 +9,19 @@ use axum::Router;
 use cinder_proto::encoding::encode;
 use cinder_proto::{ChannelId, RoomId, Signer, Timestamp};
 use cinder_server::Clock;
+use cinder_server::calls::{CallsState, MemoryRelays, TurnSecret};
 use cinder_server::clock::ManualTime;
 use cinder_server::shards::ShardsState;
 use cinder_server::spine::SpineState;
+use cinder_server::store::RelayStore;
 use cinder_sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use crate::fixtures::Capability;
 use crate::router::{Answer, send};
+
+/// The secret every backend's calls routes share with their (imagined) relays.
+pub const TURN_SECRET: &[u8] = b"test turn secret, 32 bytes long!";
 
 /// Where every backend's clock starts.
 pub const T0: Timestamp = Timestamp(1_800_000_000);
@@ -25,6 +30,10 @@ pub const T0: Timestamp = Timestamp(1_800_000_000);
 pub struct Backend {
     pub name: &'static str,
     pub app: Router,
+    /// Where the calls routes find relays.
+    pub relays: Arc<dyn RelayStore>,
+    /// The secret the calls routes make TURN credentials under ([`TURN_SECRET`]).
+    pub turn_secret: Arc<TurnSecret>,
     time: ManualTime,
     /// The manual clock's current value, which signatures are dated with.
     now: AtomicU64,
@@ -58,7 +67,12 @@ impl Backend {
     }
 }
 
-fn app<S>(store: Arc<S>, clock: Clock, horizon: u64) -> Router
+fn app<S>(
+    store: Arc<S>,
+    clock: Clock,
+    horizon: u64,
+    (relays, secret): (Arc<dyn RelayStore>, Arc<TurnSecret>),
+) -> Router
 where
     S: cinder_server::store::RoomStore
         + cinder_server::store::ShardStore
@@ -71,6 +85,12 @@ where
                 store.clone(),
                 clock.clone(),
             )))
+            .merge(cinder_server::calls::routes(CallsState::new(
+                store.clone(),
+                relays,
+                secret,
+                clock.clone(),
+            )))
             .merge(cinder_server::shards::routes(ShardsState::new(
                 store, clock, horizon,
             ))),
@@ -80,17 +100,34 @@ where
 /// SQLite in memory and DynamoDB on moto, each on its own manual clock at [`T0`], with
 /// burn times allowed up to `horizon` seconds ahead.
 pub async fn backends(horizon: u64) -> Vec<Backend> {
+    let turn_secret = Arc::new(TurnSecret::new(TURN_SECRET.to_vec()).unwrap());
     let (clock, time) = Clock::manual(T0);
+    let relays: Arc<dyn RelayStore> = Arc::new(MemoryRelays::default());
     let sqlite = Backend {
         name: "sqlite",
-        app: app(Arc::new(SqliteStore::in_memory().unwrap()), clock, horizon),
+        app: app(
+            Arc::new(SqliteStore::in_memory().unwrap()),
+            clock,
+            horizon,
+            (relays.clone(), turn_secret.clone()),
+        ),
+        relays,
+        turn_secret: turn_secret.clone(),
         time,
         now: T0.0.into(),
     };
     let (clock, time) = Clock::manual(T0);
+    let relays: Arc<dyn RelayStore> = crate::moto::fresh_relays_store().await.0;
     let dynamo = Backend {
         name: "dynamodb",
-        app: app(crate::moto::fresh_rooms_store().await.0, clock, horizon),
+        app: app(
+            crate::moto::fresh_rooms_store().await.0,
+            clock,
+            horizon,
+            (relays.clone(), turn_secret.clone()),
+        ),
+        relays,
+        turn_secret,
         time,
         now: T0.0.into(),
     };

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
+use cinder_server::calls::{self, CallsState, MemoryRelays, TurnSecret};
 use cinder_server::clock::SkewedTime;
 use cinder_server::keys::{self, KeysState};
 use cinder_server::media::{self, MediaState};
 use cinder_server::shards::{self, ShardsState};
 use cinder_server::spine::{self, SpineState};
-use cinder_server::store::{AccountStore, ObjectStore};
+use cinder_server::store::{AccountStore, ObjectStore, RelayStore};
 use cinder_sqlite::SqliteStore;
 
 /// The burn horizon of test servers: one day.
@@ -40,6 +41,10 @@ pub struct TestServer {
     pub objects: Arc<dyn ObjectStore>,
     /// HTTP requests the server has answered so far.
     pub requests: Arc<std::sync::atomic::AtomicU64>,
+    /// The secret the calls routes make TURN credentials under.
+    pub turn_secret: Arc<TurnSecret>,
+    /// Where the calls routes find relays (in memory, or the relays table on moto).
+    pub relays: Arc<dyn RelayStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -66,6 +71,11 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let turn_secret = Arc::new(TurnSecret::random().unwrap());
+    let relays: Arc<dyn RelayStore> = match backend {
+        Backend::Sqlite => Arc::new(MemoryRelays::default()),
+        Backend::Dynamo => crate::moto::fresh_relays_store().await.0,
+    };
     let (routes, accounts, sqlite_file, objects): (
         Router,
         Arc<dyn AccountStore>,
@@ -91,6 +101,12 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
                     max_media,
                 )))
                 .merge(cinder_dev::media::routes(files.clone()))
+                .merge(calls::routes(CallsState::new(
+                    store.clone(),
+                    relays.clone(),
+                    turn_secret.clone(),
+                    clock.clone(),
+                )))
                 .merge(shards::routes(ShardsState::new(
                     store.clone(),
                     clock,
@@ -120,6 +136,12 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
                     clock.clone(),
                     max_media,
                 )))
+                .merge(calls::routes(CallsState::new(
+                    rooms_store.clone(),
+                    relays.clone(),
+                    turn_secret.clone(),
+                    clock.clone(),
+                )))
                 .merge(shards::routes(ShardsState::new(
                     rooms_store,
                     clock,
@@ -147,6 +169,8 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
         sqlite_file,
         objects,
         requests,
+        turn_secret,
+        relays,
         _dir: dir,
     }
 }

@@ -1,7 +1,7 @@
 //! `docs/openapi.yaml` against the code: fails when the contract drifts from the routers or
 //! the error codes.
 //!
-//! - Routes: every `.route("…", …)` of the five routers (`shared/server/src/*/routes.rs`),
+//! - Routes: every `.route("…", …)` of the six routers (`shared/server/src/*/routes.rs`),
 //!   with the methods chained on it, is an operation in the document, and the document has
 //!   no operation the routers do not serve.
 //! - Authentication: an operation whose handler takes `Signed<…>` / `SelfSigned<…>` declares
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use cinder_proto::ErrorCode;
 use serde_json::Value;
 
-const ROUTERS: [&str; 5] = ["keys", "accounts", "spine", "shards", "media"];
+const ROUTERS: [&str; 6] = ["keys", "accounts", "spine", "shards", "media", "calls"];
 const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 
 fn root() -> PathBuf {
@@ -42,6 +42,8 @@ enum Auth {
     None,
     Signed,
     Session,
+    /// A relay's announcement: a MAC under the secret shared with the TURN relays.
+    Relay,
 }
 
 /// One served operation: (path template, lowercase method) → how it authenticates.
@@ -104,12 +106,14 @@ fn auth_of(source: &str, handler: &str, file: &str) -> Auth {
         Auth::Signed
     } else if params.contains("InSession") {
         Auth::Session
+    } else if params.contains("RelayProof") {
+        Auth::Relay
     } else {
         Auth::None
     }
 }
 
-/// Every operation the five routers serve, parsed from their source.
+/// Every operation the six routers serve, parsed from their source.
 fn served_routes() -> Routes {
     let mut routes = Routes::new();
     for router in ROUTERS {
@@ -167,6 +171,8 @@ fn documented_routes(doc: &Value) -> Routes {
                 Auth::Signed
             } else if schemes == BTreeSet::from(["session".to_owned()]) {
                 Auth::Session
+            } else if schemes == BTreeSet::from(["relay".to_owned()]) {
+                Auth::Relay
             } else {
                 panic!("{method} {path}: unexpected security {schemes:?}");
             };

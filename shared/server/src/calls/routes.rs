@@ -5,8 +5,9 @@
 //! | `POST /calls/{room}/{channel}/turn` | TURN credentials and relay URLs for a channel's members (signed `channel:`) |
 //! | `PUT /calls/relays/{relay_id}` | a relay says where it is (MAC under the shared secret in `x-cinder-relay`) |
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -54,7 +55,7 @@ async fn credentials(
 async fn announce(
     State(s): State<CallsState>,
     PathParams(relay_id): PathParams<String>,
-    headers: HeaderMap,
+    RelayProof(mac): RelayProof,
     body: Bytes,
 ) -> Result<StatusCode> {
     if body.len() > MAX_ANNOUNCEMENT_BYTES {
@@ -62,8 +63,32 @@ async fn announce(
             limit: MAX_ANNOUNCEMENT_BYTES,
         });
     }
-    let mac = headers.get(RELAY_HEADER).and_then(|v| v.to_str().ok());
     let now = s.auth.clock.now();
-    domain::announce(s.relays.as_ref(), &s.secret, &relay_id, (&body, mac), now).await?;
+    domain::announce(
+        s.relays.as_ref(),
+        &s.secret,
+        &relay_id,
+        (&body, mac.as_deref()),
+        now,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The [`RELAY_HEADER`] of a relay's announcement, if it has one (the domain checks it,
+/// over the exact body bytes, before anything else).
+struct RelayProof(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RelayProof {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        Ok(Self(
+            parts
+                .headers
+                .get(RELAY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        ))
+    }
 }
