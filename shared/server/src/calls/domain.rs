@@ -70,7 +70,7 @@ pub async fn credentials(
     let credential = turn_password(&secret.0, &username);
     let mut live = relays.relays(now).await?;
     live.retain(|r| r.expires_at > now);
-    live.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+    live.sort_by_key(|r| std::cmp::Reverse(r.expires_at));
     let urls = live
         .into_iter()
         .take(limits::MAX_RELAYS_PER_ANSWER)
