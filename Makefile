@@ -30,8 +30,13 @@ test: test-deps lint-template ## Run every test (starts moto itself), the API co
 		END { printf "\ntests: %d passed, %d failed\n", passed, failed }'
 	$(PYTHON) tests/contract/run.py
 
-test-deps: ## Install what the tests need from PyPI (moto, cfn-lint, SAM CLI, schemathesis)
+test-deps: ## Install what the tests need: PyPI (moto, cfn-lint, SAM CLI, schemathesis), apt (coturn's client tools)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@# coturn's turnutils_uclient and turnutils_peer: a TURN client nobody here wrote, for the relay's tests.
+	@command -v turnutils_uclient >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq || true; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends coturn; }
 
 lint: lint-rust lint-template ## fmt, clippy and the template linters
 

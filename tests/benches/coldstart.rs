@@ -47,7 +47,7 @@ const GOAL: f64 = 1.3;
 /// The baseline's package (and binary) name.
 const HELLO: &str = "cinder-hello";
 /// The function packages, as `functions/*/Cargo.toml` name them (and the Makefile's FUNCTIONS).
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "cinder-keys",
     "cinder-enclave",
     "cinder-spine",
@@ -55,6 +55,7 @@ const FUNCTIONS: [&str; 7] = [
     "cinder-media",
     "cinder-burn",
     "cinder-live",
+    "cinder-calls",
 ];
 
 /// One binary under test: its environment, and its first request.
@@ -474,9 +475,35 @@ async fn subjects() -> Vec<Subject> {
     let live = Subject {
         name: "cinder-live",
         request: "WebSocket $disconnect: DynamoDB get and batch delete",
-        env,
+        env: env.clone(),
         event: Box::new(move || disconnect.clone()),
         check: status(200),
     };
-    vec![hello, keys, enclave, spine, shards, media, burn, live]
+
+    // calls: TURN credentials for the channel (a room read, a nonce write, a relay scan);
+    // its TURN secret is read from Secrets Manager at start, as the enclave's is.
+    let (_, relays_table) = moto::fresh_relays_store().await;
+    let turn_secret =
+        moto::create_secret(&format!("{}turn", moto::unique_prefix()), &random_hex(32)).await;
+    let mut env = env;
+    env.extend([
+        ("RELAYS_TABLE", relays_table),
+        ("TURN_SECRET_ID", turn_secret),
+    ]);
+    let c = caps.clone();
+    let calls = Subject {
+        name: "cinder-calls",
+        request: "POST /calls/{room}/{channel}/turn signed: DynamoDB read, nonce write, scan",
+        env,
+        event: Box::new(move || {
+            let target = format!("/calls/{}/{}/turn", c.room, channel);
+            signed_event("POST", &target, None, |m, p, b, t| {
+                c.channel(0).1.sign(m, p, b, t)
+            })
+        }),
+        check: status(200),
+    };
+    vec![
+        hello, keys, enclave, spine, shards, media, burn, live, calls,
+    ]
 }
