@@ -16,7 +16,7 @@ MOTO_HOST  ?= 127.0.0.1
 MOTO_PORT  ?= 5050
 WATCH_PORT ?= 9000
 
-.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench clean-dev
+.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench bench-turn turn-static clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -111,6 +111,23 @@ bench: ## Print latency and crypto-cost figures
 	cargo test --release -p cinder-live --test lambda -- --nocapture a_hundred_subscribers_all_hear_and_what_a_notice_costs
 	cargo build --release -p cinder-keys -p cinder-enclave -p cinder-spine -p cinder-shards -p cinder-media && cargo bench -p cinder-tests --bench operations
 	cargo bench -p cinder-tests --bench coldstart
+
+# The relay's data path is measured at opt-level 3, as turn/Dockerfile builds it (the
+# workspace's bench profile is tuned for the Lambda binaries); needs the coturn package.
+bench-turn: ## cinder-turn beside coturn under turnutils_uclient load: loss, RTT, CPU per packet, peak memory
+	CARGO_PROFILE_BENCH_OPT_LEVEL=3 cargo bench -p cinder-turn --bench relay
+
+# The relay's container build, without a Docker engine: the same static musl binary the
+# image holds (turn/Dockerfile), checked to link nothing dynamically and to run.
+turn-static: ## Build cinder-turn as a static musl binary (what turn/Dockerfile ships) and check it
+	rustup target add x86_64-unknown-linux-musl
+	@command -v musl-gcc >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends musl-tools; }
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=3 CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_PROFILE_RELEASE_LTO=thin \
+		cargo build --release --target x86_64-unknown-linux-musl -p cinder-turn
+	@f=target/x86_64-unknown-linux-musl/release/cinder-turn; \
+	if ldd $$f 2>&1 | grep -q '=>'; then echo "$$f links dynamically" >&2; exit 1; fi; \
+	$$f --help >/dev/null && ls -l $$f && echo "$$f: static, runs"
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)
