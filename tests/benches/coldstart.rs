@@ -485,7 +485,6 @@ async fn subjects() -> Vec<Subject> {
     let (_, relays_table) = moto::fresh_relays_store().await;
     let turn_secret =
         moto::create_secret(&format!("{}turn", moto::unique_prefix()), &random_hex(32)).await;
-    let mut env = env;
     env.extend([
         ("RELAYS_TABLE", relays_table),
         ("TURN_SECRET_ID", turn_secret),

@@ -23,6 +23,12 @@ struct Args {
     /// behind writes; 0 runs reads on the writer too.
     #[arg(long, env = "CINDER_DEV_READERS", default_value_t = cinder_sqlite::DEFAULT_READERS)]
     readers: usize,
+    /// Where the TURN relay for calls listens (UDP and TCP); port 0 picks free ones.
+    #[arg(long, env = "CINDER_DEV_TURN_ADDR", default_value = "127.0.0.1:3478")]
+    turn_addr: std::net::SocketAddr,
+    /// Runs no TURN relay: credentials then name none, and local calls connect directly.
+    #[arg(long, env = "CINDER_DEV_NO_TURN")]
+    no_turn: bool,
 }
 
 #[tokio::main]
@@ -48,10 +54,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Like the bucket's lifecycle rule: a day past the longest burn time.
         cinder_server::shards::DEFAULT_MAX_BURN_SECS + 24 * 3600,
     );
+    let calls = cinder_dev::calls::Calls::unrelayed();
+    let relay = if args.no_turn {
+        None
+    } else {
+        let relay = cinder_dev::calls::start_relay(&calls, args.turn_addr, clock.clone())
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot start the TURN relay on {}: {e} (pick another with --turn-addr, \
+                     or run none with --no-turn)",
+                    args.turn_addr
+                )
+            })?;
+        Some(relay)
+    };
     println!(
         "cinder-dev: serving http://{addr} (data in {})",
         args.data_dir.display()
     );
+    if let Some(relay) = &relay {
+        println!(
+            "cinder-dev: TURN relay for calls on {} (credentials from POST /calls/{{room}}/{{channel}}/turn)",
+            relay.urls().join(", ")
+        );
+    }
     println!("cinder-dev: live socket on ws://{addr}/live (`cinder read … --follow`)");
     println!("cinder-dev: try `cinder --server http://{addr} register NAME`; Ctrl-C stops");
     let shutdown = async {
@@ -62,9 +89,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     cinder_dev::serve(
         listener,
-        cinder_dev::app(store, secrets, clock, objects),
+        cinder_dev::app_with_calls(store, secrets, clock, objects, calls),
         shutdown,
     )
     .await?;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     Ok(())
 }
