@@ -12,12 +12,15 @@
 //!   against pinned versions.
 //! - [`rooms`]: rooms, channels, invitations and messages: every key made and kept here.
 //! - [`live`]: the live socket, whose notices say when to read a followed channel.
+//! - [`call`]: call signals (sealed channel messages), who is in a call, TURN credentials;
+//!   with the `call` feature, the WebRTC call engine.
 //! - [`media`]: files sealed as a stream (STREAM over AES-256-GCM) for attachments.
 //! - [`error`]: the one error type, each variant a sentence a person can read.
 //! - `secret`: keeps secrets from serialising anywhere but the crate's own storage.
 
 pub mod account;
 pub mod api;
+pub mod call;
 pub mod directory;
 pub mod error;
 pub mod identity;

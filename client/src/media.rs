@@ -350,7 +350,7 @@ impl crate::Client {
             me,
             m,
             (channel, number, Some(reserved.hold)),
-            (text, attachments),
+            (text, attachments, None),
             burn_secs,
         )
         .await

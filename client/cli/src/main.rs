@@ -155,6 +155,36 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Join the call in a voice channel: a WebRTC connection to everyone else in it
+    /// (through the server's TURN relays if need be), sending a tone or an Ogg Opus file.
+    /// Ctrl-C (or --duration) leaves.
+    Call {
+        /// The room (name or id).
+        room: String,
+        /// The voice channel (name or id).
+        channel: String,
+        /// Relay everything through TURN: the other participants never learn your address.
+        #[arg(long)]
+        relay: bool,
+        /// An Ogg Opus file to send, looped (default: a short tone).
+        #[arg(long, value_name = "FILE.ogg")]
+        audio: Option<PathBuf>,
+        /// Leave after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+        /// The local UDP address to bind.
+        #[arg(
+            long,
+            env = "CINDER_CALL_BIND",
+            default_value = "0.0.0.0:0",
+            hide = true
+        )]
+        bind: String,
+        /// TURN credentials to use instead of asking the server (JSON, as the server
+        /// answers them): for a relay of your own.
+        #[arg(long, env = "CINDER_TURN_CREDENTIALS", hide = true)]
+        turn_credentials: Option<String>,
+    },
     /// List a room's members.
     Members {
         /// The room (name or id).
@@ -625,6 +655,7 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
     if let Some(url) = &ctx.cli.live_url {
         client = client.with_live_url(url);
     }
+    let client = Arc::new(client);
     let Profile { session, pins, .. } = &mut ctx.profile;
     let session = session.as_mut().ok_or(ClientError::NotLoggedIn)?;
     // The enclave is the source of truth for memberships: another device (or a `read
@@ -700,6 +731,24 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
             after,
             follow,
         } => rooms::read(&mut rc, &room, &channel, after, follow).await,
+        Command::Call {
+            room,
+            channel,
+            relay,
+            audio,
+            duration,
+            bind,
+            turn_credentials,
+        } => {
+            let options = rooms::CallArgs {
+                relay,
+                audio,
+                duration,
+                bind,
+                turn_credentials,
+            };
+            rooms::call(&mut rc, &client, (&room, &channel), options).await
+        }
         Command::Members { room } => rooms::members(&mut rc, &room).await,
         Command::Kick { room, user_id } => rooms::kick(&mut rc, &room, user_id).await,
         Command::Admin(c) => rooms::admin(&mut rc, c).await,

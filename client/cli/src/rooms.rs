@@ -8,6 +8,7 @@ use cinder_proto::{ChannelId, ErrorCode, RoomId, UserId};
 use clap::{Args, Subcommand};
 
 use cinder_client::account::LoggedIn;
+use cinder_client::call::{CallRoster, RosterChange};
 use cinder_client::media::FileToSend;
 use cinder_client::rooms::{Break, Continuity, Membership, Received, Spine};
 use cinder_client::{Client, ClientError};
@@ -536,7 +537,79 @@ pub async fn download(
     Ok(())
 }
 
-fn print_messages(messages: &[Received], json: bool) {
+/// A member's name as the room state has it (the start of their id otherwise).
+fn name_in(spine: &Spine, user: UserId) -> String {
+    spine
+        .member(user)
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| user.to_string()[..8].to_owned())
+}
+
+/// What a reader shows of a channel as it goes: breaks in senders' sequences, and (voice
+/// channels) who is in the call.
+#[derive(Default)]
+struct Shown {
+    continuity: Continuity,
+    roster: CallRoster,
+}
+
+/// Shows a page's call signals: joins and leaves, then who is in the call if that changed;
+/// never SDP or candidates. Returns the messages that are not signals, to show as text.
+fn print_signals<'a>(
+    messages: &'a [Received],
+    roster: &mut CallRoster,
+    spine: &Spine,
+    json: bool,
+) -> Vec<&'a Received> {
+    let mut changed = false;
+    let mut rest = Vec::new();
+    for r in messages {
+        if r.signal.is_none() {
+            rest.push(r);
+            continue;
+        }
+        let what = match roster.observe(r) {
+            Some(RosterChange::Joined(_)) => "joined",
+            Some(RosterChange::Left(_)) => "left",
+            None => continue,
+        };
+        changed = true;
+        let name = r
+            .sender_name
+            .clone()
+            .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
+        if json {
+            out!(
+                "{}",
+                serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
+                    "sent_at": r.sent_at, "call": what})
+            );
+        } else {
+            out!("#{:<5} {name} {what} the call", r.number);
+        }
+    }
+    if changed {
+        let present = roster.present(cinder_proto::Timestamp::now());
+        let mut named: Vec<(String, UserId)> =
+            present.iter().map(|u| (name_in(spine, *u), *u)).collect();
+        named.sort();
+        let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+        if json {
+            let list: Vec<_> = named
+                .iter()
+                .map(|(name, user)| serde_json::json!({"name": name, "user_id": user}))
+                .collect();
+            out!("{}", serde_json::json!({ "in_call": list }));
+        } else if names.is_empty() {
+            out!("       nobody is in the call");
+        } else {
+            out!("       in the call: {}", names.join(", "));
+        }
+    }
+    rest
+}
+
+fn print_messages(messages: &[&Received], json: bool) {
     for r in messages {
         if json {
             let files: Vec<_> = r
@@ -583,12 +656,12 @@ pub async fn read(
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
     ctx.keys_for(id, Some(ch)).await?;
-    let mut continuity = Continuity::default();
-    let after = catch_up(ctx, id, ch, after, follow, &mut continuity).await?;
+    let mut shown = Shown::default();
+    let after = catch_up(ctx, id, ch, after, follow, &mut shown).await?;
     if !follow {
         return Ok(());
     }
-    follow_live(ctx, id, ch, after, &mut continuity).await
+    follow_live(ctx, id, ch, after, &mut shown).await
 }
 
 /// Shows every message after `after`, page by page; returns the last number read (shown or
@@ -599,7 +672,7 @@ async fn catch_up(
     ch: ChannelId,
     mut after: u64,
     follow: bool,
-    continuity: &mut Continuity,
+    shown: &mut Shown,
 ) -> Result<u64, ClientError> {
     loop {
         let m = ctx.membership(id)?.clone();
@@ -620,7 +693,7 @@ async fn catch_up(
             after = last;
         }
         for r in &page.messages {
-            match continuity.observe(r) {
+            match shown.continuity.observe(r) {
                 Some(Break::Missing {
                     sender,
                     count,
@@ -634,7 +707,8 @@ async fn catch_up(
                 _ => {}
             }
         }
-        print_messages(&page.messages, ctx.json);
+        let rest = print_signals(&page.messages, &mut shown.roster, m.spine(), ctx.json);
+        print_messages(&rest, ctx.json);
         if !page.more {
             return Ok(after);
         }
@@ -680,7 +754,7 @@ async fn follow_live(
     id: RoomId,
     ch: ChannelId,
     mut after: u64,
-    continuity: &mut Continuity,
+    shown: &mut Shown,
 ) -> Result<(), ClientError> {
     let mut attempt = 0u32;
     let mut polling_said = false;
@@ -712,7 +786,7 @@ async fn follow_live(
                 tokio::time::sleep(poll_interval(round)).await;
                 round = round.saturating_add(1);
                 resync(ctx, id).await?;
-                after = catch_up(ctx, id, ch, after, true, continuity).await?;
+                after = catch_up(ctx, id, ch, after, true, shown).await?;
                 continue;
             }
         };
@@ -720,7 +794,7 @@ async fn follow_live(
         let up = std::time::Instant::now();
         // Subscribed first, then listed: a message posted in between is in the listing or
         // in a notice, and a notice for a number already shown is ignored.
-        after = catch_up(ctx, id, ch, after, true, continuity).await?;
+        after = catch_up(ctx, id, ch, after, true, shown).await?;
         loop {
             match tokio::time::timeout(RESYNC, socket.next()).await {
                 Ok(Ok(Some(ServerFrame::Message {
@@ -728,7 +802,7 @@ async fn follow_live(
                     channel,
                     number,
                 }))) if room == id && channel == ch && number > after => {
-                    after = catch_up(ctx, id, ch, after, true, continuity).await?;
+                    after = catch_up(ctx, id, ch, after, true, shown).await?;
                 }
                 Ok(Ok(Some(_))) => {}
                 // Closed or broken: reconnect and catch up.
@@ -779,6 +853,157 @@ async fn rekeyed(
         return Err(original);
     }
     Ok(())
+}
+
+/// `cinder call`'s options.
+pub struct CallArgs {
+    /// Relay-only ICE.
+    pub relay: bool,
+    /// An Ogg Opus file to send.
+    pub audio: Option<std::path::PathBuf>,
+    /// Leave after this many seconds.
+    pub duration: Option<u64>,
+    /// The local UDP address.
+    pub bind: String,
+    /// TURN credentials (JSON) instead of the server's.
+    pub turn_credentials: Option<String>,
+}
+
+/// How often `cinder call` prints its figures (with `--json`, every second).
+const CALL_REPORT_EVERY: u32 = 5;
+
+/// `cinder call ROOM CHANNEL [--relay] [--audio FILE.ogg] [--duration SECS]`
+pub async fn call(
+    ctx: &mut RoomCtx<'_>,
+    client: &std::sync::Arc<Client>,
+    (room, channel): (&str, &str),
+    args: CallArgs,
+) -> Result<(), ClientError> {
+    use cinder_client::call::engine::{self, CallEvent, CallOptions, CallRoom};
+
+    let (id, spine) = ctx.find(room).await?;
+    let ch = channel_of(&spine, channel)?;
+    ctx.keys_for(id, Some(ch)).await?;
+    let m = ctx.membership(id)?.clone();
+    let audio = match &args.audio {
+        Some(path) => Some(std::fs::read(path).map_err(|source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let credentials = match &args.turn_credentials {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| ClientError::Input(format!("the TURN credentials do not parse: {e}")))?,
+        None => client.turn_credentials(&m, ch).await?,
+    };
+    let options = CallOptions {
+        credentials,
+        relay_only: args.relay,
+        audio,
+        bind: args.bind,
+    };
+    let room = CallRoom {
+        client: client.clone(),
+        me: ctx.me(),
+        membership: m,
+        channel: ch,
+        pins: ctx.pins.clone(),
+    };
+    let duration = args.duration;
+    let args_audio = args.audio.clone();
+    let stop = async move {
+        match duration {
+            Some(secs) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    let (report, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let json = ctx.json;
+    let names = spine.clone();
+    let printer = tokio::spawn(async move {
+        let mut ticks = 0u32;
+        while let Some(event) = events.recv().await {
+            if json {
+                out!("{}", serde_json::to_string(&event).unwrap_or_default());
+                continue;
+            }
+            let name = |u: UserId| name_in(&names, u);
+            match event {
+                CallEvent::InCall { .. } => {
+                    out!(
+                        "In the call in #{channel_name}; Ctrl-C leaves.",
+                        channel_name = names.channel(ch).map_or("?", |c| c.name.as_str())
+                    )
+                }
+                CallEvent::Joined { user, .. } => out!("{} is in the call", name(user)),
+                CallEvent::Left { user, .. } => out!("{} left the call", name(user)),
+                CallEvent::Connected {
+                    user,
+                    candidate_type,
+                    ..
+                } => out!("connected to {} ({candidate_type})", name(user)),
+                CallEvent::Disconnected { user, .. } => out!("lost {}", name(user)),
+                CallEvent::Warning { message } => eprintln!("warning: {message}"),
+                CallEvent::Stats { peers } => {
+                    ticks += 1;
+                    if ticks.is_multiple_of(CALL_REPORT_EVERY) {
+                        for p in peers.iter().filter(|p| p.connected) {
+                            out!("{}", peer_line(&name(p.user), p));
+                        }
+                    }
+                }
+                CallEvent::Summary { peers } => {
+                    if !peers.is_empty() {
+                        out!("Connected during the call:");
+                    }
+                    for p in &peers {
+                        out!("{}", peer_line(&name(p.user), p));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let result = engine::run(room, options, report, stop).await;
+    let _ = printer.await;
+    match result {
+        Ok(m) => {
+            // Keep the count of this device's messages in the channel (the signals were
+            // messages), so the next one follows on.
+            ctx.session.contents.memberships.insert(id, m);
+            if !json {
+                out!("Left the call.");
+            }
+            Ok(())
+        }
+        Err(engine::CallError::Client(e)) => Err(e),
+        Err(e @ engine::CallError::Audio(_)) => Err(ClientError::Input(match &args_audio {
+            Some(path) => format!("{}: {e}", path.display()),
+            None => e.to_string(),
+        })),
+        Err(e) => Err(ClientError::Internal(e.to_string())),
+    }
+}
+
+/// One connection's figures, as `cinder call` prints them.
+fn peer_line(name: &str, p: &cinder_client::call::engine::PeerStats) -> String {
+    let rtt = p.ping_rtt_ms.or(p.ice_rtt_ms);
+    format!(
+        "  {name:<16} via {:<6} rtt {:>9}  audio packets in {:>6}  data messages {}/{} out/in",
+        p.candidate_type.as_deref().unwrap_or("?"),
+        rtt.map_or_else(|| "?".to_owned(), |r| format!("{r:.1} ms")),
+        p.audio_packets,
+        p.data_sent,
+        p.data_received
+    )
 }
 
 /// `cinder members ROOM`

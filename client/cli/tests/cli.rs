@@ -903,3 +903,214 @@ async fn read_follow_is_pushed_by_the_live_socket_and_polls_without_it() {
         "the live follower polled: {said:?}"
     );
 }
+
+/// The dev server's app with its calls routes and its TURN relay (our `cinder-turn`, in
+/// process, on a free loopback port), as `make dev` runs them; returns its URL and the relay
+/// (which stops when dropped).
+async fn dev_server_with_turn(data: &Path) -> (String, impl Sized + use<>) {
+    let store = cinder_dev::open_store(data).unwrap();
+    let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let secrets = std::sync::Arc::new(cinder_dev::master_secret(data).unwrap());
+    let objects = cinder_dev::media_store(data, &url, Clock::system()).unwrap();
+    let calls = cinder_dev::calls::Calls::unrelayed();
+    let relay =
+        cinder_dev::calls::start_relay(&calls, "127.0.0.1:0".parse().unwrap(), Clock::system())
+            .await
+            .unwrap();
+    let app = cinder_dev::app_with_calls(store, secrets, Clock::system(), objects, calls);
+    tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+    (url, relay)
+}
+
+/// Registers `names` (profiles `<name>.json` in `dir`), and has the first make room `team`
+/// with a voice channel `voice` and invite the others, who accept. Returns each one's
+/// profile and user id.
+async fn voice_room(server: &str, dir: &Path, names: &[&str]) -> Vec<(std::path::PathBuf, String)> {
+    let ok = |o: &Output| assert!(o.status.success(), "{}", stderr(o));
+    let mut people = Vec::new();
+    for name in names {
+        let profile = dir.join(format!("{name}.json"));
+        let reg = cinder_with_input(
+            server,
+            &profile,
+            &[
+                "register",
+                name,
+                "--name",
+                name,
+                "--password-stdin",
+                "--json",
+            ],
+            "long enough pw\n",
+        )
+        .await;
+        ok(&reg);
+        people.push((profile, json(&reg)["user_id"].as_str().unwrap().to_owned()));
+    }
+    let admin = &people[0].0;
+    ok(&cinder(server, admin, &["room", "create", "team"]).await);
+    ok(&cinder(
+        server,
+        admin,
+        &[
+            "channel", "create", "team", "voice", "--voice", "--burn", "600",
+        ],
+    )
+    .await);
+    for (i, (profile, id)) in people.iter().enumerate().skip(1) {
+        ok(&cinder(server, admin, &["invite", "team", id, "--name", names[i]]).await);
+        ok(&cinder(server, profile, &["accept"]).await);
+    }
+    people
+}
+
+/// `cinder call team voice --relay --json --duration SECS` as a spawned process.
+fn spawn_call(server: &str, profile: &Path, secs: u64) -> std::process::Child {
+    use std::process::Stdio;
+    std::process::Command::new(env!("CARGO_BIN_EXE_cinder"))
+        .arg("--server")
+        .arg(server)
+        .arg("--profile")
+        .arg(profile)
+        .args(["call", "team", "voice", "--relay", "--json", "--duration"])
+        .arg(secs.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a call process; its JSON lines (asserting it succeeded and printed no SDP and
+/// no candidate).
+async fn call_events(child: std::process::Child) -> Vec<serde_json::Value> {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for secret_free in ["a=ice-pwd", "a=fingerprint", "candidate:", "v=0"] {
+        assert!(
+            !text.contains(secret_free) && !stderr(&out).contains(secret_free),
+            "a call printed SDP or a candidate: {text}"
+        );
+    }
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect()
+}
+
+/// Asserts that a call's summary names every one of `others` as connected through the
+/// relay, with audio packets and data messages received from each.
+fn assert_connected_to_all(events: &[serde_json::Value], others: &[&str]) {
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary: {events:?}"));
+    let peers = summary["peers"].as_array().unwrap();
+    let mut connected: Vec<&str> = peers.iter().map(|p| p["user"].as_str().unwrap()).collect();
+    connected.sort_unstable();
+    let mut want = others.to_vec();
+    want.sort_unstable();
+    assert_eq!(connected, want, "{summary}");
+    for p in peers {
+        assert_eq!(p["candidate_type"], "relay", "{p}");
+        assert!(p["audio_packets"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["data_received"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["data_sent"].as_u64().unwrap() > 0, "{p}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "connected" && e["candidate_type"] == "relay"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_callers_connect_relay_only_through_the_dev_servers_turn_relay() {
+    // GIVEN the dev server with its TURN relay, and Alice and Bob in a room with a voice channel
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _relay) = dev_server_with_turn(&dir.path().join("data")).await;
+    let people = voice_room(&server, dir.path(), &["alice", "bob"]).await;
+    // WHEN both join the call, relay only
+    let calls: Vec<_> = people
+        .iter()
+        .map(|(profile, _)| spawn_call(&server, profile, 8))
+        .collect();
+    // (while it runs, a reader of the channel sees both in the call)
+    let mut shown = String::new();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let read = cinder(&server, &people[1].0, &["read", "team", "voice"]).await;
+        shown = stdout(&read);
+        if shown.contains("in the call: alice, bob") {
+            break;
+        }
+    }
+    assert!(shown.contains("in the call: alice, bob"), "{shown}");
+    // THEN each is connected to the other through the relay, with audio and data both ways
+    let mut events = Vec::new();
+    for call in calls {
+        events.push(call_events(call).await);
+    }
+    assert_connected_to_all(&events[0], &[&people[1].1]);
+    assert_connected_to_all(&events[1], &[&people[0].1]);
+
+    // AND reading the voice channel shows who joined and left, a text message, and never
+    // the SDP or candidates the signals carried
+    let ok = |o: &Output| assert!(o.status.success(), "{}", stderr(o));
+    ok(&cinder(&server, &people[0].0, &["send", "team", "voice", "see you"]).await);
+    let read = cinder(&server, &people[1].0, &["read", "team", "voice"]).await;
+    ok(&read);
+    let text = stdout(&read);
+    for line in [
+        "alice joined the call",
+        "bob joined the call",
+        "alice left the call",
+        "bob left the call",
+        "nobody is in the call",
+        "alice: see you",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("v=0") && !text.contains("candidate"),
+        "{text}"
+    );
+    assert!(stderr(&read).is_empty(), "{}", stderr(&read));
+    let read = cinder(&server, &people[1].0, &["read", "team", "voice", "--json"]).await;
+    ok(&read);
+    let lines: Vec<serde_json::Value> = stdout(&read)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l["call"] == "joined"));
+    assert!(lines.iter().any(|l| l["text"] == "see you"));
+    assert!(!stdout(&read).contains("sdp") && !stdout(&read).contains("candidate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_callers_make_a_full_mesh_relay_only() {
+    // GIVEN the dev server with its TURN relay, and four members of a room's voice channel
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _relay) = dev_server_with_turn(&dir.path().join("data")).await;
+    let people = voice_room(&server, dir.path(), &["alice", "bob", "carol", "dave"]).await;
+    // WHEN all four join the call, relay only
+    let calls: Vec<_> = people
+        .iter()
+        .map(|(profile, _)| spawn_call(&server, profile, 12))
+        .collect();
+    // THEN each is connected to each of the three others through the relay, with audio
+    // packets and data messages from each
+    for (i, call) in calls.into_iter().enumerate() {
+        let events = call_events(call).await;
+        let others: Vec<&str> = people
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (_, id))| id.as_str())
+            .collect();
+        assert_connected_to_all(&events, &others);
+    }
+}

@@ -20,6 +20,9 @@
 //! component: strict verification refuses it, a batch accepts it with a probability that
 //! depends on the rest of the page. Nobody without the sender's key can make one; it only
 //! lets a sender have its own message shown by some readers and refused by others.
+//!
+//! A message in a voice channel may carry a call signal ([`crate::call`]) instead of text;
+//! the signature covers it (its hash is among the signed bytes, `cinder/message/v3`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use super::capabilities::{MessageKeys, channel_capability, commitment_mac, derive, message_key};
 use super::{ChannelInfo, Membership, Secret32, Spine, random_id, seal};
+use crate::call::CallSignal;
 use crate::directory::{KeyCache, SignerKey};
 use crate::media::Attachment;
 use crate::{Client, ClientError, Identity};
@@ -71,6 +75,8 @@ pub struct Received {
     pub prev: Blob,
     /// Files linked from the message; [`Client::download`] fetches and opens one.
     pub attachments: Vec<Attachment>,
+    /// The call signal it carries, signed with it (voice channels; see [`crate::call`]).
+    pub signal: Option<CallSignal>,
 }
 
 /// Per sender, the last message a reader has seen in a channel, to notice messages the
@@ -277,6 +283,10 @@ struct MessageBody {
     /// Files linked from the message: where they are, and the keys that open them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<Attachment>,
+    /// A call signal (voice channels): who is in the call, and the SDP and ICE candidates
+    /// of its connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<CallSignal>,
     signature: Signature,
 }
 
@@ -292,7 +302,7 @@ struct Place {
 
 fn message_signed_bytes(at: Place, body: &MessageBody) -> Vec<u8> {
     [
-        b"cinder/message/v2\0".as_slice(),
+        b"cinder/message/v3\0".as_slice(),
         &at.room.0,
         &at.channel.0,
         &at.number.to_be_bytes(),
@@ -305,6 +315,7 @@ fn message_signed_bytes(at: Place, body: &MessageBody) -> Vec<u8> {
         &body.seq.to_be_bytes(),
         &body.prev.0,
         &attachments_hash(&body.attachments),
+        &signal_hash(body.signal.as_ref()),
         body.text.as_bytes(),
     ]
     .concat()
@@ -317,6 +328,21 @@ fn attachments_hash(attachments: &[Attachment]) -> [u8; 32] {
         h.update(a.signed_bytes());
     }
     h.finalize().into()
+}
+
+/// SHA-256 of the call signal as the signature covers it: a domain, then its JSON; 32 zero
+/// bytes when there is none. A reader hashes the signal it parsed, so the signature binds
+/// the value it acts on (a field it does not know is not part of that value).
+fn signal_hash(signal: Option<&CallSignal>) -> [u8; 32] {
+    match signal {
+        None => [0; 32],
+        Some(signal) => Sha256::new()
+            .chain_update(b"cinder/call-signal/v1\0")
+            // A signal's fields are strings, numbers and ids: its JSON cannot fail.
+            .chain_update(serde_json::to_vec(signal).unwrap_or_default())
+            .finalize()
+            .into(),
+    }
 }
 
 fn message_hash(signed: &[u8]) -> Blob {
@@ -375,7 +401,40 @@ impl Client {
             me,
             m,
             (channel, proposal, None),
-            (text, Vec::new()),
+            (text, Vec::new(), None),
+            burn_secs,
+        )
+        .await
+    }
+
+    /// Sends a call signal in `channel` (a voice channel), as a message with no text that
+    /// burns with the channel's burn time: sealed and signed like any message, so only
+    /// members read it and nobody can forge or alter it.
+    pub async fn send_signal(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        signal: &CallSignal,
+    ) -> Result<u64, ClientError> {
+        let info = m
+            .spine()
+            .channel(channel)
+            .ok_or_else(|| ClientError::Input(format!("no channel {channel} in this room")))?;
+        if !info.voice {
+            return Err(ClientError::Input(format!(
+                "#{} is not a voice channel: calls are signalled in voice channels",
+                info.name
+            )));
+        }
+        let burn_secs = info.burn_secs;
+        let mine = m.sent.get(&channel).map_or(0, |s| s.number);
+        let proposal = self.seen(m.room, channel).max(mine) + 1;
+        self.post_message(
+            me,
+            m,
+            (channel, proposal, None),
+            ("", Vec::new(), Some(signal.clone())),
             burn_secs,
         )
         .await
@@ -411,7 +470,7 @@ impl Client {
         me: &Identity,
         m: &mut Membership,
         (channel, mut number, mut hold): (ChannelId, u64, Option<Blob>),
-        (text, attachments): (&str, Vec<Attachment>),
+        (text, attachments, signal): (&str, Vec<Attachment>, Option<CallSignal>),
         burn_secs: u64,
     ) -> Result<u64, ClientError> {
         let movable = attachments.is_empty();
@@ -419,11 +478,11 @@ impl Client {
         let mut attempt = 0;
         loop {
             let sent_at = self.now();
-            let mut post = seal_message_with(
+            let mut post = seal_message_signal(
                 me,
                 m,
                 (channel, number),
-                (text, attachments.clone()),
+                (text, attachments.clone(), signal.clone()),
                 (sent_at, sent_at.plus(burn_secs)),
             )?;
             post.hold = hold.take();
@@ -622,6 +681,23 @@ pub fn seal_message_with(
     (text, attachments): (&str, Vec<Attachment>),
     (sent_at, burn_at): (Timestamp, Timestamp),
 ) -> Result<PostShard, ClientError> {
+    seal_message_signal(
+        me,
+        m,
+        (channel, number),
+        (text, attachments, None),
+        (sent_at, burn_at),
+    )
+}
+
+/// Like [`seal_message_with`], with a call signal carried (and signed) too.
+pub fn seal_message_signal(
+    me: &Identity,
+    m: &mut Membership,
+    (channel, number): (ChannelId, u64),
+    (text, attachments, signal): (&str, Vec<Attachment>, Option<CallSignal>),
+    (sent_at, burn_at): (Timestamp, Timestamp),
+) -> Result<PostShard, ClientError> {
     let media = attachments.iter().map(|a| a.media_id).collect();
     let (epoch, key) = m.channel_key(channel)?;
     let key = key.clone();
@@ -646,6 +722,7 @@ pub fn seal_message_with(
         seq: last.seq + 1,
         prev: last.hash,
         attachments,
+        signal,
         signature: Signature([0; 64]),
     };
     let signed = message_signed_bytes(at, &body);
@@ -695,6 +772,8 @@ pub struct Opened {
     pub prev: Blob,
     /// Files linked from the message.
     pub attachments: Vec<Attachment>,
+    /// The call signal it carries.
+    pub signal: Option<CallSignal>,
     number: u64,
     burn_at: Timestamp,
     delete_nonce: Nonce,
@@ -766,6 +845,7 @@ fn open_with(
         seq: body.seq,
         prev: body.prev,
         attachments: body.attachments,
+        signal: body.signal,
         number: at.number,
         burn_at: at.burn_at,
         delete_nonce: body.delete_nonce,
@@ -983,6 +1063,7 @@ fn received(spine: &Spine, message: Opened) -> Received {
         seq: message.seq,
         prev: message.prev,
         attachments: message.attachments,
+        signal: message.signal,
     }
 }
 
@@ -1259,6 +1340,7 @@ mod tests {
             seq: opened.seq,
             prev: opened.prev.clone(),
             attachments: Vec::new(),
+            signal: None,
             signature: crafted,
         };
         let (epoch, key) = m.channel_key(channel).unwrap();
@@ -1281,6 +1363,74 @@ mod tests {
         let page = take(&m, channel, &shards, &[&alice]);
         assert_eq!(page.refused, vec![(4, Refusal::BadSignature)]);
         assert_eq!(page.messages.len(), 5);
+    }
+
+    #[test]
+    fn a_call_signal_is_covered_by_the_signature() {
+        use crate::call::{CallSession, CallSignal};
+        let (alice, bob) = (
+            Identity::generate(Timestamp::now()).unwrap(),
+            Identity::generate(Timestamp::now()).unwrap(),
+        );
+        let (mut m, channel) = room(&[&alice, &bob]);
+        let offer = CallSignal::Offer {
+            session: CallSession([1; 16]),
+            to: bob.user_id(),
+            to_session: CallSession([2; 16]),
+            sdp: "v=0 (an offer)".into(),
+        };
+        let now = Timestamp::now();
+        let post = seal_message_signal(
+            &alice,
+            &mut m,
+            (channel, 1),
+            ("", Vec::new(), Some(offer.clone())),
+            (now, now.plus(600)),
+        )
+        .unwrap();
+        let mut shard = Shard {
+            number: 1,
+            ciphertext: post.ciphertext,
+            burn_at: post.burn_at,
+            posted_at: now,
+            delete_hash: post.delete_hash,
+            media: post.media,
+        };
+        // As sent, a reader gets the signal, verified.
+        let page = take(&m, channel, std::slice::from_ref(&shard), &[&alice, &bob]);
+        assert_eq!(page.refused, vec![]);
+        assert_eq!(page.messages[0].signal, Some(offer));
+        // GIVEN someone holding the channel key re-seals it with the offer sent elsewhere,
+        // keeping Alice's signature
+        let opened = open_message(&m, channel, &shard).ok().unwrap();
+        let retargeted = CallSignal::Offer {
+            session: CallSession([1; 16]),
+            to: bob.user_id(),
+            to_session: CallSession([3; 16]),
+            sdp: "v=0 (an offer)".into(),
+        };
+        for tampered in [Some(retargeted), None] {
+            let body = MessageBody {
+                sender: opened.sender,
+                key_version: opened.key_version,
+                sent_at: opened.sent_at,
+                text: opened.text.clone(),
+                delete_nonce: opened.delete_nonce,
+                seq: opened.seq,
+                prev: opened.prev.clone(),
+                attachments: Vec::new(),
+                signal: tampered,
+                signature: opened.signature,
+            };
+            let (epoch, key) = m.channel_key(channel).unwrap();
+            let json = crate::secret::exposing(|| serde_json::to_vec(&body)).unwrap();
+            let aad = shard_aad(m.room, channel, 1, shard.burn_at, epoch);
+            shard.ciphertext = seal_body(key, (m.room, channel, epoch), &json, &aad).unwrap();
+            // THEN a reader refuses it: the signature covers the signal (and its absence)
+            let page = take(&m, channel, std::slice::from_ref(&shard), &[&alice, &bob]);
+            assert_eq!(page.refused, vec![(1, Refusal::BadSignature)]);
+            assert_eq!(page.messages, vec![]);
+        }
     }
 
     #[test]

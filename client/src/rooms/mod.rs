@@ -36,7 +36,7 @@ use crate::ClientError;
 
 pub use messages::{
     Break, Continuity, Opened, Page, Received, Refusal, open_message, seal_message,
-    seal_message_with,
+    seal_message_signal, seal_message_with,
 };
 pub use state::{ChannelInfo, FormerMember, Spine, SpineMember};
 
