@@ -103,7 +103,17 @@ pub(crate) enum BindConflict {
     ChannelTaken,
     /// The peer is bound to another channel.
     PeerTaken,
+    /// The allocation holds its most permissions (508).
+    Full,
 }
+
+/// The allocation holds its most permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
+
+/// Most permissions (peer IPs) one allocation holds: a call has a handful of peers, and
+/// the cap keeps a client from growing the server's memory without bound.
+pub(crate) const MAX_PERMISSIONS: usize = 256;
 
 /// One client's allocation.
 #[derive(Debug)]
@@ -175,12 +185,24 @@ impl Allocation {
         self.lock().expires = Instant::now() + lifetime;
     }
 
-    /// Installs or refreshes a permission for `ip`.
-    pub fn permit(&self, ip: IpAddr, lifetime: Duration) {
+    /// Installs or refreshes permissions for every IP of `ips`, or none if that would
+    /// take the allocation past [`MAX_PERMISSIONS`].
+    pub fn permit(&self, ips: &[IpAddr], lifetime: Duration) -> Result<(), Full> {
         let expires = Instant::now() + lifetime;
-        if self.lock().permissions.insert(ip, expires).is_none() {
-            Counters::add(&self.counters.permissions_current, 1);
+        let mut s = self.lock();
+        let new = ips
+            .iter()
+            .filter(|ip| !s.permissions.contains_key(ip))
+            .count();
+        if s.permissions.len() + new > MAX_PERMISSIONS {
+            return Err(Full);
         }
+        for ip in ips {
+            if s.permissions.insert(*ip, expires).is_none() {
+                Counters::add(&self.counters.permissions_current, 1);
+            }
+        }
+        Ok(())
     }
 
     /// Binds `channel` to `peer` (or refreshes the binding), and the peer's permission.
@@ -202,6 +224,9 @@ impl Allocation {
             && c != channel
         {
             return Err(BindConflict::PeerTaken);
+        }
+        if !s.permissions.contains_key(&peer.ip()) && s.permissions.len() >= MAX_PERMISSIONS {
+            return Err(BindConflict::Full);
         }
         let binding = Binding {
             peer,

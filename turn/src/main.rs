@@ -21,7 +21,7 @@ struct Args {
     #[arg(long, env = "CINDER_TURN_TCP", default_value = "0.0.0.0:3478")]
     tcp: Listen,
     /// TLS (TURNS) listener, e.g. `0.0.0.0:443`; needs --tls-cert and --tls-key.
-    #[arg(long, env = "CINDER_TURN_TLS", requires_all = ["tls_cert", "tls_key"])]
+    #[arg(long, env = "CINDER_TURN_TLS")]
     tls: Option<SocketAddr>,
     /// PEM certificate chain for --tls.
     #[arg(long, env = "CINDER_TURN_TLS_CERT")]
@@ -133,6 +133,42 @@ fn secret(args: &Args) -> Result<Vec<u8>, String> {
     Ok(secret)
 }
 
+/// The TLS certificate and key: PEM files (`--tls-cert`, `--tls-key`), or PEM text in
+/// `CINDER_TURN_TLS_CERT_PEM` and `CINDER_TURN_TLS_KEY_PEM`, which is how ECS hands a
+/// container a Secrets Manager secret (the image has no shell to write files with). The
+/// key, like the shared secret, is never taken as a flag.
+fn tls_source(args: &Args) -> Result<TlsSource, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let (Ok(cert), Ok(key)) = (
+        std::env::var("CINDER_TURN_TLS_CERT_PEM"),
+        std::env::var("CINDER_TURN_TLS_KEY_PEM"),
+    ) else {
+        return Err(
+            "--tls needs --tls-cert and --tls-key, or CINDER_TURN_TLS_CERT_PEM and \
+                    CINDER_TURN_TLS_KEY_PEM"
+                .into(),
+        );
+    };
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("CINDER_TURN_TLS_CERT_PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("CINDER_TURN_TLS_CERT_PEM holds no certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| format!("CINDER_TURN_TLS_KEY_PEM: {e}"))?;
+    let config = cinder_turn::tls_server_config(certs, key).map_err(|e| e.to_string())?;
+    Ok(TlsSource::Config(std::sync::Arc::new(config)))
+}
+
 async fn public_ip(arg: Option<&str>) -> Result<Option<IpAddr>, String> {
     match arg {
         None => Ok(None),
@@ -167,15 +203,12 @@ async fn config(args: &Args) -> Result<Config, String> {
     let mut config = Config::new(args.realm.clone(), secret(args)?);
     config.udp = args.udp.0;
     config.tcp = args.tcp.0;
-    config.tls = match (args.tls, &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => Some(TlsListener {
+    config.tls = match args.tls {
+        None => None,
+        Some(addr) => Some(TlsListener {
             addr,
-            source: TlsSource::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
+            source: tls_source(args)?,
         }),
-        _ => None,
     };
     config.relay_bind = args.relay_ip;
     config.public_ip = public_ip(args.public_ip.as_deref()).await?;

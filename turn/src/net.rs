@@ -53,3 +53,19 @@ fn set_buffers(socket: &Socket, size: usize) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn relay_and_listener_sockets_get_the_buffers_asked_for() {
+        // 256 KiB is above Linux's default socket buffer (208 KiB) and within even a
+        // default net.core.rmem_max once the kernel doubles what it grants.
+        let asked = 256 * 1024;
+        let socket = udp_socket("127.0.0.1:0".parse().expect("addr"), asked).expect("bind");
+        let s = socket2::SockRef::from(&socket);
+        assert!(s.recv_buffer_size().expect("SO_RCVBUF") >= asked);
+        assert!(s.send_buffer_size().expect("SO_SNDBUF") >= asked);
+    }
+}

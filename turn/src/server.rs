@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::allocation::{self, Allocation, ClientSink, FiveTuple, Table, TableFull, Transport};
+use crate::allocation::{
+    self, Allocation, BindConflict, ClientSink, FiveTuple, Table, TableFull, Transport,
+};
 use crate::auth::{self, NonceCheck, Nonces};
 use crate::config::Config;
 use crate::metrics::{Counters, Snapshot};
@@ -716,9 +718,10 @@ impl Shared {
             return Err((400, "Bad Request"));
         }
         // All or none: nothing is installed unless every peer passed.
-        for peer in peers {
-            alloc.permit(peer.ip(), self.config.permission_lifetime);
-        }
+        let ips: Vec<IpAddr> = peers.iter().map(|p| p.ip()).collect();
+        alloc
+            .permit(&ips, self.config.permission_lifetime)
+            .map_err(|_| (508, "Insufficient Capacity"))?;
         Ok(finish(reply(m, CLASS_SUCCESS_RESPONSE), Some(&auth.key)))
     }
 
@@ -744,7 +747,10 @@ impl Shared {
                 self.config.channel_lifetime,
                 self.config.permission_lifetime,
             )
-            .map_err(|_| (400, "Bad Request"))?;
+            .map_err(|e| match e {
+                BindConflict::Full => (508, "Insufficient Capacity"),
+                BindConflict::ChannelTaken | BindConflict::PeerTaken => (400, "Bad Request"),
+            })?;
         Ok(finish(reply(m, CLASS_SUCCESS_RESPONSE), Some(&auth.key)))
     }
 

@@ -112,3 +112,75 @@ fn the_secret_is_not_a_flag() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "clap refuses an unknown flag");
 }
+
+/// What the binary prints on its way out, given `env` (with the shared secret set).
+fn run_briefly(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "off",
+            "--relay-ip",
+            "127.0.0.1",
+        ])
+        .args(["--log-format", "json", "--stats-interval", "0"])
+        .args(args)
+        .env(
+            "CINDER_TURN_SECRET",
+            std::str::from_utf8(SECRET).expect("ASCII"),
+        )
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("exit");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_tls_certificate_and_key_can_come_from_the_environment() {
+    // As ECS hands a container a Secrets Manager secret: PEM text in two variables.
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+    let (code, text) = run_briefly(
+        &["--tls", "127.0.0.1:0"],
+        &[
+            ("CINDER_TURN_TLS_CERT_PEM", cert.as_str()),
+            ("CINDER_TURN_TLS_KEY_PEM", key.as_str()),
+        ],
+    );
+    let listening = text
+        .lines()
+        .find(|l| l.contains("TURN server listening"))
+        .unwrap_or_else(|| panic!("no listening line:\n{text}"));
+    assert!(port_in(listening, "tls").is_some(), "{listening}");
+    assert_eq!(code, Some(0), "{text}");
+    // The key never reaches the logs.
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+
+    // A key that is not PEM, or none at all, stops the start with a reason.
+    let (code, text) = run_briefly(
+        &["--tls", "127.0.0.1:0"],
+        &[
+            ("CINDER_TURN_TLS_CERT_PEM", cert.as_str()),
+            ("CINDER_TURN_TLS_KEY_PEM", "not a key"),
+        ],
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("CINDER_TURN_TLS_KEY_PEM"), "{text}");
+    let (code, text) = run_briefly(&["--tls", "127.0.0.1:0"], &[]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("--tls-cert"), "{text}");
+}

@@ -570,3 +570,53 @@ async fn even_port_with_its_r_bit_holds_the_next_port_for_a_reservation_token() 
         .await;
     assert_eq!(c.code(), 508, "a token is spent once");
 }
+
+#[tokio::test]
+async fn an_allocation_holds_at_most_256_permissions() {
+    let server = start(strict()).await;
+    let mut client = Client::valid(udp(&server), "alice").await;
+    client.relayed().await;
+    let peers: Vec<SocketAddr> = (0..256u32)
+        .map(|i| SocketAddr::from((std::net::Ipv4Addr::from(0xCB00_7100 + i), 9)))
+        .collect();
+    // 203.0.113.0/24 in one request (documentation addresses: public, never sent to).
+    let a = client
+        .request_with_peers(METHOD_CREATE_PERMISSION, &[], &peers)
+        .await;
+    assert!(a.is_success(), "{}", a.code());
+    assert_eq!(server.counters().permissions_current, 256);
+    // Refreshing them is fine; one more is not.
+    assert!(client.create_permission(peers[7]).await.is_success());
+    assert_eq!(
+        client
+            .create_permission(addr("198.51.100.1:9"))
+            .await
+            .code(),
+        508
+    );
+    assert_eq!(
+        client
+            .channel_bind(0x4000, addr("198.51.100.1:9"))
+            .await
+            .code(),
+        508
+    );
+    assert_eq!(server.counters().permissions_current, 256);
+}
+
+#[tokio::test]
+async fn another_user_on_the_same_five_tuple_gets_441() {
+    let server = start(config()).await;
+    let mut client = Client::valid(udp(&server), "alice").await;
+    client.relayed().await;
+    // Same socket, someone else's (valid) credentials.
+    let (username, password) = credentials("mallory");
+    client.username = username;
+    client.password = password;
+    assert_eq!(client.refresh(600).await.code(), 441);
+    assert_eq!(
+        client.create_permission(addr("203.0.113.1:9")).await.code(),
+        441
+    );
+    assert_eq!(server.counters().permissions_current, 0);
+}

@@ -154,6 +154,13 @@ async fn relays_everything(transport: &str, flags: &[&'static str]) {
         "{c:?}"
     );
     assert_eq!(c.dropped(), 0, "{c:?}");
+    if transport != "udp" {
+        // uclient has closed its connections, and their allocations went with them.
+        common::until(&server, "stream allocations closed", |c| {
+            c.allocations_current == 0
+        })
+        .await;
+    }
     server.shutdown().await;
 }
 
