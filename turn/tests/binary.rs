@@ -115,7 +115,7 @@ fn the_secret_is_not_a_flag() {
 
 /// What the binary prints on its way out, given `env` (with the shared secret set).
 fn run_briefly(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "--udp",
             "127.0.0.1:0",
