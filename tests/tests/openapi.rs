@@ -250,6 +250,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
         C::MethodNotAllowed,
         C::RateLimited,
         C::NumberTaken,
+        C::RequestTimeout,
         C::Internal,
     ];
     for code in &all {
@@ -273,6 +274,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
             | C::MethodNotAllowed
             | C::RateLimited
             | C::NumberTaken
+            | C::RequestTimeout
             | C::Internal => {}
         }
     }

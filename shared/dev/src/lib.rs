@@ -9,11 +9,13 @@
 //! - [`live`]: the live socket (`GET /live`), told of posts by the shards routes.
 //! - [`calls`]: the calls routes' secret and relays, and the TURN relay run in process.
 //! - [`app`]: all routers on one store.
-//! - [`serve`]: the HTTP server, until shutdown.
+//! - [`serve()`]: the HTTP server, until shutdown, within [`serve::Limits`]: header and
+//!   request timeouts and a connection cap.
 
 pub mod calls;
 pub mod live;
 pub mod media;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -256,11 +258,20 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DevError> {
+    serve_within(listener, app, serve::Limits::default(), shutdown).await
+}
+
+/// [`serve()`] within other bounds.
+pub async fn serve_within(
+    listener: TcpListener,
+    app: Router,
+    limits: serve::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DevError> {
     let addr = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a: SocketAddr| a.to_string());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    serve::serve_with_limits(listener, app, limits, Arc::default(), shutdown)
         .await
         .map_err(|source| DevError::Serve { addr, source })
 }

@@ -26,6 +26,15 @@ struct Args {
     /// Where the TURN relay for calls listens (UDP and TCP); port 0 picks free ones.
     #[arg(long, env = "CINDER_DEV_TURN_ADDR", default_value = "127.0.0.1:3478")]
     turn_addr: std::net::SocketAddr,
+    /// Most HTTP connections open at once; past it new ones are closed at once.
+    #[arg(long, env = "CINDER_DEV_MAX_CONNECTIONS", default_value_t = cinder_dev::serve::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection may take to send a request's headers before it is closed.
+    #[arg(long, env = "CINDER_DEV_HEADER_TIMEOUT", default_value_t = cinder_dev::serve::Limits::default().header_timeout.as_secs())]
+    header_timeout: u64,
+    /// Seconds a request may take, body and answer included, before `408 request_timeout`.
+    #[arg(long, env = "CINDER_DEV_REQUEST_TIMEOUT", default_value_t = cinder_dev::serve::Limits::default().request_timeout.as_secs())]
+    request_timeout: u64,
     /// Runs no TURN relay: credentials then name none, and local calls connect directly.
     #[arg(long, env = "CINDER_DEV_NO_TURN")]
     no_turn: bool,
@@ -87,9 +96,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::future::pending::<()>().await;
         }
     };
-    cinder_dev::serve(
+    let limits = cinder_dev::serve::Limits {
+        max_connections: args.max_connections.max(1),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+        ..Default::default()
+    };
+    cinder_dev::serve_within(
         listener,
         cinder_dev::app_with_calls(store, secrets, clock, objects, calls),
+        limits,
         shutdown,
     )
     .await?;

@@ -76,6 +76,9 @@ pub enum ErrorCode {
     /// The message number was taken by another poster (or its hold lapsed); `reserved`
     /// holds another number for this poster: seal the message for it and post again.
     NumberTaken,
+    /// The request took longer than the server allows (a stalled or very slow client);
+    /// nothing was done unless the answer to a retry says so.
+    RequestTimeout,
     /// The server failed; nothing about the request is implied.
     Internal,
 }

@@ -98,6 +98,9 @@ pub enum Error {
     /// The path exists, the method does not.
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    /// The request took longer than the server allows.
+    #[error("the request took too long")]
+    RequestTimeout,
     /// Storage failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
@@ -138,6 +141,7 @@ impl Error {
             Self::InvalidRotation(_) => (StatusCode::FORBIDDEN, C::InvalidRotation),
             Self::LimitExceeded { .. } => (StatusCode::UNPROCESSABLE_ENTITY, C::LimitExceeded),
             Self::NoRoute => (StatusCode::NOT_FOUND, C::NoRoute),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, C::RequestTimeout),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
             Self::Store(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
