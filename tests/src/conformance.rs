@@ -107,7 +107,9 @@ macro_rules! conformance_suite {
             inbox_lists_in_id_order_with_cursor_and_limit,
             inbox_never_returns_or_counts_expired_envelopes,
             inbox_delete_is_owner_scoped_and_reports_absence,
-            inbox_duplicate_id_conflicts);
+            inbox_duplicate_id_conflicts,
+            inbox_cap_refuses_drops_past_it_and_counts_only_live_envelopes,
+            inbox_cap_holds_under_concurrent_drops);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -275,10 +277,10 @@ pub async fn inbox_lists_in_id_order_with_cursor_and_limit<S: Store>(store: Arc<
         .map(|i| envelope(ms + u64::from(i), i, T0.plus(100)))
         .collect();
     for e in envs.iter().rev() {
-        store.put(&owner, e).await.unwrap();
+        store.put(&owner, e, usize::MAX).await.unwrap();
     }
     store
-        .put(&other, &envelope(ms, 9, T0.plus(100)))
+        .put(&other, &envelope(ms, 9, T0.plus(100)), usize::MAX)
         .await
         .unwrap();
 
@@ -305,7 +307,7 @@ pub async fn inbox_never_returns_or_counts_expired_envelopes<S: Store>(store: Ar
     let later = envelope(ms + 1, 2, T0.plus(100));
     let soon2 = envelope(ms + 2, 3, T0.plus(10));
     for e in [&soon, &later, &soon2] {
-        store.put(&owner, e).await.unwrap();
+        store.put(&owner, e, usize::MAX).await.unwrap();
     }
     assert_eq!(store.count(&owner, T0).await.unwrap(), 3);
     let after = T0.plus(10);
@@ -326,7 +328,7 @@ pub async fn inbox_delete_is_owner_scoped_and_reports_absence<S: Store>(store: A
     let owner = UserId([1; 16]);
     let other = UserId([2; 16]);
     let e = envelope(T0.0 * 1000, 1, T0.plus(100));
-    store.put(&owner, &e).await.unwrap();
+    store.put(&owner, &e, usize::MAX).await.unwrap();
     assert!(
         !store.delete(&other, &e.id, T0).await.unwrap(),
         "another owner cannot delete it"
@@ -340,11 +342,11 @@ pub async fn inbox_delete_is_owner_scoped_and_reports_absence<S: Store>(store: A
 pub async fn inbox_duplicate_id_conflicts<S: Store>(store: Arc<S>) {
     let owner = UserId([1; 16]);
     let e = envelope(T0.0 * 1000, 1, T0.plus(100));
-    store.put(&owner, &e).await.unwrap();
+    store.put(&owner, &e, usize::MAX).await.unwrap();
     let mut clash = e.clone();
     clash.sealed = Blob(vec![0; 8]);
     assert!(matches!(
-        store.put(&owner, &clash).await,
+        store.put(&owner, &clash, usize::MAX).await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(store.list(&owner, None, 10, T0).await.unwrap(), vec![e]);
@@ -1250,4 +1252,75 @@ pub async fn relays_concurrent_announcements_keep_the_furthest<
             T0.plus(116)
         )]
     );
+}
+
+pub async fn inbox_cap_refuses_drops_past_it_and_counts_only_live_envelopes<S: Store>(
+    store: Arc<S>,
+) {
+    let owner = UserId([1; 16]);
+    let ms = T0.0 * 1000;
+    // Two that expire soon and one that stays fill a cap of three.
+    for (i, expires) in [(0u8, T0.plus(10)), (1, T0.plus(10)), (2, T0.plus(100))] {
+        assert!(
+            store
+                .put(&owner, &envelope(ms + u64::from(i), i, expires), 3)
+                .await
+                .unwrap()
+        );
+    }
+    let fourth = envelope(ms + 3, 3, T0.plus(100));
+    assert!(
+        !store.put(&owner, &fourth, 3).await.unwrap(),
+        "over the cap"
+    );
+    assert_eq!(store.count(&owner, T0).await.unwrap(), 3);
+    assert!(
+        !store
+            .list(&owner, None, 10, T0)
+            .await
+            .unwrap()
+            .contains(&fourth),
+        "a refused envelope is not kept"
+    );
+    // Once two have expired there is room again: the cap counts live envelopes only.
+    let mut later = envelope((T0.0 + 20) * 1000, 4, T0.plus(200));
+    later.created_at = T0.plus(20);
+    assert!(store.put(&owner, &later, 3).await.unwrap());
+    assert_eq!(store.count(&owner, T0.plus(20)).await.unwrap(), 2);
+}
+
+pub async fn inbox_cap_holds_under_concurrent_drops<S: Store>(store: Arc<S>) {
+    // GIVEN an inbox holding 250 of its 256
+    let owner = UserId([1; 16]);
+    let ms = T0.0 * 1000;
+    let cap = cinder_proto::api::limits::MAX_INBOX;
+    for i in 0..250u64 {
+        let mut e = envelope(ms + i, (i % 200) as u8, T0.plus(1000));
+        e.id = EnvelopeId::new(ms + i, [1; 8]);
+        assert!(store.put(&owner, &e, cap).await.unwrap());
+    }
+    // WHEN 32 drops arrive at once
+    let tasks: Vec<_> = (0..32u64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut e = envelope(ms + 1000 + i, 7, T0.plus(1000));
+                e.id = EnvelopeId::new(ms + 1000 + i, [2; 8]);
+                store.put(&owner, &e, cap).await.unwrap()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.unwrap());
+    }
+    // THEN the inbox never holds more than its cap, and exactly the accepted ones stayed
+    let held = store.count(&owner, T0).await.unwrap();
+    assert!(held <= cap, "{held} envelopes in an inbox of {cap}");
+    assert_eq!(
+        held,
+        250 + accepted,
+        "an accepted drop was lost, or a refused one kept"
+    );
+    assert!(accepted >= 1 || held == 250);
 }

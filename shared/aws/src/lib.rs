@@ -397,7 +397,18 @@ struct InboxItem {
 
 #[async_trait]
 impl InboxStore for DynamoStore {
-    async fn put(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+    /// Puts the envelope, then counts the inbox (a consistent read) and takes the envelope
+    /// back out if that count is over `max`. No lock, and never more than `max`: of the
+    /// envelopes that stay, the one put last was counted with all the others in place, so
+    /// they number at most `max`. Concurrent drops past the cap may all be turned away
+    /// (each counting the others before they left), which a retry settles; none is lost
+    /// once accepted.
+    async fn put(
+        &self,
+        owner: &UserId,
+        envelope: &Envelope,
+        max: usize,
+    ) -> Result<bool, StoreError> {
         let item = InboxItem {
             owner: *owner,
             envelope: envelope.clone(),
@@ -410,7 +421,18 @@ impl InboxStore for DynamoStore {
             .send()
             .await
             .map_err(conditional)?;
-        Ok(())
+        if self.count(owner, envelope.created_at).await? <= max {
+            return Ok(true);
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.tables.inbox)
+            .key("owner", s(owner))
+            .key("id", s(envelope.id))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(false)
     }
 
     async fn list(

@@ -59,8 +59,16 @@ pub trait NonceStore: Send + Sync {
 /// Invite inboxes: sealed envelopes waiting for their recipient.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
-    /// Stores an envelope for `owner`. [`StoreError::Conflict`] if the id exists.
-    async fn put(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError>;
+    /// Stores an envelope for `owner` unless `max` unexpired envelopes (at the envelope's
+    /// `created_at`) already wait there: `false`, and nothing stored. The cap holds under
+    /// concurrent drops: never more than `max` stay. [`StoreError::Conflict`] if the id
+    /// exists.
+    async fn put(
+        &self,
+        owner: &UserId,
+        envelope: &Envelope,
+        max: usize,
+    ) -> Result<bool, StoreError>;
 
     /// Up to `limit` unexpired envelopes with ids above `after`, in id order.
     async fn list(

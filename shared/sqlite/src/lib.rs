@@ -586,22 +586,33 @@ impl NonceStore for SqliteStore {
 
 #[async_trait]
 impl InboxStore for SqliteStore {
-    async fn put(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+    async fn put(
+        &self,
+        owner: &UserId,
+        envelope: &Envelope,
+        max: usize,
+    ) -> Result<bool, StoreError> {
         let owner = owner.to_string();
         let id = envelope.id.to_string();
         let expires = to_sql_int(envelope.expires_at.0)?;
         let now = to_sql_int(envelope.created_at.0)?;
+        // No cap beyond what SQLite counts to.
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
         let json = encode(envelope)?;
         let sweep = self.sweep_due();
+        // The count and the insert in one statement on the one writer connection: no other
+        // drop can come between them, so the cap holds under any concurrency.
         self.run(move |c| {
             if sweep {
                 sweep_expired(c, "inbox", now)?;
             }
             c.execute(
-                "INSERT INTO inbox (owner, id, expires_at, envelope) VALUES (?1, ?2, ?3, ?4)",
-                params![owner, id, expires, json],
+                "INSERT INTO inbox (owner, id, expires_at, envelope)
+                 SELECT ?1, ?2, ?3, ?4
+                 WHERE (SELECT COUNT(*) FROM inbox WHERE owner = ?1 AND expires_at > ?5) < ?6",
+                params![owner, id, expires, json, now, max],
             )
-            .map(drop)
+            .map(|inserted| inserted == 1)
             .map_err(conflict_or_backend)
         })
         .await
@@ -1311,7 +1322,7 @@ mod tests {
                     expires_at: now.plus(60),
                     sealed: Blob(vec![n]),
                 };
-                store.put(&user, &envelope).await.unwrap();
+                store.put(&user, &envelope, usize::MAX).await.unwrap();
                 assert_eq!(store.count(&user, now).await.unwrap(), usize::from(n));
                 let listed = store.list(&user, None, 10, now).await.unwrap();
                 assert_eq!(listed.last(), Some(&envelope));

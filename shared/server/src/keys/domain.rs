@@ -129,12 +129,6 @@ pub async fn drop_envelope(
     if keys.current(&recipient).await?.is_none() {
         return Err(Error::UnknownUser);
     }
-    if inbox.count(&recipient, now).await? >= limits::MAX_INBOX {
-        return Err(Error::limit(
-            "recipient",
-            format!("the inbox holds at most {} envelopes", limits::MAX_INBOX),
-        ));
-    }
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
     let envelope = Envelope {
@@ -144,8 +138,12 @@ pub async fn drop_envelope(
         expires_at: now.plus(ttl),
         sealed: req.sealed,
     };
-    match inbox.put(&recipient, &envelope).await {
-        Ok(()) => Ok(envelope),
+    match inbox.put(&recipient, &envelope, limits::MAX_INBOX).await {
+        Ok(true) => Ok(envelope),
+        Ok(false) => Err(Error::limit(
+            "recipient",
+            format!("the inbox holds at most {} envelopes", limits::MAX_INBOX),
+        )),
         // Sixty-four random bits collided within one second: a bug, not a caller's fault.
         Err(StoreError::Conflict) => Err(Error::Internal("envelope id collision".into())),
         Err(e) => Err(e.into()),
