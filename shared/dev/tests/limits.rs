@@ -53,7 +53,11 @@ async fn get_status(addr: std::net::SocketAddr, path: &str) -> String {
         .await
         .unwrap();
     let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
-    String::from_utf8_lossy(&got).lines().next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
