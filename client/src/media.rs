@@ -49,22 +49,6 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
-impl Attachment {
-    /// The bytes a message's signature covers for this attachment (the key included, so
-    /// nobody can swap it for one that opens to other bytes).
-    pub(crate) fn signed_bytes(&self) -> Vec<u8> {
-        [
-            self.media_id.0.as_slice(),
-            &self.size.to_be_bytes(),
-            &self.sha256.0,
-            self.key.expose(),
-            &(self.name.len() as u64).to_be_bytes(),
-            self.name.as_bytes(),
-        ]
-        .concat()
-    }
-}
-
 /// How many segments a file of `size` bytes has (an empty file has one, empty and last).
 fn segments(size: u64) -> u64 {
     size.div_ceil(SEGMENT as u64).max(1)
@@ -346,11 +330,16 @@ impl crate::Client {
                     .await?,
             );
         }
+        let content = crate::rooms::Content::Text {
+            text: text.into(),
+            reply_to: None,
+            attachments,
+        };
         self.post_message(
             me,
             m,
             (channel, number, Some(reserved.hold)),
-            (text, attachments, None),
+            &content,
             burn_secs,
         )
         .await

@@ -128,7 +128,14 @@ async fn through_the_dev_server() {
         .unwrap();
     let started = Instant::now();
     client
-        .download(&m, channel, number, &message.attachments[0], &mut out, None)
+        .download(
+            &m,
+            channel,
+            number,
+            &message.attachments()[0],
+            &mut out,
+            None,
+        )
         .await
         .unwrap();
     let down = started.elapsed().as_secs_f64();

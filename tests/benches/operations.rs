@@ -556,7 +556,7 @@ async fn scenario(b: &mut Bench<'_>, w: &mut World, pass: usize, dir: &std::path
         .read(&bm, general, with_file - 1, &mut w.bob.pins)
         .await
         .unwrap();
-    let attachment = page.messages[0].attachments[0].clone();
+    let attachment = page.messages[0].attachments()[0].clone();
     let mut sink = Vec::new();
     let got = b
         .op(

@@ -11,6 +11,8 @@
 //! - [`rooms`]: the spine and shards functions on both stores with a manual clock, and
 //!   rooms' capabilities, for tests that sign as capabilities.
 //! - [`scenarios`]: whole-product scenarios through the client, for any deployment.
+//! - [`leaving`]: leaving rooms and managing them (concurrent admins, channel changes),
+//!   through the client, for any deployment.
 //! - [`lambda`]: a Lambda Runtime API emulator, to run a real function binary on
 //!   API Gateway events.
 //! - [`meter`]: a counting proxy between the functions and moto, and every shipped
@@ -21,6 +23,7 @@ pub mod bench;
 pub mod conformance;
 pub mod fixtures;
 pub mod lambda;
+pub mod leaving;
 pub mod meter;
 pub mod moto;
 pub mod rooms;

@@ -165,7 +165,7 @@ async fn a_notice_reaches_every_subscriber_of_its_channel_and_nobody_else() {
     // A notice is a hint only: bob reads the message itself, with every check.
     let page = w.read_bob(n - 1).await;
     assert_eq!(page.messages.len(), 1);
-    assert_eq!(page.messages[0].text, "hello");
+    assert_eq!(page.messages[0].text().unwrap(), "hello");
 
     // And the other channel's subscriber hears of its own channel.
     let m = w.post(w.other, "elsewhere").await;
@@ -269,7 +269,11 @@ async fn a_dropped_socket_loses_nothing_once_the_client_catches_up() {
     let mut shown: Vec<String> = Vec::new();
     let mut last = 0;
     let mut read_on = |page: cinder_client::rooms::Page, last: &mut u64| {
-        shown.extend(page.messages.iter().map(|r| r.text.clone()));
+        shown.extend(
+            page.messages
+                .iter()
+                .map(|r| r.text().unwrap_or_default().to_owned()),
+        );
         *last = page.last.unwrap_or(*last);
     };
     let page = w.read_bob(last).await;

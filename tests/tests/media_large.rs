@@ -121,7 +121,7 @@ async fn travels(client: Client, dir: tempfile::TempDir) {
             &bob_m,
             channel,
             number,
-            &message.attachments[0],
+            &message.attachments()[0],
             &mut out,
             None,
         )

@@ -218,14 +218,14 @@ async fn a_file_between_members(s: TestServer) {
         .message(&bob_m, channel, number, &mut BTreeMap::new())
         .await
         .unwrap();
-    assert_eq!(message.attachments[0].name, "photo.jpg");
+    assert_eq!(message.attachments()[0].name, "photo.jpg");
     let mut got = Vec::new();
     client
         .download(
             &bob_m,
             channel,
             number,
-            &message.attachments[0],
+            &message.attachments()[0],
             &mut got,
             None,
         )
@@ -240,7 +240,7 @@ async fn a_file_between_members(s: TestServer) {
             &bob_m,
             channel,
             number,
-            &message.attachments[0],
+            &message.attachments()[0],
             &mut Vec::new(),
             None,
         )
@@ -262,4 +262,40 @@ async fn a_file_between_members_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_between_members_on_dynamodb_and_s3() {
     a_file_between_members(start(Backend::Dynamo, MASTER).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaver_is_shut_out_by_the_rotation_on_sqlite() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    cinder_tests::leaving::leaving(&s.client(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaver_is_shut_out_by_the_rotation_on_dynamodb() {
+    let s = start(Backend::Dynamo, MASTER).await;
+    cinder_tests::leaving::leaving(&s.client(), "dynamodb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admins_never_overwrite_each_other_on_sqlite() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    cinder_tests::leaving::concurrent_admins(&s.client(), "sqlite", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admins_never_overwrite_each_other_on_dynamodb() {
+    let s = start(Backend::Dynamo, MASTER).await;
+    cinder_tests::leaving::concurrent_admins(&s.client(), "dynamodb", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_renames_deletions_and_burn_changes_show_for_every_member_on_sqlite() {
+    let s = start(Backend::Sqlite, MASTER).await;
+    cinder_tests::leaving::channels(&s.client(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_renames_deletions_and_burn_changes_show_for_every_member_on_dynamodb() {
+    let s = start(Backend::Dynamo, MASTER).await;
+    cinder_tests::leaving::channels(&s.client(), "dynamodb").await;
 }

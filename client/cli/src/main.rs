@@ -126,6 +126,52 @@ enum Command {
         #[arg(long)]
         burn: Option<u64>,
     },
+    /// Replace the text of one of your messages; readers show the newest, marked edited.
+    Edit {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// Your message's number.
+        number: u64,
+        /// Its new text.
+        text: String,
+        /// Seconds until the edit burns (default: the channel's burn time); after that,
+        /// readers show the text before it.
+        #[arg(long)]
+        burn: Option<u64>,
+    },
+    /// Reply to a message.
+    Reply {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// The number of the message answered.
+        number: u64,
+        /// The text.
+        text: String,
+        /// Seconds until it burns (default: the channel's burn time).
+        #[arg(long)]
+        burn: Option<u64>,
+    },
+    /// React to a message with an emoji (or take your reaction back).
+    React {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// The number of the message reacted to.
+        number: u64,
+        /// The emoji (at most 64 bytes).
+        emoji: String,
+        /// Take back your reaction with this emoji.
+        #[arg(long)]
+        remove: bool,
+        /// Seconds until it burns (default: the channel's burn time).
+        #[arg(long)]
+        burn: Option<u64>,
+    },
     /// Download and decrypt a message's attachment.
     Download {
         /// The room (name or id).
@@ -209,6 +255,12 @@ enum Command {
         room: String,
         /// The member's user id.
         user_id: UserId,
+    },
+    /// Leave a room: this device forgets its keys, and the room is re-keyed for those who
+    /// stay (at once if you are an admin, else by an admin's next command).
+    Leave {
+        /// The room (name or id).
+        room: String,
     },
 }
 
@@ -718,6 +770,37 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
             files,
             burn,
         } => rooms::send(&mut rc, (&room, &channel), (&text, &files), burn).await,
+        Command::Edit {
+            room,
+            channel,
+            number,
+            text,
+            burn,
+        } => {
+            let what = rooms::Compose::Edit(&text);
+            rooms::compose(&mut rc, (&room, &channel, number), what, burn).await
+        }
+        Command::Reply {
+            room,
+            channel,
+            number,
+            text,
+            burn,
+        } => {
+            let what = rooms::Compose::Reply(&text);
+            rooms::compose(&mut rc, (&room, &channel, number), what, burn).await
+        }
+        Command::React {
+            room,
+            channel,
+            number,
+            emoji,
+            remove,
+            burn,
+        } => {
+            let what = rooms::Compose::React(&emoji, remove);
+            rooms::compose(&mut rc, (&room, &channel, number), what, burn).await
+        }
         Command::Download {
             room,
             channel,
@@ -751,6 +834,7 @@ async fn rooms_cmd(ctx: &mut Ctx, command: Command) -> Result<(), ClientError> {
         }
         Command::Members { room } => rooms::members(&mut rc, &room).await,
         Command::Kick { room, user_id } => rooms::kick(&mut rc, &room, user_id).await,
+        Command::Leave { room } => rooms::leave(&mut rc, &room).await,
         Command::Admin(c) => rooms::admin(&mut rc, c).await,
         Command::Avatar { room, user_id, out } => rooms::avatar(&mut rc, &room, user_id, out).await,
         _ => Ok(()),

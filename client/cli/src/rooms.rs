@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use cinder_client::account::LoggedIn;
 use cinder_client::call::{CallRoster, RosterChange};
 use cinder_client::media::FileToSend;
-use cinder_client::rooms::{Break, Continuity, Membership, Received, Spine};
+use cinder_client::rooms::thread::{Reactions, Shown as ShownMessage, View};
+use cinder_client::rooms::{Break, Content, Continuity, Membership, Received, Spine, Thread};
 use cinder_client::{Client, ClientError};
 
 /// Room commands.
@@ -33,6 +34,13 @@ pub enum RoomCommand {
     Show(RoomArg),
     /// Delete a room (admins).
     Delete(RoomArg),
+    /// Rename a room (admins).
+    Rename {
+        /// The room (name or id).
+        room: String,
+        /// Its new name.
+        name: String,
+    },
 }
 
 /// Channel commands.
@@ -53,6 +61,31 @@ pub enum ChannelCommand {
     },
     /// List a room's channels.
     List(RoomArg),
+    /// Rename a channel (admins).
+    Rename {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// Its new name.
+        name: String,
+    },
+    /// Delete a channel and everything in it (admins).
+    Delete {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+    },
+    /// Change how long a channel's messages live, for messages posted from now on (admins).
+    Burn {
+        /// The room (name or id).
+        room: String,
+        /// The channel (name or id).
+        channel: String,
+        /// Seconds until a message burns.
+        secs: u64,
+    },
 }
 
 /// A room, by name or id.
@@ -297,6 +330,15 @@ pub async fn room(ctx: &mut RoomCtx<'_>, command: RoomCommand) -> Result<(), Cli
             ctx.save().await?;
             out!("Deleted room {}.", spine.name);
         }
+        RoomCommand::Rename { room, name } => {
+            let (id, spine) = ctx.find(&room).await?;
+            let me = ctx.me();
+            let client = ctx.client;
+            let (m, pins) = ctx.parts(id)?;
+            client.rename_room(&me, m, &name, pins).await?;
+            ctx.save().await?;
+            out!("Renamed room {} to {name}.", spine.name);
+        }
     }
     Ok(())
 }
@@ -324,6 +366,46 @@ pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(
             } else {
                 out!("Added #{name} ({channel}).");
             }
+        }
+        ChannelCommand::Rename {
+            room,
+            channel,
+            name,
+        } => {
+            let (id, spine) = ctx.find(&room).await?;
+            let channel_id = channel_of(&spine, &channel)?;
+            let me = ctx.me();
+            let client = ctx.client;
+            let (m, pins) = ctx.parts(id)?;
+            client
+                .rename_channel(&me, m, channel_id, &name, pins)
+                .await?;
+            ctx.save().await?;
+            out!("Renamed #{channel} to #{name}.");
+        }
+        ChannelCommand::Delete { room, channel } => {
+            let (id, spine) = ctx.find(&room).await?;
+            let channel_id = channel_of(&spine, &channel)?;
+            let me = ctx.me();
+            let client = ctx.client;
+            let (m, pins) = ctx.parts(id)?;
+            client.delete_channel(&me, m, channel_id, pins).await?;
+            ctx.save().await?;
+            out!("Deleted #{channel}.");
+        }
+        ChannelCommand::Burn {
+            room,
+            channel,
+            secs,
+        } => {
+            let (id, spine) = ctx.find(&room).await?;
+            let channel_id = channel_of(&spine, &channel)?;
+            let me = ctx.me();
+            let client = ctx.client;
+            let (m, pins) = ctx.parts(id)?;
+            client.set_burn(&me, m, channel_id, secs, pins).await?;
+            ctx.save().await?;
+            out!("#{channel}'s messages from now on burn after {secs}s; older ones keep theirs.");
         }
         ChannelCommand::List(arg) => {
             let (id, spine) = ctx.find(&arg.room).await?;
@@ -457,6 +539,71 @@ pub async fn send(
     Ok(())
 }
 
+/// What `cinder edit`, `reply` and `react` post about a message.
+pub enum Compose<'a> {
+    /// A new text for one of my messages.
+    Edit(&'a str),
+    /// A reply's text.
+    Reply(&'a str),
+    /// An emoji, and whether to take it back.
+    React(&'a str, bool),
+}
+
+/// `cinder edit|reply|react ROOM CHANNEL NUMBER …`
+pub async fn compose(
+    ctx: &mut RoomCtx<'_>,
+    (room, channel, number): (&str, &str, u64),
+    what: Compose<'_>,
+    burn: Option<u64>,
+) -> Result<(), ClientError> {
+    if let Compose::Edit("") | Compose::Reply("") = what {
+        return Err(ClientError::Input("give a text".into()));
+    }
+    let (id, spine) = ctx.find(room).await?;
+    let ch = channel_of(&spine, channel)?;
+    let burn = burn.unwrap_or_else(|| {
+        spine
+            .channels
+            .iter()
+            .find(|c| c.id == ch)
+            .map_or(3600, |c| c.burn_secs)
+    });
+    let me = ctx.me();
+    ctx.keys_for(id, Some(ch)).await?;
+    let client = ctx.client;
+    let (m, pins) = ctx.parts(id)?;
+    let posted = match what {
+        Compose::Edit(text) => {
+            // Readers refuse an edit of someone else's message: say so before sending one.
+            let target = client.message(m, ch, number, pins).await?;
+            if target.sender != me.user_id() || target.text().is_none() {
+                return Err(ClientError::Input(format!(
+                    "#{number} is not a text of yours: only its sender can edit a message"
+                )));
+            }
+            client.edit(&me, m, ch, number, text, burn).await?
+        }
+        Compose::Reply(text) => client.reply(&me, m, ch, number, text, burn).await?,
+        Compose::React(emoji, remove) => {
+            client
+                .react(&me, m, ch, number, emoji, remove, burn)
+                .await?
+        }
+    };
+    if ctx.json {
+        out!("{}", serde_json::json!({ "number": posted }));
+    } else {
+        let done = match what {
+            Compose::Edit(_) => format!("Edited #{number}"),
+            Compose::Reply(_) => format!("Replied to #{number}"),
+            Compose::React(emoji, false) => format!("Reacted {emoji} to #{number}"),
+            Compose::React(emoji, true) => format!("Took back your {emoji} on #{number}"),
+        };
+        out!("{done} (sent as #{posted}; it burns in {burn}s).");
+    }
+    Ok(())
+}
+
 /// `cinder download ROOM CHANNEL NUMBER [--index N] [--out PATH]`
 pub async fn download(
     ctx: &mut RoomCtx<'_>,
@@ -470,11 +617,11 @@ pub async fn download(
     let message = ctx.client.message(&m, ch, number, ctx.pins).await?;
     let attachment = index
         .checked_sub(1)
-        .and_then(|i| message.attachments.get(i))
+        .and_then(|i| message.attachments().get(i))
         .ok_or_else(|| {
             ClientError::Input(format!(
                 "message #{number} has {} attachment(s)",
-                message.attachments.len()
+                message.attachments().len()
             ))
         })?;
     // The sender chose the name: keep only its last component, never a path.
@@ -545,51 +692,68 @@ fn name_in(spine: &Spine, user: UserId) -> String {
         .unwrap_or_else(|| user.to_string()[..8].to_owned())
 }
 
-/// What a reader shows of a channel as it goes: breaks in senders' sequences, and (voice
-/// channels) who is in the call.
+/// What a reader shows of a channel as it goes: breaks in senders' sequences, (voice
+/// channels) who is in the call, and the messages read so far, to fold later edits and
+/// reactions into.
 #[derive(Default)]
 struct Shown {
     continuity: Continuity,
     roster: CallRoster,
+    /// Every verified message read so far but call signals.
+    history: Vec<Received>,
+    /// The numbers printed so far.
+    printed: std::collections::BTreeSet<u64>,
 }
 
-/// Shows a page's call signals: joins and leaves, then who is in the call if that changed;
-/// never SDP or candidates. Returns the messages that are not signals, to show as text.
-fn print_signals<'a>(
-    messages: &'a [Received],
-    roster: &mut CallRoster,
-    spine: &Spine,
-    json: bool,
-) -> Vec<&'a Received> {
+/// A sender's name, or the start of their id.
+fn who(user: UserId, name: &Option<String>) -> String {
+    name.clone()
+        .unwrap_or_else(|| user.to_string()[..8].to_owned())
+}
+
+/// Shows a batch of verified messages (in channel order) folded with everything read
+/// before: each text or placeholder in its place, with its newest edit, reply and
+/// reactions; a message shown in an earlier batch again when an edit or reaction changes
+/// it; call signals as joins and leaves, then who is in the call if that changed. Never
+/// SDP or candidates.
+fn show_batch(batch: &[Received], shown: &mut Shown, spine: &Spine, json: bool) {
+    shown
+        .history
+        .extend(batch.iter().filter(|r| r.signal().is_none()).cloned());
+    let view = cinder_client::rooms::thread(&shown.history);
+    let new: std::collections::BTreeSet<u64> = batch.iter().map(|r| r.number).collect();
+    for (number, why) in view.refused.iter().filter(|(n, _)| new.contains(n)) {
+        eprintln!("warning: message #{number} {why}; not shown");
+    }
+    let before = shown.printed.clone();
+    let mut updated = std::collections::BTreeSet::new();
     let mut changed = false;
-    let mut rest = Vec::new();
-    for r in messages {
-        if r.signal.is_none() {
-            rest.push(r);
-            continue;
-        }
-        let what = match roster.observe(r) {
-            Some(RosterChange::Joined(_)) => "joined",
-            Some(RosterChange::Left(_)) => "left",
-            None => continue,
-        };
-        changed = true;
-        let name = r
-            .sender_name
-            .clone()
-            .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
-        if json {
-            out!(
-                "{}",
-                serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
-                    "sent_at": r.sent_at, "call": what})
-            );
-        } else {
-            out!("#{:<5} {name} {what} the call", r.number);
+    for r in batch {
+        match &r.content {
+            Content::Call { .. } => changed |= print_signal(r, &mut shown.roster, json),
+            Content::Edit { of: to, .. } | Content::Reaction { to, .. } => {
+                // Folded into its message if that is in this batch; shown again if earlier.
+                if before.contains(to) && updated.insert(*to) {
+                    if let Some(s) = view.get(*to) {
+                        print_shown(s, &view, json);
+                    }
+                } else if let Some(list) = view.elsewhere.get(to)
+                    && !new.contains(to)
+                    && updated.insert(*to)
+                {
+                    print_elsewhere(*to, list, json);
+                }
+            }
+            _ => {
+                if let Some(s) = view.get(r.number) {
+                    print_shown(s, &view, json);
+                    shown.printed.insert(r.number);
+                }
+            }
         }
     }
     if changed {
-        let present = roster.present(cinder_proto::Timestamp::now());
+        let present = shown.roster.present(cinder_proto::Timestamp::now());
         let mut named: Vec<(String, UserId)> =
             present.iter().map(|u| (name_in(spine, *u), *u)).collect();
         named.sort();
@@ -606,42 +770,153 @@ fn print_signals<'a>(
             out!("       in the call: {}", names.join(", "));
         }
     }
-    rest
 }
 
-fn print_messages(messages: &[&Received], json: bool) {
-    for r in messages {
-        if json {
-            let files: Vec<_> = r
-                .attachments
-                .iter()
-                .map(
-                    |a| serde_json::json!({"name": a.name, "size": a.size, "media_id": a.media_id}),
-                )
-                .collect();
-            out!(
-                "{}",
-                serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
-                    "sent_at": r.sent_at, "burn_at": r.burn_at, "text": r.text,
-                    "attachments": files})
-            );
-        } else {
-            let name = r
-                .sender_name
-                .clone()
-                .unwrap_or_else(|| r.sender.to_string()[..8].to_owned());
-            out!("#{:<5} {name}: {}", r.number, r.text);
-            for (i, a) in r.attachments.iter().enumerate() {
+/// Shows a call signal's join or leave; whether it changed who is in the call.
+fn print_signal(r: &Received, roster: &mut CallRoster, json: bool) -> bool {
+    let what = match roster.observe(r) {
+        Some(RosterChange::Joined(_)) => "joined",
+        Some(RosterChange::Left(_)) => "left",
+        None => return false,
+    };
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({"number": r.number, "sender": r.sender, "name": r.sender_name,
+                "sent_at": r.sent_at, "call": what})
+        );
+    } else {
+        out!(
+            "#{:<5} {} {what} the call",
+            r.number,
+            who(r.sender, &r.sender_name)
+        );
+    }
+    true
+}
+
+/// The first words of a text, for a reply's line.
+fn first_words(text: &str) -> String {
+    const WORDS: usize = 40;
+    let mut chars = text.chars();
+    let start: String = chars.by_ref().take(WORDS).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    format!("{}{more}", start.escape_debug())
+}
+
+fn reactions_json(list: &[Reactions]) -> serde_json::Value {
+    list.iter()
+        .map(|x| {
+            let by: Vec<_> =
+                x.by.iter()
+                    .map(|(u, n)| serde_json::json!({"user_id": u, "name": n}))
+                    .collect();
+            serde_json::json!({"emoji": x.emoji, "count": x.by.len(), "by": by})
+        })
+        .collect()
+}
+
+fn reactions_line(list: &[Reactions]) -> String {
+    list.iter()
+        .map(|x| {
+            let names: Vec<String> = x.by.iter().map(|(u, n)| who(*u, n)).collect();
+            format!(
+                "{} {} ({})",
+                x.emoji.escape_debug(),
+                x.by.len(),
+                names.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Shows one message as the thread has it.
+fn print_shown(s: &ShownMessage, view: &Thread, json: bool) {
+    let name = who(s.sender, &s.sender_name);
+    match &s.view {
+        View::Text {
+            text,
+            edited,
+            reply_to,
+            attachments,
+        } => {
+            if json {
+                let files: Vec<_> = attachments
+                    .iter()
+                    .map(|a| serde_json::json!({"name": a.name, "size": a.size, "media_id": a.media_id}))
+                    .collect();
+                out!(
+                    "{}",
+                    serde_json::json!({"number": s.number, "sender": s.sender, "name": s.sender_name,
+                        "sent_at": s.sent_at, "burn_at": s.burn_at, "kind": "text", "text": text,
+                        "edited": edited.is_some(), "edit": edited,
+                        "reply_to": reply_to.map(|r| r.number),
+                        "attachments": files, "reactions": reactions_json(&s.reactions)})
+                );
+                return;
+            }
+            let mark = if edited.is_some() { " (edited)" } else { "" };
+            out!("#{:<5} {name}: {text}{mark}", s.number);
+            if let Some(reply) = reply_to {
+                match view.get(reply.number) {
+                    Some(target) => {
+                        let words = match &target.view {
+                            View::Text { text, .. } => first_words(text),
+                            _ => "…".into(),
+                        };
+                        out!(
+                            "       ↪ #{} {}: {words}",
+                            reply.number,
+                            who(target.sender, &target.sender_name)
+                        );
+                    }
+                    None => out!("       ↪ #{} (not shown)", reply.number),
+                }
+            }
+            for (i, a) in attachments.iter().enumerate() {
                 out!(
                     "       [{}] {} ({}), `cinder download … {} --index {}`",
                     i + 1,
                     a.name.escape_debug(),
                     crate::progress::size(a.size),
-                    r.number,
+                    s.number,
                     i + 1
                 );
             }
         }
+        View::Unknown { kind } => {
+            if json {
+                out!(
+                    "{}",
+                    serde_json::json!({"number": s.number, "sender": s.sender, "name": s.sender_name,
+                        "sent_at": s.sent_at, "burn_at": s.burn_at, "kind": kind, "unknown": true,
+                        "reactions": reactions_json(&s.reactions)})
+                );
+                return;
+            }
+            out!(
+                "#{:<5} {name}: [a message of a kind this client cannot show: {:?}]",
+                s.number,
+                kind
+            );
+        }
+        _ => return,
+    }
+    if !s.reactions.is_empty() {
+        out!("       {}", reactions_line(&s.reactions));
+    }
+}
+
+/// Shows the reactions to a message that is not shown (burnt, deleted, or not read).
+fn print_elsewhere(number: u64, list: &[Reactions], json: bool) {
+    if json {
+        out!(
+            "{}",
+            serde_json::json!({"number": number, "shown": false, "reactions": reactions_json(list)})
+        );
+    } else {
+        out!("#{number:<5} (not shown) {}", reactions_line(list));
     }
 }
 
@@ -674,6 +949,9 @@ async fn catch_up(
     follow: bool,
     shown: &mut Shown,
 ) -> Result<u64, ClientError> {
+    // Shown once every page is read, so an edit or a reaction on a later page is folded
+    // into its message instead of showing it twice.
+    let mut batch = Vec::new();
     loop {
         let m = ctx.membership(id)?.clone();
         let page = match ctx.client.read(&m, ch, after, ctx.pins).await {
@@ -707,9 +985,10 @@ async fn catch_up(
                 _ => {}
             }
         }
-        let rest = print_signals(&page.messages, &mut shown.roster, m.spine(), ctx.json);
-        print_messages(&rest, ctx.json);
-        if !page.more {
+        let more = page.more;
+        batch.extend(page.messages);
+        if !more {
+            show_batch(&batch, shown, m.spine(), ctx.json);
             return Ok(after);
         }
     }
@@ -1038,6 +1317,29 @@ pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(),
     client.kick(&me, m, user, pins).await?;
     ctx.save().await?;
     out!("Removed {user}; the room's keys are new and went to everyone who stays.");
+    Ok(())
+}
+
+/// `cinder leave ROOM`
+pub async fn leave(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientError> {
+    let (id, spine) = ctx.find(room).await?;
+    let admin = spine.is_admin(ctx.me().user_id());
+    let me = ctx.me();
+    ctx.client
+        .leave(&me, &mut ctx.session.contents.memberships, id, ctx.pins)
+        .await?;
+    ctx.save().await?;
+    if admin {
+        out!(
+            "Left {}; its keys are new and went to everyone who stays.",
+            spine.name
+        );
+    } else {
+        out!(
+            "Left {}; this device forgot its keys, and an admin's next command re-keys it for everyone who stays.",
+            spine.name
+        );
+    }
     Ok(())
 }
 

@@ -1114,3 +1114,291 @@ async fn four_callers_make_a_full_mesh_relay_only() {
         assert_connected_to_all(&events, &others);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_rename_and_manage_channels_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let p = |n: &str| dir.path().join(format!("{n}.json"));
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(o),
+            stderr(o)
+        )
+    };
+    let mut ids = std::collections::BTreeMap::new();
+    for name in ["alice", "bob", "carol"] {
+        let reg = cinder_with_input(
+            &server,
+            &p(name),
+            &[
+                "register",
+                name,
+                "--name",
+                name,
+                "--password-stdin",
+                "--json",
+            ],
+            "long enough pw\n",
+        )
+        .await;
+        ok(&reg);
+        ids.insert(name, json(&reg)["user_id"].as_str().unwrap().to_owned());
+    }
+    ok(&cinder(&server, &p("alice"), &["room", "create", "team"]).await);
+    for name in ["bob", "carol"] {
+        ok(&cinder(
+            &server,
+            &p("alice"),
+            &["invite", "team", &ids[name], "--name", name],
+        )
+        .await);
+        ok(&cinder(&server, &p(name), &["accept"]).await);
+    }
+    let show = |who: &'static str, room: &'static str| {
+        let (server, profile) = (server.clone(), p(who));
+        async move {
+            let o = cinder(&server, &profile, &["room", "show", room, "--json"]).await;
+            assert!(o.status.success(), "{}", stderr(&o));
+            json(&o)["spine"].clone()
+        }
+    };
+
+    // Bob leaves: his device forgets the room at once.
+    let left = cinder(&server, &p("bob"), &["leave", "team"]).await;
+    ok(&left);
+    assert!(stdout(&left).contains("Left team"), "{}", stdout(&left));
+    assert!(
+        !cinder(&server, &p("bob"), &["read", "team", "general"])
+            .await
+            .status
+            .success()
+    );
+    // Alice's next room command applies his request: removed, with new keys.
+    ok(&cinder(&server, &p("alice"), &["room", "rename", "team", "crew"]).await);
+    let spine = show("carol", "crew").await;
+    assert_eq!(spine["name"], "crew");
+    assert_eq!(spine["epoch"], 2);
+    let members: Vec<_> = spine["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !members.contains(&ids["bob"]),
+        "bob is removed: {members:?}"
+    );
+
+    // Channels: renamed, re-timed, added and deleted, as every member sees them.
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["channel", "rename", "crew", "general", "lobby"],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["channel", "burn", "crew", "lobby", "60"],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["channel", "create", "crew", "extra"],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["channel", "delete", "crew", "extra"],
+    )
+    .await);
+    let spine = show("carol", "crew").await;
+    let channels = spine["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    assert_eq!(channels[0]["name"], "lobby");
+    assert_eq!(channels[0]["burn_secs"], 60);
+    assert_eq!(channels[0]["burn_history"][0]["burn_secs"], 24 * 3600);
+    ok(&cinder(&server, &p("carol"), &["send", "crew", "lobby", "hi"]).await);
+    let read = cinder(&server, &p("alice"), &["read", "crew", "lobby"]).await;
+    ok(&read);
+    assert!(stdout(&read).contains("carol: hi"), "{}", stdout(&read));
+
+    // The last admin cannot leave; once Carol is an admin too, Alice can.
+    let refused = cinder(&server, &p("alice"), &["leave", "crew"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("last admin"),
+        "{}",
+        stderr(&refused)
+    );
+    ok(&cinder(
+        &server,
+        &p("alice"),
+        &["admin", "grant", "crew", &ids["carol"]],
+    )
+    .await);
+    ok(&cinder(&server, &p("alice"), &["leave", "crew"]).await);
+    let spine = show("carol", "crew").await;
+    assert_eq!(spine["epoch"], 3);
+    assert_eq!(spine["members"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_replies_and_reactions_show_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev_server(&dir.path().join("data")).await;
+    let (alice, bob) = (dir.path().join("alice.json"), dir.path().join("bob.json"));
+    let ok = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "stdout: {}\nstderr: {}",
+            stdout(o),
+            stderr(o)
+        )
+    };
+    let mut ids = Vec::new();
+    for (p, name) in [(&alice, "alice"), (&bob, "bob")] {
+        let r = cinder_with_input(
+            &server,
+            p,
+            &[
+                "register",
+                name,
+                "--name",
+                name,
+                "--password-stdin",
+                "--json",
+            ],
+            "long enough pw\n",
+        )
+        .await;
+        ok(&r);
+        ids.push(json(&r)["user_id"].as_str().unwrap().to_owned());
+    }
+    ok(&cinder(&server, &alice, &["room", "create", "team"]).await);
+    ok(&cinder(
+        &server,
+        &alice,
+        &["invite", "team", &ids[1], "--name", "bob"],
+    )
+    .await);
+    ok(&cinder(&server, &bob, &["accept"]).await);
+
+    // Alice writes, Bob replies and reacts, Alice fixes her typo and reacts too.
+    ok(&cinder(
+        &server,
+        &alice,
+        &["send", "team", "general", "lnuch at noon?"],
+    )
+    .await);
+    let replied = cinder(
+        &server,
+        &bob,
+        &["reply", "team", "general", "1", "yes, the noodle place"],
+    )
+    .await;
+    ok(&replied);
+    assert!(
+        stdout(&replied).starts_with("Replied to #1"),
+        "{}",
+        stdout(&replied)
+    );
+    ok(&cinder(&server, &bob, &["react", "team", "general", "1", "👍"]).await);
+    ok(&cinder(&server, &bob, &["react", "team", "general", "1", "🎉"]).await);
+    ok(&cinder(
+        &server,
+        &bob,
+        &["react", "team", "general", "1", "🎉", "--remove"],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &alice,
+        &["edit", "team", "general", "1", "lunch at noon?"],
+    )
+    .await);
+    ok(&cinder(
+        &server,
+        &alice,
+        &["react", "team", "general", "1", "👍", "--burn", "60"],
+    )
+    .await);
+    // Bob cannot edit Alice's message: the CLI says so (and readers would refuse it).
+    let forged = cinder(
+        &server,
+        &bob,
+        &["edit", "team", "general", "1", "lunch at 3"],
+    )
+    .await;
+    assert!(!forged.status.success());
+    assert!(
+        stderr(&forged).contains("only its sender can edit"),
+        "{}",
+        stderr(&forged)
+    );
+
+    let read = cinder(&server, &bob, &["read", "team", "general"]).await;
+    ok(&read);
+    assert_eq!(
+        stdout(&read),
+        "#1     alice: lunch at noon? (edited)\n\
+         \u{20}      👍 2 (bob, alice)\n\
+         #2     bob: yes, the noodle place\n\
+         \u{20}      ↪ #1 alice: lunch at noon?\n"
+    );
+    assert!(stderr(&read).is_empty(), "{}", stderr(&read));
+    // Replies to messages not read still show, marked.
+    let later = cinder(&server, &bob, &["read", "team", "general", "--after", "1"]).await;
+    ok(&later);
+    assert!(
+        stdout(&later).contains("↪ #1 (not shown)")
+            && stdout(&later).contains("#1     (not shown) 👍 2 (bob, alice)"),
+        "{}",
+        stdout(&later)
+    );
+    let read = cinder(&server, &bob, &["read", "team", "general", "--json"]).await;
+    ok(&read);
+    let lines: Vec<serde_json::Value> = stdout(&read)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&read));
+    assert_eq!(lines[0]["text"], "lunch at noon?");
+    assert_eq!(lines[0]["edited"], true);
+    assert_eq!(lines[0]["reactions"][0]["emoji"], "👍");
+    assert_eq!(lines[0]["reactions"][0]["count"], 2);
+    assert_eq!(lines[1]["reply_to"], 1);
+    assert_eq!(lines[1]["edited"], false);
+
+    // A follower shows an edit and a reaction that come later by showing the message again.
+    let follower = Follower::spawn(&server, &bob, &[], &[]);
+    assert!(Follower::wait(
+        &follower.out,
+        "bob: yes, the noodle place",
+        30
+    ));
+    ok(&cinder(
+        &server,
+        &bob,
+        &["edit", "team", "general", "2", "yes, the ramen place"],
+    )
+    .await);
+    assert!(
+        Follower::wait(
+            &follower.out,
+            "#2     bob: yes, the ramen place (edited)",
+            30
+        ),
+        "the edit was not shown"
+    );
+    ok(&cinder(&server, &alice, &["react", "team", "general", "2", "🍜"]).await);
+    assert!(
+        Follower::wait(&follower.out, "🍜 1 (alice)", 30),
+        "the reaction was not shown"
+    );
+}

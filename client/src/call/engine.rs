@@ -482,7 +482,9 @@ impl Engine {
 
     /// Acts on a verified message of the channel.
     async fn on_message(&mut self, r: Received) {
-        let Some(signal) = r.signal else { return };
+        let crate::rooms::Content::Call { signal } = r.content else {
+            return;
+        };
         let key = (r.sender, signal.session());
         if key == (self.me, self.session) || !signal.is_for(self.me, self.session) {
             return;
@@ -1180,12 +1182,10 @@ mod tests {
             sender_name: None,
             sent_at: now,
             burn_at: now.plus(600),
-            text: String::new(),
+            content: crate::rooms::Content::Call { signal },
             seq: number,
             hash: cinder_proto::Blob(vec![0; 32]),
             prev: cinder_proto::Blob(vec![0; 32]),
-            attachments: Vec::new(),
-            signal: Some(signal),
         }
     }
 

@@ -201,7 +201,7 @@ pub struct CallRoster {
 impl CallRoster {
     /// Takes in a verified message in channel order; says if it changes who is in the call.
     pub fn observe(&mut self, r: &Received) -> Option<RosterChange> {
-        match r.signal.as_ref()? {
+        match r.signal()? {
             CallSignal::Join { session } => {
                 let key = (r.sender, *session);
                 if self.left.contains(&key) {
@@ -272,12 +272,10 @@ mod tests {
             sender_name: None,
             sent_at: Timestamp(burn_at - 600),
             burn_at: Timestamp(burn_at),
-            text: String::new(),
+            content: crate::rooms::Content::Call { signal },
             seq: number,
             hash: Blob(vec![0; 32]),
             prev: Blob(vec![0; 32]),
-            attachments: Vec::new(),
-            signal: Some(signal),
         }
     }
 

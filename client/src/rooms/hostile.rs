@@ -370,7 +370,12 @@ async fn a_replayed_invitation_does_not_roll_keys_back() {
     assert_eq!(bob.accept(&w).await, vec![room]);
     let before = bob.rooms[&room].clone();
     assert_eq!(before.spine().epoch, 2);
-    w.store.put(&bob.id(), &old[0]).await.unwrap();
+    let stored = w
+        .store
+        .put(&bob.id(), &old[0], cinder_proto::api::limits::MAX_INBOX)
+        .await
+        .unwrap();
+    assert!(stored, "the replay is back in the inbox");
 
     // THEN nothing moves back, and Bob still posts under the new keys
     assert_eq!(bob.accept(&w).await, Vec::<RoomId>::new());
@@ -444,7 +449,7 @@ async fn readers_refuse_old_keys_past_their_cutoff_and_non_members() {
     let texts: Vec<_> = page
         .messages
         .iter()
-        .map(|r| (r.number, r.text.as_str()))
+        .map(|r| (r.number, r.text().unwrap_or_default()))
         .collect();
     assert_eq!(texts, vec![(1, "before"), (cutoff, "still here")]);
     assert_eq!(
@@ -489,7 +494,7 @@ async fn a_retired_directory_key_cannot_sign_new_messages() {
     let page = bob.read(&w, room, general).await;
     assert_eq!(page.refused, vec![(1, Refusal::RetiredKey)]);
     assert_eq!(page.messages.len(), 1);
-    assert_eq!(page.messages[0].text, "from alice");
+    assert_eq!(page.messages[0].text().unwrap(), "from alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -689,7 +694,11 @@ async fn messages_written_before_a_key_rotation_still_verify() {
         .await
         .unwrap();
     let page = bob.read(&w, room, general).await;
-    let texts: Vec<_> = page.messages.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<_> = page
+        .messages
+        .iter()
+        .map(|r| r.text().unwrap_or_default())
+        .collect();
     assert_eq!((texts, page.refused), (vec!["before", "after"], vec![]));
 }
 
@@ -979,6 +988,7 @@ async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
         burn_secs: 600,
         since_epoch: 1,
         cutoffs: BTreeMap::new(),
+        burn_history: Vec::new(),
     });
     *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
     let keys = alice.rooms[&room].clone();
@@ -1132,7 +1142,14 @@ async fn download_bytes(
     let message = w.client.message(&m, channel, number, &mut u.pins).await?;
     let mut out = Vec::new();
     w.client
-        .download(&m, channel, number, &message.attachments[0], &mut out, None)
+        .download(
+            &m,
+            channel,
+            number,
+            &message.attachments()[0],
+            &mut out,
+            None,
+        )
         .await?;
     Ok(out)
 }
@@ -1153,10 +1170,13 @@ async fn a_file_goes_from_one_member_to_another_and_burns_with_its_message() {
     // Bob sees the message with its attachment, and gets the very bytes.
     let page = bob.read(&w, room, general).await;
     let r = &page.messages[0];
-    assert_eq!((r.text.as_str(), r.attachments.len()), ("the report", 1));
-    assert_eq!(r.attachments[0].name, "report.pdf");
     assert_eq!(
-        r.attachments[0].size,
+        (r.text().unwrap_or_default(), r.attachments().len()),
+        ("the report", 1)
+    );
+    assert_eq!(r.attachments()[0].name, "report.pdf");
+    assert_eq!(
+        r.attachments()[0].size,
         3 * crate::media::SEGMENT as u64 + 1234
     );
     let got = download_bytes(&w, &mut bob, room, general, n)
@@ -1164,7 +1184,7 @@ async fn a_file_goes_from_one_member_to_another_and_burns_with_its_message() {
         .unwrap();
     assert_eq!(got, std::fs::read(&path).unwrap());
     // The server holds only ciphertext: not one plaintext segment appears in its file.
-    let stored = object_file(&w, room, general, n, r.attachments[0].media_id);
+    let stored = object_file(&w, room, general, n, r.attachments()[0].media_id);
     let cipher = std::fs::read(&stored).unwrap();
     assert_eq!(
         cipher.len() as u64,
@@ -1201,7 +1221,7 @@ async fn deleting_a_message_deletes_its_files() {
         .send_files(&alice.me, m, general, ("", &files), 600, None)
         .await
         .unwrap();
-    let media = bob.read(&w, room, general).await.messages[0].attachments[0].media_id;
+    let media = bob.read(&w, room, general).await.messages[0].attachments()[0].media_id;
     w.client
         .delete_message(&alice.me, &alice.rooms[&room], general, n)
         .await
@@ -1237,7 +1257,7 @@ async fn the_server_cannot_swap_truncate_or_reorder_an_attachment() {
     let files: Vec<_> = page
         .messages
         .iter()
-        .map(|r| object_file(&w, room, general, r.number, r.attachments[0].media_id))
+        .map(|r| object_file(&w, room, general, r.number, r.attachments()[0].media_id))
         .collect();
     let (one, two) = (
         std::fs::read(&files[0]).unwrap(),
@@ -1306,7 +1326,7 @@ async fn no_media_urls_for_strangers_or_removed_members() {
             &carol_keys,
             general,
             n,
-            &message.attachments[0],
+            &message.attachments()[0],
             &mut out,
             None,
         )
@@ -1640,8 +1660,8 @@ async fn the_server_cannot_answer_for_one_message_with_another() {
             .message(&m, general, 1, &mut bob.pins)
             .await
             .unwrap()
-            .text,
-        "first"
+            .content,
+        Content::text("first")
     );
 }
 
@@ -1676,7 +1696,11 @@ async fn a_forged_signature_among_good_messages_is_refused_alone() {
     // THEN exactly the forged one is refused, and the nine others are shown
     let page = bob.read(&w, room, general).await;
     assert_eq!(page.refused, vec![(forged, Refusal::BadSignature)]);
-    let texts: Vec<_> = page.messages.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<_> = page
+        .messages
+        .iter()
+        .map(|r| r.text().unwrap_or_default())
+        .collect();
     let expected: Vec<_> = (1..=10)
         .filter(|i| *i != 6)
         .map(|i| format!("message {i}"))
@@ -1708,7 +1732,11 @@ async fn a_page_of_good_messages_from_several_senders_and_keys_is_shown_whole() 
     // THEN one batch verifies them all, and every one is shown
     let page = bob.read(&w, room, general).await;
     assert_eq!(page.refused, vec![]);
-    let texts: Vec<_> = page.messages.iter().map(|r| r.text.clone()).collect();
+    let texts: Vec<_> = page
+        .messages
+        .iter()
+        .map(|r| r.text().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(texts, sent);
     // and reading one of them alone makes the same checks
     let m = bob.rooms[&room].clone();
@@ -1766,4 +1794,203 @@ async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_co
         .unwrap();
     assert_eq!(m.sent[&general].seq, sent_before.map_or(0, |s| s.seq) + 1);
     assert_eq!(m.sent[&general].number, n);
+}
+
+mod leaving;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_edit_someone_elses_message() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, general) = team(&w).await;
+    let first = w
+        .client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "meet at noon",
+            600,
+        )
+        .await
+        .unwrap();
+    // GIVEN Bob, a member, posts an edit of Alice's message (signed by him: it verifies)
+    let forged = w
+        .client
+        .edit(
+            &bob.me,
+            bob.rooms.get_mut(&room).unwrap(),
+            general,
+            first,
+            "meet at midnight",
+            600,
+        )
+        .await
+        .unwrap();
+    // THEN Carol refuses it, and shows Alice's words, not marked edited
+    let page = carol.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![]);
+    let shown = thread(&page.messages);
+    assert_eq!(shown.refused, vec![(forged, Refusal::ForgedEdit)]);
+    let text = |t: &Thread| match &t.get(first).unwrap().view {
+        thread::View::Text { text, edited, .. } => (text.clone(), *edited),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(text(&shown), ("meet at noon".into(), None));
+    // AND Alice's own edit shows in place, marked edited
+    let edit = w
+        .client
+        .edit(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            first,
+            "meet at one",
+            600,
+        )
+        .await
+        .unwrap();
+    let shown = thread(&carol.read(&w, room, general).await.messages);
+    assert_eq!(text(&shown), ("meet at one".into(), Some(edit)));
+    assert_eq!(shown.refused, vec![(forged, Refusal::ForgedEdit)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_reactions_and_unknown_kinds_show_and_a_tampered_unknown_kind_is_refused() {
+    let w = world().await;
+    let (mut alice, mut bob, mut carol, room, general) = team(&w).await;
+    let lunch = w
+        .client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "lunch?",
+            600,
+        )
+        .await
+        .unwrap();
+    let bob_m = bob.rooms.get_mut(&room).unwrap();
+    let reply = w
+        .client
+        .reply(&bob.me, bob_m, general, lunch, "yes", 600)
+        .await
+        .unwrap();
+    for (remove, emoji) in [(false, "👍"), (false, "🍜"), (true, "🍜")] {
+        w.client
+            .react(&bob.me, bob_m, general, lunch, emoji, remove, 600)
+            .await
+            .unwrap();
+    }
+    w.client
+        .react(
+            &carol.me,
+            carol.rooms.get_mut(&room).unwrap(),
+            general,
+            lunch,
+            "👍",
+            false,
+            600,
+        )
+        .await
+        .unwrap();
+    // GIVEN Alice's newer client posts a kind this one does not know
+    let now = Timestamp::now();
+    let poll = r#"{"kind":"poll","question":"where?","options":["noodles","soup"]}"#;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w.client.seen(room, general) + 1;
+    let post = messages::seal_raw(
+        &alice.me,
+        m,
+        (general, n),
+        (
+            &serde_json::value::RawValue::from_string(poll.into()).unwrap(),
+            Vec::new(),
+        ),
+        (now, now.plus(600)),
+    )
+    .unwrap();
+    plant_shard(&w, room, general, shard_from(post, n)).await;
+
+    // THEN a reader shows the reply, the reactions and a placeholder, all verified
+    let page = carol.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![]);
+    let shown = thread(&page.messages);
+    let lunch_shown = shown.get(lunch).unwrap();
+    assert_eq!(lunch_shown.reactions.len(), 1);
+    assert_eq!(lunch_shown.reactions[0].emoji, "👍");
+    let who: Vec<_> = lunch_shown.reactions[0]
+        .by
+        .iter()
+        .map(|(u, _)| *u)
+        .collect();
+    assert_eq!(who, vec![bob.id(), carol.id()]);
+    match &shown.get(reply).unwrap().view {
+        thread::View::Text { text, reply_to, .. } => {
+            assert_eq!(text, "yes");
+            assert_eq!(
+                *reply_to,
+                Some(thread::ReplyTo {
+                    number: lunch,
+                    shown: true
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        shown.get(n).unwrap().view,
+        thread::View::Unknown {
+            kind: "poll".into()
+        }
+    );
+
+    // WHEN Carol, with the server, re-seals Alice's poll with another option, keeping her
+    // signature
+    let ch = ChannelRef {
+        room,
+        channel: general,
+    };
+    let mut stored = w
+        .store
+        .shard(&ch, n, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    messages::reseal(
+        &carol.rooms[&room],
+        general,
+        &mut stored,
+        &poll.replace("soup", "stew"),
+    );
+    plant_shard(&w, room, general, stored).await;
+    // THEN readers refuse it: the signature covers the bytes whatever their kind
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.refused, vec![(n, Refusal::BadSignature)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_deletes_a_message_sent_before_a_key_rotation() {
+    let w = world().await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let n = w
+        .client
+        .send_message(
+            &alice.me,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "before",
+            600,
+        )
+        .await
+        .unwrap();
+    // GIVEN Alice rotates her directory keys
+    let rotated = alice.me.rotated(Timestamp::now()).unwrap();
+    w.client.rotate(&rotated.bundle).await.unwrap();
+    alice.me = rotated;
+    // THEN she can still delete the message she sent before
+    w.client
+        .delete_message(&alice.me, &alice.rooms[&room], general, n)
+        .await
+        .unwrap();
+    assert_eq!(bob.read(&w, room, general).await.messages, vec![]);
 }

@@ -8,6 +8,10 @@
 //! named version. Either way the keys must derive the capability keys that version lists,
 //! so keys from anyone else, a replayed invitation or a state the server made up are
 //! refused, and nothing already held is ever replaced.
+//!
+//! The same envelope carries members' requests to the admins: an avatar to show, or a
+//! request to be removed (leaving), each signed by the member and checked against the
+//! signed state before an admin's client acts on it.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +42,10 @@ pub enum InviteKind {
     Admin,
     /// From a member to the room's admins: please show this avatar for me.
     Avatar,
+    /// From a member to the room's admins: remove me and re-key. Signed by the leaver's
+    /// directory key and naming the room, so nobody can leave in someone else's name or
+    /// for another room.
+    Leave,
 }
 
 /// What an invitation carries, signed by its sender.
@@ -75,6 +83,9 @@ enum Fate {
     Done,
     /// Names a room version this device cannot reach yet: keep it for a later try.
     Keep,
+    /// A genuine leave request from this member, for this admin to apply: deleted once
+    /// they are removed, kept if removing them fails for now.
+    Leave(UserId),
 }
 
 impl Client {
@@ -141,7 +152,9 @@ impl Client {
                 .iter()
                 .filter_map(|c| m.channel_key(c.id).ok().map(|(_, k)| (c.id, k.clone())))
                 .collect(),
-            admin_key: if head.is_admin(to.user_id) && kind != InviteKind::Avatar {
+            admin_key: if head.is_admin(to.user_id)
+                && !matches!(kind, InviteKind::Avatar | InviteKind::Leave)
+            {
                 m.admin_key.clone()
             } else {
                 None
@@ -201,6 +214,10 @@ impl Client {
     /// Like [`Client::accept_invites`], but only for rooms already joined: new keys after a
     /// removal, a new channel's key, the admin key. Invitations to other rooms stay in the
     /// inbox for the user to accept or not. Apps call this before acting on a room.
+    ///
+    /// For an admin (here and in [`Client::accept_invites`]), genuine leave requests are
+    /// applied at once: their senders are removed with a new key epoch, as by a kick, so
+    /// what they held stops working as early as an admin's client can make it.
     pub async fn take_keys(
         &self,
         me: &Identity,
@@ -252,8 +269,28 @@ impl Client {
                 memberships.insert(room, next);
                 changed.push(room);
             }
+            let leaving: Vec<UserId> = fates
+                .iter()
+                .filter_map(|f| match f {
+                    Fate::Leave(user) => Some(*user),
+                    _ => None,
+                })
+                .collect();
+            let mut left = false;
+            if !leaving.is_empty()
+                && let Some(m) = memberships.get_mut(&room)
+            {
+                // Applied at once, like a kick: what the leavers held stops working for
+                // anything new. A failure (another admin removed them first, a 409, no
+                // connection) keeps the requests for the next inbox read.
+                let before = m.spine().version;
+                left = self.remove_members(me, m, &leaving, pins).await.is_ok();
+                if m.spine().version != before && !changed.contains(&room) {
+                    changed.push(room);
+                }
+            }
             for ((id, _), fate) in invites.iter().zip(fates) {
-                if matches!(fate, Fate::Done) {
+                if matches!(fate, Fate::Done) || (left && matches!(fate, Fate::Leave(_))) {
                     self.delete_envelope(me, *id).await?;
                 }
             }
@@ -343,6 +380,23 @@ impl Client {
                     }
                     Fate::Done
                 }
+                Some(head) if b.kind == InviteKind::Leave => {
+                    match leave_request(me, head, m.spine(), b) {
+                        Some(user) if m.spine().member(user).is_some() && m.holds_admin_key() => {
+                            Fate::Leave(user)
+                        }
+                        // Genuine, but this device cannot remove them yet (the admin key
+                        // has not come): keep it.
+                        Some(user)
+                            if m.spine().member(user).is_some()
+                                && m.spine().is_admin(me.user_id()) =>
+                        {
+                            Fate::Keep
+                        }
+                        // Forged, stale, already removed, or no longer this admin's to do.
+                        _ => Fate::Done,
+                    }
+                }
                 Some(head) if genuine(me, head, seen.get(&b.head_version.saturating_sub(1)), b) => {
                     installed |= m.install(
                         &head.spine,
@@ -416,6 +470,27 @@ fn avatar_request(me: &Identity, head: &Head, b: &InviteBody) -> Option<super::a
         && avatar.epoch == s.epoch
         && Membership::keys_match(s, &offered_keys(s, b));
     fine.then_some(avatar)
+}
+
+/// The member asking to leave, if the request is genuine: signed by them (checked when
+/// opened), from a member of the verified state at its head, to an admin of it, for that
+/// room and holding its keys, and not older than their last removal (`now` is the newest
+/// verified state: a request replayed after they were removed and invited back names a
+/// state from before that removal, and is refused).
+fn leave_request(me: &Identity, head: &Head, now: &super::Spine, b: &InviteBody) -> Option<UserId> {
+    let s = &head.spine;
+    let stale = now
+        .former
+        .iter()
+        .any(|f| f.user_id == b.from && f.last_epoch >= s.epoch);
+    let fine = head.hash == b.head_hash
+        && b.room == s.room
+        && b.from != me.user_id()
+        && s.member(b.from).is_some()
+        && s.is_admin(me.user_id())
+        && !stale
+        && Membership::keys_match(s, &offered_keys(s, b));
+    fine.then_some(b.from)
 }
 
 fn offered_keys(s: &super::Spine, b: &InviteBody) -> CapabilityKeys {

@@ -21,8 +21,11 @@
 //! depends on the rest of the page. Nobody without the sender's key can make one; it only
 //! lets a sender have its own message shown by some readers and refused by others.
 //!
-//! A message in a voice channel may carry a call signal ([`crate::call`]) instead of text;
-//! the signature covers it (its hash is among the signed bytes, `cinder/message/v3`).
+//! A message carries one typed, versioned [`Content`] (a text, an edit, a reaction, a call
+//! signal, or a kind this client does not know), kept as the exact JSON bytes the sender
+//! signed: the signature (`cinder/message/v4`) covers those bytes, so a reader verifies a
+//! message whether or not it understands its kind, and nobody can alter a field a reader
+//! ignores. [`super::thread`] folds a channel's verified messages into what a reader shows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,13 +34,15 @@ use aes_gcm::aead::{Aead, Payload};
 use cinder_proto::ErrorCode;
 use cinder_proto::rooms::{PostShard, Reserved, Shard, ShardPage};
 use cinder_proto::{
-    Blob, ChannelId, KeyBundle, Nonce, RoomId, Signature, Signer, Timestamp, UserId, VerifyKey,
+    Blob, ChannelId, KeyBundle, MediaId, Nonce, RoomId, Signature, Signer, Timestamp, UserId,
+    VerifyKey,
 };
 use ed25519_dalek::Signer as _;
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::capabilities::{MessageKeys, channel_capability, commitment_mac, derive, message_key};
@@ -65,18 +70,161 @@ pub struct Received {
     pub sent_at: Timestamp,
     /// When it burns.
     pub burn_at: Timestamp,
-    /// The text.
-    pub text: String,
+    /// What it carries, as the signature covers it.
+    pub content: Content,
     /// The sender's count of messages in this channel: 1, 2, 3, … (signed).
     pub seq: u64,
     /// The hash of this message's signed bytes, which the sender's next one names.
     pub hash: Blob,
     /// The hash of the sender's previous message in this channel (zeros for the first).
     pub prev: Blob,
-    /// Files linked from the message; [`Client::download`] fetches and opens one.
-    pub attachments: Vec<Attachment>,
-    /// The call signal it carries, signed with it (voice channels; see [`crate::call`]).
-    pub signal: Option<CallSignal>,
+}
+
+impl Received {
+    /// The text of a text message (a reply too); `None` for any other kind.
+    pub fn text(&self) -> Option<&str> {
+        match &self.content {
+            Content::Text { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The files a text message links; [`Client::download`] fetches and opens one.
+    pub fn attachments(&self) -> &[Attachment] {
+        match &self.content {
+            Content::Text { attachments, .. } => attachments,
+            _ => &[],
+        }
+    }
+
+    /// The call signal it carries (voice channels; see [`crate::call`]).
+    pub fn signal(&self) -> Option<&CallSignal> {
+        match &self.content {
+            Content::Call { signal } => Some(signal),
+            _ => None,
+        }
+    }
+}
+
+/// The longest emoji (in UTF-8 bytes) a reaction may carry: a few code points with
+/// modifiers and joiners, never a message smuggled in as a reaction.
+pub const MAX_EMOJI_BYTES: usize = 64;
+
+/// The longest unknown kind name a reader keeps (to show in its placeholder).
+const MAX_KIND_BYTES: usize = 64;
+
+/// What a message carries: JSON tagged by `kind`. A reader that meets a kind it does not
+/// know (a newer client's), or a known kind whose fields do not parse or break a bound,
+/// still verifies the signature over the exact bytes and shows [`Content::Unknown`]: a
+/// placeholder, never an error, so new kinds can ship without breaking old readers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Content {
+    /// Words, maybe with files, maybe a reply to message `reply_to`.
+    Text {
+        /// The text (may be empty when files are attached).
+        text: String,
+        /// The message this one answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+        /// Files linked from the message: where they are, and the keys that open them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
+    /// A new text for message `of`, which only its own sender may edit.
+    Edit {
+        /// The message edited.
+        of: u64,
+        /// Its new text.
+        text: String,
+    },
+    /// An emoji on message `to` (or, with `remove`, taking the sender's one back).
+    Reaction {
+        /// The message reacted to.
+        to: u64,
+        /// The emoji, at most [`MAX_EMOJI_BYTES`] bytes.
+        emoji: String,
+        /// Takes back this sender's earlier reaction with the same emoji.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
+    },
+    /// A call signal (voice channels): who is in the call, and the SDP and ICE candidates
+    /// of its connections.
+    Call {
+        /// The signal.
+        signal: CallSignal,
+    },
+    /// A kind this client does not show (or one whose fields do not parse): verified, shown
+    /// as a placeholder. Never sent.
+    #[serde(skip)]
+    Unknown {
+        /// The kind the message names (empty if none), at most 64 bytes.
+        kind: String,
+    },
+}
+
+impl Content {
+    /// A plain text.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text {
+            text: text.into(),
+            reply_to: None,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// The content of the exact bytes a sender signed: a known kind if it parses and keeps
+    /// its bounds, else [`Content::Unknown`] naming the kind.
+    pub(crate) fn parse(raw: &RawValue) -> Self {
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: Option<String>,
+        }
+        match serde_json::from_str::<Self>(raw.get()) {
+            Ok(content) if content.within_bounds() => content,
+            _ => {
+                let mut kind = serde_json::from_str::<Kind>(raw.get())
+                    .ok()
+                    .and_then(|k| k.kind)
+                    .unwrap_or_default();
+                if kind.len() > MAX_KIND_BYTES {
+                    let mut end = MAX_KIND_BYTES;
+                    while !kind.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    kind.truncate(end);
+                }
+                Self::Unknown { kind }
+            }
+        }
+    }
+
+    /// Whether its fields keep the bounds every client enforces.
+    fn within_bounds(&self) -> bool {
+        match self {
+            Self::Reaction { emoji, .. } => !emoji.is_empty() && emoji.len() <= MAX_EMOJI_BYTES,
+            _ => true,
+        }
+    }
+
+    /// The JSON bytes to sign and send (attachments' keys included, so only inside the
+    /// sealed body).
+    fn to_raw(&self) -> Result<Box<RawValue>, ClientError> {
+        if matches!(self, Self::Unknown { .. }) {
+            return Err(ClientError::Input(
+                "a message of an unknown kind cannot be sent".into(),
+            ));
+        }
+        if !self.within_bounds() {
+            return Err(ClientError::Input(format!(
+                "a reaction is one emoji of 1 to {MAX_EMOJI_BYTES} bytes"
+            )));
+        }
+        let json = crate::secret::exposing(|| serde_json::to_string(self))
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
+        RawValue::from_string(json).map_err(|e| ClientError::Internal(e.to_string()))
+    }
 }
 
 /// Per sender, the last message a reader has seen in a channel, to notice messages the
@@ -167,6 +315,8 @@ pub enum Refusal {
     Burnt,
     /// Not after the cursor, or not after the message before it on the page: a replay.
     OutOfOrder,
+    /// An edit of a message someone else wrote (see [`super::thread`]): never applied.
+    ForgedEdit,
 }
 
 impl std::fmt::Display for Refusal {
@@ -180,6 +330,7 @@ impl std::fmt::Display for Refusal {
             Self::BadTimes => "has impossible send or burn times",
             Self::Burnt => "is past its burn time",
             Self::OutOfOrder => "was served again, or out of order",
+            Self::ForgedEdit => "edits a message someone else wrote",
         })
     }
 }
@@ -274,19 +425,15 @@ struct MessageBody {
     /// messages written before a rotation.
     key_version: u64,
     sent_at: Timestamp,
-    text: String,
     delete_nonce: Nonce,
     /// The sender's count of messages in this channel.
     seq: u64,
     /// The hash of the sender's previous message's signed bytes.
     prev: Blob,
-    /// Files linked from the message: where they are, and the keys that open them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    attachments: Vec<Attachment>,
-    /// A call signal (voice channels): who is in the call, and the SDP and ICE candidates
-    /// of its connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    signal: Option<CallSignal>,
+    /// The [`Content`], as the exact JSON bytes the sender signed: a reader hashes what it
+    /// was sent, not what it re-serialises, so the signature holds for kinds and fields it
+    /// does not know.
+    content: Box<RawValue>,
     signature: Signature,
 }
 
@@ -302,7 +449,7 @@ struct Place {
 
 fn message_signed_bytes(at: Place, body: &MessageBody) -> Vec<u8> {
     [
-        b"cinder/message/v3\0".as_slice(),
+        b"cinder/message/v4\0".as_slice(),
         &at.room.0,
         &at.channel.0,
         &at.number.to_be_bytes(),
@@ -314,35 +461,18 @@ fn message_signed_bytes(at: Place, body: &MessageBody) -> Vec<u8> {
         body.delete_nonce.as_bytes(),
         &body.seq.to_be_bytes(),
         &body.prev.0,
-        &attachments_hash(&body.attachments),
-        &signal_hash(body.signal.as_ref()),
-        body.text.as_bytes(),
+        &content_hash(&body.content),
     ]
     .concat()
 }
 
-/// SHA-256 of the attachments as the signature covers them: count, then each in order.
-fn attachments_hash(attachments: &[Attachment]) -> [u8; 32] {
-    let mut h = Sha256::new().chain_update((attachments.len() as u64).to_be_bytes());
-    for a in attachments {
-        h.update(a.signed_bytes());
-    }
-    h.finalize().into()
-}
-
-/// SHA-256 of the call signal as the signature covers it: a domain, then its JSON; 32 zero
-/// bytes when there is none. A reader hashes the signal it parsed, so the signature binds
-/// the value it acts on (a field it does not know is not part of that value).
-fn signal_hash(signal: Option<&CallSignal>) -> [u8; 32] {
-    match signal {
-        None => [0; 32],
-        Some(signal) => Sha256::new()
-            .chain_update(b"cinder/call-signal/v1\0")
-            // A signal's fields are strings, numbers and ids: its JSON cannot fail.
-            .chain_update(serde_json::to_vec(signal).unwrap_or_default())
-            .finalize()
-            .into(),
-    }
+/// SHA-256 of the content's exact bytes, domain-separated: what the signature covers of it.
+fn content_hash(content: &RawValue) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"cinder/message-content/v1\0")
+        .chain_update(content.get().as_bytes())
+        .finalize()
+        .into()
 }
 
 fn message_hash(signed: &[u8]) -> Blob {
@@ -355,10 +485,11 @@ fn message_hash(signed: &[u8]) -> Blob {
     )
 }
 
-/// The secret that deletes a message: only its sender can derive it again.
+/// The secret that deletes a message: only its sender can derive it again, from the delete
+/// seed, which key rotations keep (so older messages stay deletable after one).
 fn delete_secret(me: &Identity, room: RoomId, channel: ChannelId, nonce: &Nonce) -> [u8; 32] {
     derive(
-        &me.seeds.sign,
+        &me.seeds.delete,
         b"delete",
         &[&room.0, &channel.0, nonce.as_bytes()],
     )
@@ -394,17 +525,83 @@ impl Client {
         text: &str,
         burn_secs: u64,
     ) -> Result<u64, ClientError> {
+        self.send_content(me, m, channel, &Content::text(text), burn_secs)
+            .await
+    }
+
+    /// Sends a reply to message `to`: a text naming it, shown with it by readers (even if
+    /// they no longer hold message `to`). Returns the number it was posted under.
+    pub async fn reply(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        to: u64,
+        text: &str,
+        burn_secs: u64,
+    ) -> Result<u64, ClientError> {
+        let content = Content::Text {
+            text: text.into(),
+            reply_to: Some(to),
+            attachments: Vec::new(),
+        };
+        self.send_content(me, m, channel, &content, burn_secs).await
+    }
+
+    /// Sends a new text for my message `of`. Readers show the newest edit in its place,
+    /// marked edited, and refuse an edit of anyone else's message. The edit is a message
+    /// of its own, with its own burn time: once it burns, readers show the text before it.
+    pub async fn edit(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        of: u64,
+        text: &str,
+        burn_secs: u64,
+    ) -> Result<u64, ClientError> {
+        let content = Content::Edit {
+            of,
+            text: text.into(),
+        };
+        self.send_content(me, m, channel, &content, burn_secs).await
+    }
+
+    /// Reacts to message `to` with `emoji` (at most [`MAX_EMOJI_BYTES`] bytes), or with
+    /// `remove` takes my reaction with that emoji back.
+    #[allow(clippy::too_many_arguments)] // the message's place, its two fields, its burn
+    pub async fn react(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        to: u64,
+        emoji: &str,
+        remove: bool,
+        burn_secs: u64,
+    ) -> Result<u64, ClientError> {
+        let content = Content::Reaction {
+            to,
+            emoji: emoji.into(),
+            remove,
+        };
+        self.send_content(me, m, channel, &content, burn_secs).await
+    }
+
+    /// Sends `content` (without files) as the channel's next message.
+    async fn send_content(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        content: &Content,
+        burn_secs: u64,
+    ) -> Result<u64, ClientError> {
         check_burn(m, channel, burn_secs)?;
         let mine = m.sent.get(&channel).map_or(0, |s| s.number);
         let proposal = self.seen(m.room, channel).max(mine) + 1;
-        self.post_message(
-            me,
-            m,
-            (channel, proposal, None),
-            (text, Vec::new(), None),
-            burn_secs,
-        )
-        .await
+        self.post_message(me, m, (channel, proposal, None), content, burn_secs)
+            .await
     }
 
     /// Sends a call signal in `channel` (a voice channel), as a message with no text that
@@ -428,16 +625,10 @@ impl Client {
             )));
         }
         let burn_secs = info.burn_secs;
-        let mine = m.sent.get(&channel).map_or(0, |s| s.number);
-        let proposal = self.seen(m.room, channel).max(mine) + 1;
-        self.post_message(
-            me,
-            m,
-            (channel, proposal, None),
-            ("", Vec::new(), Some(signal.clone())),
-            burn_secs,
-        )
-        .await
+        let content = Content::Call {
+            signal: signal.clone(),
+        };
+        self.send_content(me, m, channel, &content, burn_secs).await
     }
 
     /// Checks `burn_secs` against the channel's burn time, then holds a number: for a
@@ -470,19 +661,24 @@ impl Client {
         me: &Identity,
         m: &mut Membership,
         (channel, mut number, mut hold): (ChannelId, u64, Option<Blob>),
-        (text, attachments, signal): (&str, Vec<Attachment>, Option<CallSignal>),
+        content: &Content,
         burn_secs: u64,
     ) -> Result<u64, ClientError> {
-        let movable = attachments.is_empty();
+        let raw = content.to_raw()?;
+        let media: Vec<MediaId> = match content {
+            Content::Text { attachments, .. } => attachments.iter().map(|a| a.media_id).collect(),
+            _ => Vec::new(),
+        };
+        let movable = media.is_empty();
         let before = m.sent.get(&channel).cloned();
         let mut attempt = 0;
         loop {
             let sent_at = self.now();
-            let mut post = seal_message_signal(
+            let mut post = seal_raw(
                 me,
                 m,
                 (channel, number),
-                (text, attachments.clone(), signal.clone()),
+                (&raw, media.clone()),
                 (sent_at, sent_at.plus(burn_secs)),
             )?;
             post.hold = hold.take();
@@ -651,7 +847,7 @@ impl Client {
 }
 
 /// Seals a message for a reserved `number`: signed by `me` over the room, channel, number,
-/// burn time, epoch, send time, delete nonce and text; sealed under the channel's current
+/// burn time, epoch, send time, delete nonce and content; sealed under the channel's current
 /// key with room, channel, number, burn time and epoch as associated data. Counts the
 /// message in `m`: it names the sender's previous message in the channel.
 pub fn seal_message(
@@ -663,11 +859,11 @@ pub fn seal_message(
     sent_at: Timestamp,
     burn_at: Timestamp,
 ) -> Result<PostShard, ClientError> {
-    seal_message_with(
+    seal_content(
         me,
         m,
         (channel, number),
-        (text, Vec::new()),
+        &Content::text(text),
         (sent_at, burn_at),
     )
 }
@@ -681,24 +877,37 @@ pub fn seal_message_with(
     (text, attachments): (&str, Vec<Attachment>),
     (sent_at, burn_at): (Timestamp, Timestamp),
 ) -> Result<PostShard, ClientError> {
-    seal_message_signal(
-        me,
-        m,
-        (channel, number),
-        (text, attachments, None),
-        (sent_at, burn_at),
-    )
+    let content = Content::Text {
+        text: text.into(),
+        reply_to: None,
+        attachments,
+    };
+    seal_content(me, m, (channel, number), &content, (sent_at, burn_at))
 }
 
-/// Like [`seal_message_with`], with a call signal carried (and signed) too.
-pub fn seal_message_signal(
+/// Like [`seal_message`], for any content: an edit, a reaction, a call signal.
+pub fn seal_content(
+    me: &Identity,
+    m: &mut Membership,
+    place: (ChannelId, u64),
+    content: &Content,
+    times: (Timestamp, Timestamp),
+) -> Result<PostShard, ClientError> {
+    let media = match content {
+        Content::Text { attachments, .. } => attachments.iter().map(|a| a.media_id).collect(),
+        _ => Vec::new(),
+    };
+    seal_raw(me, m, place, (&content.to_raw()?, media), times)
+}
+
+/// Seals content given as its exact JSON bytes (whatever its kind), linking `media`.
+pub(crate) fn seal_raw(
     me: &Identity,
     m: &mut Membership,
     (channel, number): (ChannelId, u64),
-    (text, attachments, signal): (&str, Vec<Attachment>, Option<CallSignal>),
+    (content, media): (&RawValue, Vec<MediaId>),
     (sent_at, burn_at): (Timestamp, Timestamp),
 ) -> Result<PostShard, ClientError> {
-    let media = attachments.iter().map(|a| a.media_id).collect();
     let (epoch, key) = m.channel_key(channel)?;
     let key = key.clone();
     let at = Place {
@@ -717,12 +926,10 @@ pub fn seal_message_signal(
         sender: me.user_id(),
         key_version: me.bundle.version,
         sent_at,
-        text: text.into(),
         delete_nonce: Nonce(random_id()?),
         seq: last.seq + 1,
         prev: last.hash,
-        attachments,
-        signal,
+        content: content.to_owned(),
         signature: Signature([0; 64]),
     };
     let signed = message_signed_bytes(at, &body);
@@ -735,8 +942,7 @@ pub fn seal_message_signal(
             number,
         },
     );
-    let json = crate::secret::exposing(|| serde_json::to_vec(&body))
-        .map_err(|e| ClientError::Internal(e.to_string()))?;
+    let json = serde_json::to_vec(&body).map_err(|e| ClientError::Internal(e.to_string()))?;
     let ciphertext = seal_body(
         &key,
         (m.room, channel, epoch),
@@ -764,21 +970,28 @@ pub struct Opened {
     pub epoch: u64,
     /// When the sender says it was written.
     pub sent_at: Timestamp,
-    /// The text.
-    pub text: String,
+    /// What it carries (a kind this client does not know is [`Content::Unknown`]).
+    pub content: Content,
     /// The sender's count of messages in the channel.
     pub seq: u64,
     /// The hash of the sender's previous message.
     pub prev: Blob,
-    /// Files linked from the message.
-    pub attachments: Vec<Attachment>,
-    /// The call signal it carries.
-    pub signal: Option<CallSignal>,
     number: u64,
     burn_at: Timestamp,
     delete_nonce: Nonce,
     signature: Signature,
     signed: Vec<u8>,
+}
+
+/// Names the message, never its content or signature (bodies are not logged).
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("number", &self.number)
+            .field("sender", &self.sender)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Opened {
@@ -841,11 +1054,9 @@ fn open_with(
         key_version: body.key_version,
         epoch: at.epoch,
         sent_at: body.sent_at,
-        text: body.text,
+        content: Content::parse(&body.content),
         seq: body.seq,
         prev: body.prev,
-        attachments: body.attachments,
-        signal: body.signal,
         number: at.number,
         burn_at: at.burn_at,
         delete_nonce: body.delete_nonce,
@@ -927,7 +1138,7 @@ fn check_shard(
     let spine = m.spine();
     let info = info.ok_or(Refusal::Unreadable)?;
     let lifetime = shard.burn_at.0.checked_sub(message.sent_at.0);
-    if lifetime.is_none_or(|l| l > info.burn_secs)
+    if lifetime.is_none_or(|l| l > info.burn_secs_for(shard.number))
         || message.sent_at.0 > now.0.saturating_add(CLOCK_ALLOWANCE_SECS)
     {
         return Err(Refusal::BadTimes);
@@ -1059,11 +1270,9 @@ fn received(spine: &Spine, message: Opened) -> Received {
         sent_at: message.sent_at,
         burn_at: message.burn_at,
         hash: message_hash(&message.signed),
-        text: message.text,
+        content: message.content,
         seq: message.seq,
         prev: message.prev,
-        attachments: message.attachments,
-        signal: message.signal,
     }
 }
 
@@ -1153,6 +1362,28 @@ fn strict_r(signature: &[u8; 64]) -> bool {
     canonical && !SMALL_ORDER_Y.contains(&y)
 }
 
+/// Someone holding the channel key re-seals `shard` with other content bytes, keeping
+/// its sender's signature (the hostile tests' tamperer).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) fn reseal(m: &Membership, channel: ChannelId, shard: &mut Shard, content: &str) {
+    let opened = open_message(m, channel, shard).ok().unwrap();
+    let body = MessageBody {
+        sender: opened.sender,
+        key_version: opened.key_version,
+        sent_at: opened.sent_at,
+        delete_nonce: opened.delete_nonce,
+        seq: opened.seq,
+        prev: opened.prev.clone(),
+        content: RawValue::from_string(content.into()).unwrap(),
+        signature: opened.signature,
+    };
+    let (epoch, key) = m.channel_key(channel).unwrap();
+    let json = serde_json::to_vec(&body).unwrap();
+    let aad = shard_aad(m.room, channel, shard.number, shard.burn_at, epoch);
+    shard.ciphertext = seal_body(key, (m.room, channel, epoch), &json, &aad).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -1194,6 +1425,7 @@ mod tests {
                 burn_secs: 3600,
                 since_epoch: 1,
                 cutoffs: BTreeMap::new(),
+                burn_history: Vec::new(),
             }],
             admin_key: key,
             member_key: key,
@@ -1335,16 +1567,14 @@ mod tests {
             sender: opened.sender,
             key_version: opened.key_version,
             sent_at: opened.sent_at,
-            text: opened.text.clone(),
             delete_nonce: opened.delete_nonce,
             seq: opened.seq,
             prev: opened.prev.clone(),
-            attachments: Vec::new(),
-            signal: None,
+            content: Content::text("hello").to_raw().unwrap(),
             signature: crafted,
         };
         let (epoch, key) = m.channel_key(channel).unwrap();
-        let json = crate::secret::exposing(|| serde_json::to_vec(&body)).unwrap();
+        let json = serde_json::to_vec(&body).unwrap();
         let aad = shard_aad(m.room, channel, 4, shards[3].burn_at, epoch);
         shards[3].ciphertext = seal_body(key, (m.room, channel, epoch), &json, &aad).unwrap();
         // (a batch of it and good ones, on their own, passes)
@@ -1380,11 +1610,13 @@ mod tests {
             sdp: "v=0 (an offer)".into(),
         };
         let now = Timestamp::now();
-        let post = seal_message_signal(
+        let post = seal_content(
             &alice,
             &mut m,
             (channel, 1),
-            ("", Vec::new(), Some(offer.clone())),
+            &Content::Call {
+                signal: offer.clone(),
+            },
             (now, now.plus(600)),
         )
         .unwrap();
@@ -1399,7 +1631,7 @@ mod tests {
         // As sent, a reader gets the signal, verified.
         let page = take(&m, channel, std::slice::from_ref(&shard), &[&alice, &bob]);
         assert_eq!(page.refused, vec![]);
-        assert_eq!(page.messages[0].signal, Some(offer));
+        assert_eq!(page.messages[0].signal(), Some(&offer));
         // GIVEN someone holding the channel key re-seals it with the offer sent elsewhere,
         // keeping Alice's signature
         let opened = open_message(&m, channel, &shard).ok().unwrap();
@@ -1409,26 +1641,117 @@ mod tests {
             to_session: CallSession([3; 16]),
             sdp: "v=0 (an offer)".into(),
         };
-        for tampered in [Some(retargeted), None] {
+        for tampered in [Content::Call { signal: retargeted }, Content::text("")] {
             let body = MessageBody {
                 sender: opened.sender,
                 key_version: opened.key_version,
                 sent_at: opened.sent_at,
-                text: opened.text.clone(),
                 delete_nonce: opened.delete_nonce,
                 seq: opened.seq,
                 prev: opened.prev.clone(),
-                attachments: Vec::new(),
-                signal: tampered,
+                content: tampered.to_raw().unwrap(),
                 signature: opened.signature,
             };
             let (epoch, key) = m.channel_key(channel).unwrap();
-            let json = crate::secret::exposing(|| serde_json::to_vec(&body)).unwrap();
+            let json = serde_json::to_vec(&body).unwrap();
             let aad = shard_aad(m.room, channel, 1, shard.burn_at, epoch);
             shard.ciphertext = seal_body(key, (m.room, channel, epoch), &json, &aad).unwrap();
             // THEN a reader refuses it: the signature covers the signal (and its absence)
             let page = take(&m, channel, std::slice::from_ref(&shard), &[&alice, &bob]);
             assert_eq!(page.refused, vec![(1, Refusal::BadSignature)]);
+            assert_eq!(page.messages, vec![]);
+        }
+    }
+
+    /// Message `number` by `me`, whose content is exactly the JSON `content`.
+    fn raw_shard(
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        number: u64,
+        content: &str,
+    ) -> Shard {
+        let now = Timestamp::now();
+        let raw = RawValue::from_string(content.into()).unwrap();
+        let post = seal_raw(
+            me,
+            m,
+            (channel, number),
+            (&raw, Vec::new()),
+            (now, now.plus(600)),
+        )
+        .unwrap();
+        Shard {
+            number,
+            ciphertext: post.ciphertext,
+            burn_at: post.burn_at,
+            posted_at: now,
+            delete_hash: post.delete_hash,
+            media: post.media,
+        }
+    }
+
+    const POLL: &str = r#"{"kind":"poll","question":"lunch?","options":["soup","salad"]}"#;
+    const MOODY: &str = r#"{"kind":"text","text":"hi","mood":"sunny"}"#;
+
+    #[test]
+    fn an_unknown_kind_verifies_and_shows_as_a_placeholder() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        // GIVEN a newer client's kind, a reaction past the emoji bound, a content that is no
+        // object, and a text with a field this reader does not know
+        let long_emoji = format!(
+            r#"{{"kind":"reaction","to":1,"emoji":"{}"}}"#,
+            "x".repeat(MAX_EMOJI_BYTES + 1)
+        );
+        let contents = [POLL, &long_emoji, "42", MOODY];
+        let shards: Vec<_> = contents
+            .iter()
+            .zip(1..)
+            .map(|(c, n)| raw_shard(&alice, &mut m, channel, n, c))
+            .collect();
+        // THEN every one verifies: the unknown ones as placeholders naming their kind
+        let page = take(&m, channel, &shards, &[&alice]);
+        assert_eq!(page.refused, vec![]);
+        let shown: Vec<_> = page.messages.iter().map(|r| r.content.clone()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                Content::Unknown {
+                    kind: "poll".into()
+                },
+                Content::Unknown {
+                    kind: "reaction".into()
+                },
+                Content::Unknown {
+                    kind: String::new()
+                },
+                Content::text("hi"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_signature_covers_the_exact_content_bytes_even_those_a_reader_ignores() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        // GIVEN someone with the channel key re-seals Alice's messages with other content:
+        // another poll option, a field the reader ignores, and the same poll re-spaced
+        let tamperings = [
+            (POLL, POLL.replace("salad", "stew")),
+            (MOODY, MOODY.replace("sunny", "rainy")),
+            (POLL, POLL.replace(r#""kind":"poll""#, r#""kind": "poll""#)),
+        ];
+        for (n, (original, tampered)) in (1..).zip(tamperings) {
+            let mut shard = raw_shard(&alice, &mut m, channel, n, original);
+            assert_eq!(
+                take(&m, channel, &[shard.clone()], &[&alice]).refused,
+                vec![]
+            );
+            reseal(&m, channel, &mut shard, &tampered);
+            // THEN a reader refuses each: it verifies the bytes sent, not what it parsed
+            let page = take(&m, channel, &[shard], &[&alice]);
+            assert_eq!(page.refused, vec![(n, Refusal::BadSignature)], "{tampered}");
             assert_eq!(page.messages, vec![]);
         }
     }

@@ -12,10 +12,13 @@
 //! # Layout
 //! - [`capabilities`]: the keys derived from master and channel keys, and request signing
 //!   with them.
-//! - [`state`]: the signed room state, its chain rules, and every change to a room.
+//! - [`state`]: the signed room state, its chain rules, and every change to a room:
+//!   re-applied to the newest state when another admin changed it first, and leaving.
 //! - [`invites`]: invitations, re-keyings and admin grants, HPKE-sealed and signed, and
 //!   accepting them only where they match the signed state.
 //! - [`messages`]: sealing, signing, opening and verifying channel messages.
+//! - [`thread`]: a channel's verified messages folded into what a reader shows (edits,
+//!   replies, reactions).
 //! - [`avatars`]: members' pictures, sealed per room and epoch, pointed at by the state.
 
 pub mod avatars;
@@ -23,6 +26,7 @@ pub mod capabilities;
 pub mod invites;
 pub mod messages;
 pub mod state;
+pub mod thread;
 
 use std::collections::BTreeMap;
 
@@ -35,10 +39,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::ClientError;
 
 pub use messages::{
-    Break, Continuity, Opened, Page, Received, Refusal, open_message, seal_message,
-    seal_message_signal, seal_message_with,
+    Break, Content, Continuity, Opened, Page, Received, Refusal, open_message, seal_content,
+    seal_message, seal_message_with,
 };
-pub use state::{ChannelInfo, FormerMember, Spine, SpineMember};
+pub use state::{BurnChange, ChannelInfo, FormerMember, Spine, SpineMember};
+pub use thread::{Thread, thread};
 
 /// A 32-byte secret (room master key, channel key, admin seed), base64url in JSON. Its
 /// bytes never leave this crate, and it serialises only into the crate's own storage.

@@ -100,6 +100,54 @@ pub struct ChannelInfo {
     /// Per superseded epoch, the last message number sealed under that epoch's key.
     #[serde(default)]
     pub cutoffs: BTreeMap<u64, u64>,
+    /// Earlier burn times, oldest first: each applied to the messages numbered up to its
+    /// cut-off (and after the one before). Only grows, so a changed burn time never
+    /// rewrites what older messages were allowed; `burn_secs` applies after the last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub burn_history: Vec<BurnChange>,
+}
+
+/// A channel's burn time before a change: it applied to messages numbered up to `up_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BurnChange {
+    /// The channel's highest message number when the change was signed (reserved from the
+    /// server, so every later message has a higher number).
+    pub up_to: u64,
+    /// The burn time that applied up to and including `up_to`.
+    pub burn_secs: u64,
+}
+
+impl ChannelInfo {
+    /// The longest burn time a message numbered `number` may ask for: the one that applied
+    /// when it was posted, so shortening a channel's burn time leaves older messages valid
+    /// and lengthening it does not stretch them.
+    pub fn burn_secs_for(&self, number: u64) -> u64 {
+        self.burn_history
+            .iter()
+            .find(|c| number <= c.up_to)
+            .map_or(self.burn_secs, |c| c.burn_secs)
+    }
+}
+
+/// Whether `next`'s burn history extends `prev`'s by the rules: the old entries kept as
+/// they were, and exactly one entry (recording the previous burn time, at a cut-off no
+/// lower than the last) added when, and only when, the burn time changes.
+fn burn_history_extends(prev: &ChannelInfo, next: &ChannelInfo) -> bool {
+    if !next.burn_history.starts_with(&prev.burn_history) {
+        return false;
+    }
+    match &next.burn_history[prev.burn_history.len()..] {
+        [] => next.burn_secs == prev.burn_secs,
+        [added] => {
+            next.burn_secs != prev.burn_secs
+                && added.burn_secs == prev.burn_secs
+                && prev
+                    .burn_history
+                    .last()
+                    .is_none_or(|l| added.up_to >= l.up_to)
+        }
+        _ => false,
+    }
 }
 
 impl Spine {
@@ -145,6 +193,18 @@ struct SignedSpine {
 }
 
 const SIGN_DOMAIN: &[u8] = b"cinder/spine-signature/v2\0";
+
+/// How many times a room change is tried against a room other admins keep changing.
+pub(crate) const CHANGE_ATTEMPTS: u32 = 5;
+
+/// The channel to change, or an error naming it.
+fn channel_mut(spine: &mut Spine, channel: ChannelId) -> Result<&mut ChannelInfo, ClientError> {
+    spine
+        .channels
+        .iter_mut()
+        .find(|c| c.id == channel)
+        .ok_or_else(|| ClientError::Input(format!("no channel {channel} in this room")))
+}
 const HASH_DOMAIN: &[u8] = b"cinder/spine-hash/v2\0";
 
 fn state_hash(bytes: &[u8]) -> Blob {
@@ -214,7 +274,7 @@ pub(crate) fn check_genesis(s: &Spine, signer: UserId) -> Result<(), ClientError
         && s.is_admin(signer)
         && s.channels
             .iter()
-            .all(|c| c.since_epoch == 1 && c.cutoffs.is_empty());
+            .all(|c| c.since_epoch == 1 && c.cutoffs.is_empty() && c.burn_history.is_empty());
     ok.then_some(())
         .ok_or_else(|| refused("version 1 is not a room created by its signer"))
 }
@@ -286,7 +346,10 @@ pub(crate) fn check_successor(
         let before = prev.channel(c.id);
         let key_same = prev.channel_keys.get(&c.id) == next.channel_keys.get(&c.id);
         let ok = match before {
-            None => c.since_epoch == next.epoch && c.cutoffs.is_empty(),
+            None => {
+                c.since_epoch == next.epoch && c.cutoffs.is_empty() && c.burn_history.is_empty()
+            }
+            Some(b) if !burn_history_extends(b, c) => false,
             Some(b) if rekeyed => {
                 !key_same
                     && c.since_epoch == b.since_epoch
@@ -341,6 +404,7 @@ impl Client {
                 burn_secs: *burn_secs,
                 since_epoch: 1,
                 cutoffs: BTreeMap::new(),
+                burn_history: Vec::new(),
             });
         }
         let (master, admin) = (Secret32::random()?, Secret32::random()?);
@@ -659,7 +723,10 @@ impl Client {
         if !m.head.spine.is_admin(me.user_id()) {
             return Err(ClientError::Input("only a room admin can do that".into()));
         }
-        let caps = next.capabilities_for_state()?;
+        let mut caps = next.capabilities_for_state()?;
+        // A deleted channel's capability goes with it: the server then takes no request
+        // signed for it, and its messages are unreachable.
+        caps.channels.retain(|c, _| spine.channel(*c).is_some());
         spine.room = m.room;
         spine.version = m.head.spine.version + 1;
         spine.prev = m.head.hash.clone();
@@ -689,6 +756,43 @@ impl Client {
         Ok(next)
     }
 
+    /// Makes a signed change to the room (admins only) and stores it, re-reading the room
+    /// and applying the change again when another admin changed it first (a 409), up to
+    /// [`CHANGE_ATTEMPTS`] times: two admins changing the room at once both end up applied,
+    /// or one gets the 409, and neither change silently overwrites the other. `change`
+    /// edits the state and the keys it is committed with, from the newest verified state
+    /// each time; it must not depend on anything but them.
+    pub(crate) async fn change_room<F>(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+        mut change: F,
+    ) -> Result<(), ClientError>
+    where
+        F: FnMut(&mut Spine, &mut Membership) -> Result<(), ClientError>,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut spine = self.room(m, pins).await?;
+            let mut next = m.clone();
+            change(&mut spine, &mut next)?;
+            match self.commit(me, m, next, spine).await {
+                Ok(done) => {
+                    *m = done;
+                    return Ok(());
+                }
+                Err(e)
+                    if e.code() == Some(ErrorCode::VersionConflict)
+                        && attempt < CHANGE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Adds a channel (admins only).
     pub async fn add_channel(
         &self,
@@ -697,32 +801,140 @@ impl Client {
         (name, voice, burn_secs): (&str, bool, u64),
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<ChannelId, ClientError> {
-        let mut spine = self.room(m, pins).await?;
         let id = ChannelId(random_id()?);
-        let mut next = m.clone();
-        let epoch = next.master()?.0;
-        next.channel_keys
-            .insert(id, [(epoch, Secret32::random()?)].into_iter().collect());
-        spine.channels.push(ChannelInfo {
-            id,
-            name: name.into(),
-            voice,
-            burn_secs,
-            since_epoch: epoch,
-            cutoffs: BTreeMap::new(),
-        });
-        *m = self.commit(me, m, next, spine).await?;
+        let key = Secret32::random()?;
+        self.change_room(me, m, pins, |spine, next| {
+            let epoch = next.master()?.0;
+            next.channel_keys
+                .insert(id, [(epoch, key.clone())].into_iter().collect());
+            spine.channels.push(ChannelInfo {
+                id,
+                name: name.into(),
+                voice,
+                burn_secs,
+                since_epoch: epoch,
+                cutoffs: BTreeMap::new(),
+                burn_history: Vec::new(),
+            });
+            Ok(())
+        })
+        .await?;
         // Everyone else needs the new channel's key: sent at the new state, it installs
         // only because that state lists its capability.
         self.share_keys(me, m, InviteKind::Rekey, pins).await?;
         Ok(id)
     }
 
+    /// Renames the room (admins only), a signed change every member verifies.
+    pub async fn rename_room(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        name: &str,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.change_room(me, m, pins, |spine, _| {
+            spine.name = name.into();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Renames a channel (admins only). Refused if another channel has that name: members
+    /// name channels by name.
+    pub async fn rename_channel(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        name: &str,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.change_room(me, m, pins, |spine, _| {
+            if spine
+                .channels
+                .iter()
+                .any(|c| c.id != channel && c.name == name)
+            {
+                return Err(ClientError::Input(format!(
+                    "this room already has a channel called {name:?}"
+                )));
+            }
+            channel_mut(spine, channel)?.name = name.into();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a channel (admins only): it leaves the signed state, and its capability
+    /// leaves the server, so its messages can no longer be read or posted; they burn on
+    /// their own.
+    pub async fn delete_channel(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.change_room(me, m, pins, |spine, next| {
+            channel_mut(spine, channel)?;
+            spine.channels.retain(|c| c.id != channel);
+            next.channel_keys.remove(&channel);
+            next.sent.remove(&channel);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes a channel's burn time for messages posted from now on (admins only). The
+    /// channel's highest number is reserved first and signed in as the cut-off, with the
+    /// burn time that applied up to it, so messages already posted keep verifying under
+    /// the time they were posted with.
+    pub async fn set_burn(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        channel: ChannelId,
+        burn_secs: u64,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let mut attempt = 1;
+        loop {
+            let mut spine = self.room(m, pins).await?;
+            if channel_mut(&mut spine, channel)?.burn_secs == burn_secs {
+                return Ok(());
+            }
+            // Reserved against the state just verified, anew on every attempt: every
+            // message under that state's burn time has this number or a lower one.
+            let up_to = self.last_number(m, channel).await?;
+            let c = channel_mut(&mut spine, channel)?;
+            c.burn_history.push(BurnChange {
+                up_to,
+                burn_secs: c.burn_secs,
+            });
+            c.burn_secs = burn_secs;
+            let next = m.clone();
+            match self.commit(me, m, next, spine).await {
+                Ok(done) => {
+                    *m = done;
+                    return Ok(());
+                }
+                Err(e)
+                    if e.code() == Some(ErrorCode::VersionConflict)
+                        && attempt < CHANGE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Removes a member (admins only): a new epoch (new master and channel keys, and a new
     /// admin key if they were an admin), each channel's last number under the old keys
     /// recorded, and the new keys sealed to everyone who stays. `m` holds the new keys as
     /// soon as the state is stored, even if re-sharing then fails part-way; inviting a
-    /// member again re-sends them.
+    /// member again re-sends them. To remove yourself, [`Client::leave`].
     pub async fn kick(
         &self,
         me: &Identity,
@@ -730,30 +942,114 @@ impl Client {
         user: UserId,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
-        let mut spine = self.room(m, pins).await?;
-        let Some(gone) = spine.member(user).cloned() else {
+        let spine = self.room(m, pins).await?;
+        if spine.member(user).is_none() {
             return Err(ClientError::Input(format!(
                 "{user} is not a member of this room"
             )));
-        };
+        }
         if user == me.user_id() {
-            return Err(ClientError::Input("you cannot remove yourself".into()));
+            return Err(ClientError::Input(
+                "you cannot remove yourself; `leave` the room instead".into(),
+            ));
+        }
+        self.remove_members(me, m, &[user], pins).await
+    }
+
+    /// Removes `users` (those still members) in one signed change with a new key epoch, and
+    /// seals the new keys to everyone who stays: what [`Client::kick`] does, for several
+    /// members at once (leave requests) or for this admin itself (leaving). Does nothing
+    /// if none of them is a member any more.
+    pub(crate) async fn remove_members(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        users: &[UserId],
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let mut spine = self.room(m, pins).await?;
+        let gone: Vec<SpineMember> = spine
+            .members
+            .iter()
+            .filter(|x| users.contains(&x.user_id))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
         }
         let old_epoch = spine.epoch;
         for c in &mut spine.channels {
             c.cutoffs
                 .insert(old_epoch, self.last_number(m, c.id).await?);
         }
-        spine.members.retain(|x| x.user_id != user);
-        spine.former.push(FormerMember {
-            user_id: user,
-            name: gone.name,
+        spine.members.retain(|x| !users.contains(&x.user_id));
+        // In the order the members were listed: the chain rules match them up that way.
+        spine.former.extend(gone.iter().map(|g| FormerMember {
+            user_id: g.user_id,
+            name: g.name.clone(),
             last_epoch: old_epoch,
-        });
-        let next = m.rekeyed(gone.admin)?;
+        }));
+        let next = m.rekeyed(gone.iter().any(|g| g.admin))?;
         self.reseal_avatars(m, &next, &mut spine).await?;
         *m = self.commit(me, m, next, spine).await?;
         self.share_keys(me, m, InviteKind::Rekey, pins).await
+    }
+
+    /// Leaves a room, and drops it from `memberships` (save the enclave after). What this
+    /// device held stops working for anything new once the room is re-keyed:
+    ///
+    /// - an admin removes itself at once, in a signed change with a new key epoch whose
+    ///   keys go to everyone who stays (refused for the last admin: grant or transfer
+    ///   admin first, or delete the room);
+    /// - any other member seals a signed leave request to every admin, and the first admin
+    ///   client to read its inbox removes it the same way (see [`Client::take_keys`]).
+    ///
+    /// Until then a dishonest leaver that kept the keys could still read; an honest one
+    /// forgets them here.
+    pub async fn leave(
+        &self,
+        me: &Identity,
+        memberships: &mut BTreeMap<RoomId, Membership>,
+        room: RoomId,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let m = memberships
+            .get_mut(&room)
+            .ok_or_else(|| ClientError::Input(format!("you are not in room {room}")))?;
+        let spine = self.room(m, pins).await?;
+        if spine.member(me.user_id()).is_none() {
+            return Err(ClientError::Input(
+                "you are no longer a member of this room".into(),
+            ));
+        }
+        if spine.is_admin(me.user_id()) {
+            if !spine
+                .members
+                .iter()
+                .any(|x| x.admin && x.user_id != me.user_id())
+            {
+                return Err(ClientError::Input(
+                    "you are this room's last admin: grant or transfer admin first, or delete the room"
+                        .into(),
+                ));
+            }
+            self.remove_members(me, m, &[me.user_id()], pins).await?;
+        } else {
+            let admins: Vec<UserId> = spine
+                .members
+                .iter()
+                .filter(|x| x.admin)
+                .map(|x| x.user_id)
+                .collect();
+            for admin in admins {
+                let keys = self.verified_keys(admin, pins.get(&admin)).await?;
+                self.send_request(me, m, &keys, InviteKind::Leave, None)
+                    .await?;
+                pins.insert(admin, keys);
+            }
+        }
+        memberships.remove(&room);
+        Ok(())
     }
 
     /// The channel's highest number so far, reserved before the re-key: every message
