@@ -8,7 +8,8 @@ use std::pin::Pin;
 
 use cinder_client::Client;
 use cinder_client::account::{LoggedIn, UserProfile};
-use cinder_client::rooms::{Membership, Spine};
+use cinder_client::rooms::thread::View;
+use cinder_client::rooms::{Membership, Refusal, Spine, Thread, thread};
 use cinder_proto::accounts::KsfParams;
 use cinder_proto::{ErrorCode, KeyBundle, RoomId, UserId};
 
@@ -62,6 +63,31 @@ impl Device {
             .unwrap()
     }
 
+    /// The channel as a reader shows it: every page read and verified, then folded (edits
+    /// applied, replies and reactions in place).
+    async fn thread(
+        &mut self,
+        client: &Client,
+        room: RoomId,
+        channel: cinder_proto::ChannelId,
+    ) -> Thread {
+        self.spine(client, room).await;
+        let m = self.rooms[&room].clone();
+        let (mut all, mut after) = (Vec::new(), 0);
+        loop {
+            let page = client
+                .read(&m, channel, after, &mut self.pins)
+                .await
+                .unwrap();
+            assert_eq!(page.refused, vec![], "every message opened and verified");
+            all.extend(page.messages);
+            match page.last {
+                Some(last) if page.more => after = last,
+                _ => return thread(&all),
+            }
+        }
+    }
+
     async fn texts(
         &mut self,
         client: &Client,
@@ -74,7 +100,10 @@ impl Device {
         assert_eq!(page.refused, vec![], "every message opened and verified");
         page.messages
             .into_iter()
-            .map(|r| (r.sender_name, r.text))
+            .map(|r| {
+                let text = r.text().unwrap_or_default().to_owned();
+                (r.sender_name, text)
+            })
             .collect()
     }
 }
@@ -84,7 +113,8 @@ impl Device {
 const BURN_SECS: u64 = 20;
 
 /// Three users, a room with a text and a voice channel, invitations, chat, a message that
-/// burns, a removal with key rotation, and a sender deleting a message.
+/// burns, a removal with key rotation, a sender deleting a message, several admins, a reply,
+/// reactions, an edit and a forged one, a renamed channel, and a member who leaves.
 pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     let mut alice = register(client, "alice").await;
     let mut bob = register(client, "bob").await;
@@ -334,5 +364,169 @@ pub async fn three_users(client: &Client, label: &str, pass_time: &PassTime) {
     assert!(
         matches!(refused, cinder_client::ClientError::Input(_)),
         "{label}: {refused}"
+    );
+
+    // Replies, reactions and edits: alice asks, bob answers and reacts, so does alice, and
+    // she edits her question. Bob claims to edit it too: the server stores it (it cannot
+    // tell), and every reader refuses it.
+    let question = client
+        .send_message(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "lunch?",
+            3600,
+        )
+        .await
+        .unwrap();
+    let answer = client
+        .reply(
+            &bob.me.contents.identity,
+            bob.rooms.get_mut(&room).unwrap(),
+            general,
+            question,
+            "yes, the noodle place",
+            3600,
+        )
+        .await
+        .unwrap();
+    for who in [&mut bob, &mut alice] {
+        client
+            .react(
+                &who.me.contents.identity,
+                who.rooms.get_mut(&room).unwrap(),
+                general,
+                question,
+                "👍",
+                false,
+                3600,
+            )
+            .await
+            .unwrap();
+    }
+    let edit = client
+        .edit(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            question,
+            "lunch at noon?",
+            3600,
+        )
+        .await
+        .unwrap();
+    let forged = client
+        .edit(
+            &bob.me.contents.identity,
+            bob.rooms.get_mut(&room).unwrap(),
+            general,
+            question,
+            "lunch is cancelled",
+            3600,
+        )
+        .await
+        .unwrap();
+    for reader in [&mut alice, &mut bob] {
+        let shown = reader.thread(client, room, general).await;
+        let q = shown
+            .messages
+            .iter()
+            .find(|s| s.number == question)
+            .expect("the question is shown");
+        let View::Text { text, edited, .. } = &q.view else {
+            panic!("{label}: the question is not a text: {:?}", q.view);
+        };
+        assert_eq!(
+            (text.as_str(), *edited),
+            ("lunch at noon?", Some(edit)),
+            "{label}: the author's edit shows, marked"
+        );
+        let reacted: Vec<_> = q
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.as_str(), r.by.len()))
+            .collect();
+        assert_eq!(reacted, vec![("👍", 2)], "{label}");
+        let a = shown
+            .messages
+            .iter()
+            .find(|s| s.number == answer)
+            .expect("the answer is shown");
+        let View::Text { reply_to, .. } = &a.view else {
+            panic!("{label}: the answer is not a text");
+        };
+        assert_eq!(
+            reply_to.map(|r| (r.number, r.shown)),
+            Some((question, true))
+        );
+        assert_eq!(
+            shown.refused,
+            vec![(forged, Refusal::ForgedEdit)],
+            "{label}: bob's edit of alice's message is refused"
+        );
+    }
+
+    // Alice renames the channel; every member's client shows the new name, verified.
+    client
+        .rename_channel(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "lobby",
+            &mut alice.pins,
+        )
+        .await
+        .unwrap();
+    let seen = bob.spine(client, room).await;
+    assert_eq!(
+        seen.channel(general).map(|c| c.name.as_str()),
+        Some("lobby"),
+        "{label}: bob sees the new name"
+    );
+
+    // WHEN bob leaves, alice's client applies his request on its next room action (a
+    // removal with new keys)
+    let bob_keys = bob.rooms[&room].clone();
+    client
+        .leave(
+            &bob.me.contents.identity,
+            &mut bob.rooms,
+            room,
+            &mut bob.pins,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !bob.rooms.contains_key(&room),
+        "bob's client forgets the room"
+    );
+    alice.accept(client).await;
+    let after_leave = alice.spine(client, room).await;
+    assert!(after_leave.member(bob.id()).is_none(), "{label}");
+    assert!(after_leave.former.iter().any(|f| f.user_id == bob.id()));
+    client
+        .send_message(
+            &alice.me.contents.identity,
+            alice.rooms.get_mut(&room).unwrap(),
+            general,
+            "after bob left",
+            3600,
+        )
+        .await
+        .unwrap();
+
+    // THEN what bob held no longer reads anything: the server refuses his capability
+    let denied = client
+        .read(&bob_keys, general, 0, &mut bob.pins)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(denied.code(), Some(ErrorCode::Unauthenticated), "{label}");
+    let last = alice.thread(client, room, general).await;
+    assert!(
+        last.messages
+            .iter()
+            .any(|s| matches!(&s.view, View::Text { text, .. } if text == "after bob left")),
+        "{label}: alice reads on"
     );
 }
