@@ -111,6 +111,8 @@ bench: ## Print latency and crypto-cost figures
 	cargo test --release -p cinder-live --test lambda -- --nocapture a_hundred_subscribers_all_hear_and_what_a_notice_costs
 	cargo build --release -p cinder-keys -p cinder-enclave -p cinder-spine -p cinder-shards -p cinder-media && cargo bench -p cinder-tests --bench operations
 	cargo bench -p cinder-tests --bench coldstart
+	@# 32 clients for SOAK_SECS (60) against the dev server's release binary: errors, lost and duplicated messages, memory, throughput.
+	cargo build --release -p cinder-dev && cargo bench -p cinder-tests --bench soak
 
 # The relay's data path is measured at opt-level 3, as turn/Dockerfile builds it (the
 # workspace's bench profile is tuned for the Lambda binaries); needs the coturn package.

@@ -42,7 +42,7 @@ impl CipherSuite for ClientSuite {
 }
 
 /// The OPAQUE context string, the same on both sides.
-const CONTEXT: &[u8] = b"cinder/opaque/v1";
+pub(crate) const CONTEXT: &[u8] = b"cinder/opaque/v1";
 const ENCLAVE_AAD: &[u8] = b"cinder/enclave/v1\0";
 
 /// What the enclave holds. Only this client ever sees it in the clear.
@@ -137,14 +137,20 @@ impl EnclaveKey {
     pub fn seal(&self, contents: &EnclaveContents) -> Result<Blob, ClientError> {
         let json = crate::secret::exposing(|| serde_json::to_vec(contents))
             .map_err(|e| ClientError::Internal(e.to_string()))?;
+        self.seal_bytes(contents.version, &json)
+    }
+
+    /// Seals `json` as the enclave of `version`: what [`EnclaveKey::seal`] stores, and what
+    /// the fuzz targets seal arbitrary bytes with.
+    pub(crate) fn seal_bytes(&self, version: u64, json: &[u8]) -> Result<Blob, ClientError> {
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
-        let aad = aad(contents.version);
+        let aad = aad(version);
         let sealed = Aes256Gcm::new(&self.0.into())
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &json,
+                    msg: json,
                     aad: &aad,
                 },
             )
@@ -232,7 +238,7 @@ impl std::fmt::Debug for LoggedIn {
     }
 }
 
-fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
+pub(crate) fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
     if !ksf.acceptable() {
         return Err(ClientError::Verification(format!(
             "the server asks for Argon2id m={} KiB t={} p={}, below this client's floor (m={} KiB t={} p={})",

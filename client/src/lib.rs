@@ -23,12 +23,17 @@ pub mod api;
 pub mod call;
 pub mod directory;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod live;
 pub mod media;
 pub mod profile;
 pub mod rooms;
 mod secret;
+#[cfg(test)]
+mod vectors;
 
 pub use api::Client;
 pub use error::ClientError;

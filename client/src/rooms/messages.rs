@@ -350,7 +350,7 @@ pub struct Page {
 
 /// The associated data of a message: `cinder/shard/v2` ‖ 0 ‖ room ‖ channel ‖ number ‖
 /// burn time ‖ epoch, in a fixed 72 bytes (no allocation per message).
-fn shard_aad(
+pub(crate) fn shard_aad(
     room: RoomId,
     channel: ChannelId,
     number: u64,
@@ -395,7 +395,7 @@ fn commitment_over(mut mac: Hmac<Sha256>, nonce: &[u8], aad: &[u8]) -> Hmac<Sha2
 }
 
 /// `epoch ‖ commitment ‖ nonce ‖ AES-256-GCM ciphertext and tag`.
-fn seal_body(
+pub(crate) fn seal_body(
     key: &Secret32,
     (room, channel, epoch): (RoomId, ChannelId, u64),
     json: &[u8],
@@ -1786,5 +1786,54 @@ mod tests {
         // A real signature's R may join a batch.
         let alice = Identity::generate(Timestamp::now()).unwrap();
         assert!(strict_r(&alice.signing_key().sign(b"x").to_bytes()));
+    }
+
+    #[test]
+    fn the_batch_verifier_gives_strict_verdicts_on_wycheproof_ed25519() {
+        // Each vector is put in a batch beside a good signature, its key decompressed (and
+        // left out if weak) as a page does: the verdict must be strict verification's
+        // (crate::vectors::ed25519), and the good signature must still pass.
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let good = Signature(alice.signing_key().sign(b"good").to_bytes());
+        let alice_point = VerifyingKey::from_bytes(alice.bundle.sign_key.as_bytes()).unwrap();
+        let mut batched = 0;
+        for c in crate::vectors::ed25519::cases() {
+            let (Ok(key), Ok(sig)) = (
+                cinder_proto::VerifyKey::from_bytes(&c.key),
+                <[u8; 64]>::try_from(c.sig.as_slice()),
+            ) else {
+                assert!(!c.valid, "tc {}", c.id);
+                continue;
+            };
+            let sig = Signature(sig);
+            let point = VerifyingKey::from_bytes(&c.key)
+                .ok()
+                .filter(|p| !p.is_weak());
+            let items = [
+                SignedBytes {
+                    bytes: &c.msg,
+                    signature: &sig,
+                    key: &key,
+                    point: point.as_ref(),
+                },
+                SignedBytes {
+                    bytes: b"good",
+                    signature: &good,
+                    key: &alice.bundle.sign_key,
+                    point: Some(&alice_point),
+                },
+            ];
+            batched += usize::from(strict_r(&sig.0) && point.is_some());
+            let verdicts = verify_signatures(&items);
+            assert_eq!(verdicts[0], c.valid, "tc {}", c.id);
+            assert_eq!(
+                verdicts[0],
+                crate::vectors::ed25519::verifies(&c),
+                "tc {}",
+                c.id
+            );
+            assert!(verdicts[1], "tc {}", c.id);
+        }
+        assert!(batched > 100, "{batched} vectors went through a batch");
     }
 }

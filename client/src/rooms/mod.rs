@@ -165,9 +165,20 @@ impl Membership {
 pub(crate) fn seal(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Result<Blob, ClientError> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|_| ClientError::Randomness)?;
+    seal_with_nonce(key, &nonce, plaintext, aad)
+}
+
+/// [`seal`] under a given nonce: `nonce ‖ ciphertext ‖ tag`. Only [`seal`] and the known-answer
+/// tests (`crate::vectors`) call it; a nonce must never repeat under a key.
+pub(crate) fn seal_with_nonce(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Blob, ClientError> {
     let ct = Aes256Gcm::new(key.into())
         .encrypt(
-            GcmNonce::from_slice(&nonce),
+            GcmNonce::from_slice(nonce),
             Payload {
                 msg: plaintext,
                 aad,
