@@ -1,6 +1,7 @@
 //! The shipped `cinder-spine` binary (two instances taking turns) behind the API Gateway
 //! stand-in, on DynamoDB (moto), running the three-user rooms scenario through the
-//! reference client; the other functions run in-process on the same tables. Then the same
+//! reference client; the other functions run in-process on the same tables; a member
+//! leaving and two admins changing the room at once, through the same binary. Then the same
 //! binary on API Gateway events that write and read the spine log.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,6 +11,7 @@ use cinder_tests::fixtures::Capability;
 use cinder_tests::lambda::{
     RuntimeApi, Under, apigw_event, proxy_answer, rooms_deployment, rooms_env,
 };
+use cinder_tests::leaving::{concurrent_admins, leaving};
 use cinder_tests::scenarios::{PassTime, three_users};
 use serde_json::{Value, json};
 
@@ -26,6 +28,17 @@ async fn three_user_scenario_through_the_spine_lambda() {
         &pass,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_and_concurrent_admins_through_the_spine_lambda() {
+    // Every room change goes through the shipped binary (two instances taking turns), so
+    // its version checks are what keep two admins from overwriting each other.
+    let (gateway, _functions) =
+        rooms_deployment(env!("CARGO_BIN_EXE_cinder-spine").as_ref(), Under::Spine).await;
+    let client = cinder_client::Client::new(&gateway.url);
+    leaving(&client, "spine lambda").await;
+    concurrent_admins(&client, "spine lambda", 3).await;
 }
 
 /// Sends one request, signed by `who` now (the binary reads the real clock), to the
