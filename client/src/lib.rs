@@ -23,9 +23,6 @@ pub mod api;
 pub mod call;
 pub mod directory;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod identity;
 pub mod live;
 pub mod media;
