@@ -191,11 +191,13 @@ fn main() {
         .flat_map(|t| t.posted.iter().map(|(n, s)| (*n, s)))
         .collect();
     let posted_count: usize = tallies.iter().map(|t| t.posted.len()).sum();
-    let numbers: BTreeSet<u64> = held.iter().map(|(n, _)| *n).collect();
-    let duplicated = held.len() - numbers.len() + (posted_count - posted.len());
+    let by_number: BTreeMap<u64, &String> = held.iter().map(|(n, t)| (*n, t)).collect();
+    let texts: BTreeSet<&String> = held.iter().map(|(_, t)| t).collect();
+    let duplicated =
+        (held.len() - by_number.len()) + (held.len() - texts.len()) + (posted_count - posted.len());
     let lost = posted
         .iter()
-        .filter(|(n, text)| !held.iter().any(|(h, t)| h == *n && t == **text))
+        .filter(|(n, text)| by_number.get(*n) != Some(*text))
         .count();
     let reads: usize = tallies.iter().map(|t| t.read_times.len()).sum();
     println!(
