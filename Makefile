@@ -16,7 +16,7 @@ MOTO_HOST  ?= 127.0.0.1
 MOTO_PORT  ?= 5050
 WATCH_PORT ?= 9000
 
-.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench bench-turn turn-static clean-dev
+.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench bench-turn turn-static fuzz clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -130,6 +130,25 @@ turn-static: ## Build cinder-turn as a static musl binary (what turn/Dockerfile 
 	@f=target/x86_64-unknown-linux-musl/release/cinder-turn; \
 	if ldd $$f 2>&1 | grep -q '=>'; then echo "$$f links dynamically" >&2; exit 1; fi; \
 	$$f --help >/dev/null && ls -l $$f && echo "$$f: static, runs"
+
+# Fuzzing (docs/FUZZING.md), apart from `make test`: every cargo-fuzz target in fuzz/ for
+# FUZZ_SECS seconds each, with overflow checks on (-a), starting from its committed corpus
+# (fuzz/corpus/<target>/, only read); new inputs go to fuzz/corpus-new/<target>/, crashes
+# to fuzz/artifacts/<target>/. Runs every target, then fails if any crashed. Needs the
+# nightly toolchain; installs cargo-fuzz if missing.
+FUZZ_SECS ?= 30
+fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one crashes
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && cargo +nightly fuzz build -a
+	@cd fuzz; failed=""; for t in $$(cargo +nightly fuzz list); do \
+		echo "== fuzz $$t: $(FUZZ_SECS)s"; mkdir -p corpus/$$t corpus-new/$$t; \
+		if cargo +nightly fuzz run -a $$t corpus-new/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECS) \
+			-timeout=10 -print_final_stats=1 >corpus-new/$$t.log 2>&1; then \
+			grep -E '^stat::(number_of_executed_units|new_units_added)' corpus-new/$$t.log | tr '\n' ' '; echo; \
+		else tail -n 40 corpus-new/$$t.log; failed="$$failed $$t"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi; \
+	echo "fuzz: every target ran $(FUZZ_SECS)s without a crash"
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)

@@ -23,6 +23,9 @@ pub mod api;
 pub mod call;
 pub mod directory;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod live;
 pub mod media;

@@ -56,7 +56,8 @@ fn segments(size: u64) -> u64 {
 
 /// The ciphertext's length for a plaintext of `size` bytes.
 pub fn sealed_len(size: u64) -> u64 {
-    size + segments(size) * TAG as u64
+    // Saturates rather than overflow: no stream that long exists to compare with.
+    size.saturating_add(segments(size).saturating_mul(TAG as u64))
 }
 
 fn nonce(index: u64, last: bool) -> [u8; 12] {
@@ -194,6 +195,12 @@ impl Opener {
                 return Err(refused("has bytes after its last segment"));
             }
             let room = SEGMENT + TAG - self.buffer.len();
+            if room == 0 {
+                // Only the last segment waits here whole (any other is opened as soon as
+                // it fills), so these bytes are past the end; taking none of them would
+                // loop forever.
+                return Err(refused("has bytes after its last segment"));
+            }
             let take = room.min(bytes.len());
             self.buffer.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
@@ -600,6 +607,22 @@ mod tests {
         let mut wrong = a.clone();
         wrong.sha256 = Blob(vec![0; 32]);
         assert!(open(&wrong, &sealed, 4096).is_err());
+    }
+
+    #[test]
+    fn bytes_past_a_full_last_segment_are_refused_not_looped_on() {
+        // Found by fuzzing (fuzz/fuzz_targets/client_media.rs): when the last segment is
+        // whole, extra bytes used to find no room in the buffer and `feed` spun forever.
+        for size in [0, SEGMENT, 2 * SEGMENT] {
+            let (a, mut sealed) = attachment(&file(size), MediaId([1; 16]));
+            sealed.push(0);
+            for chunk in [1, 4096, 1 << 20] {
+                assert!(
+                    open(&a, &sealed, chunk).is_err(),
+                    "{size} by {chunk} opened"
+                );
+            }
+        }
     }
 
     #[test]

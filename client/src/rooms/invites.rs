@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use cinder_proto::api::limits as api_limits;
-use cinder_proto::{Blob, ChannelId, EnvelopeId, KeyBundle, RoomId, Signature, UserId};
+use cinder_proto::{Blob, ChannelId, EnvelopeId, KeyBundle, RoomId, Signature, UserId, VerifyKey};
 use ed25519_dalek::Signer as _;
 use hpke::aead::AesGcm256;
 use hpke::kdf::HkdfSha256;
@@ -50,7 +50,7 @@ pub enum InviteKind {
 
 /// What an invitation carries, signed by its sender.
 #[derive(Serialize, Deserialize)]
-struct InviteBody {
+pub(crate) struct InviteBody {
     kind: InviteKind,
     room: RoomId,
     recipient: UserId,
@@ -69,13 +69,13 @@ struct InviteBody {
 
 /// What is HPKE-sealed: the body's exact bytes and the sender's signature over them.
 #[derive(Serialize, Deserialize)]
-struct SignedInvite {
-    body: Blob,
-    signature: Signature,
+pub(crate) struct SignedInvite {
+    pub(crate) body: Blob,
+    pub(crate) signature: Signature,
 }
 
-const INVITE_INFO: &[u8] = b"cinder/invite/v2";
-const INVITE_DOMAIN: &[u8] = b"cinder/invite-signature/v2\0";
+pub(crate) const INVITE_INFO: &[u8] = b"cinder/invite/v2";
+pub(crate) const INVITE_DOMAIN: &[u8] = b"cinder/invite-signature/v2\0";
 
 /// What became of one envelope.
 enum Fate {
@@ -423,38 +423,57 @@ impl Client {
         sender: UserId,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<InviteBody, ClientError> {
-        let bad = |why: &str| ClientError::Verification(format!("an invitation {why}"));
-        let (encapped, ct) = sealed
-            .0
-            .split_at_checked(32)
-            .ok_or_else(|| bad("is truncated"))?;
-        let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(encapped)
-            .map_err(|_| bad("is malformed"))?;
-        let (sk, _) = me.seeds.hpke_keypair();
-        let plaintext = hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
-            &OpModeR::Base,
-            &sk,
-            &encapped,
-            INVITE_INFO,
-            ct,
-            &me.user_id().0,
-        )
-        .map_err(|_| bad("does not open with this user's key"))?;
-        let signed: SignedInvite =
-            serde_json::from_slice(&plaintext).map_err(|_| bad("is malformed"))?;
-        let body: InviteBody =
-            serde_json::from_slice(&signed.body.0).map_err(|_| bad("is malformed"))?;
-        if body.recipient != me.user_id() || body.from != sender {
-            return Err(bad("names another sender or recipient"));
-        }
+        let (body, signed) = unseal_invite(me, sealed, sender)?;
         let sender_keys = self.verified_keys(sender, pins.get(&sender)).await?;
-        sender_keys
-            .sign_key
-            .verify(&[INVITE_DOMAIN, &signed.body.0].concat(), &signed.signature)
-            .map_err(|_| bad("is not signed by its sender"))?;
+        invite_signed_by(&sender_keys.sign_key, &signed)?;
         pins.insert(sender, sender_keys);
         Ok(body)
     }
+}
+
+fn bad_invite(why: &str) -> ClientError {
+    ClientError::Verification(format!("an invitation {why}"))
+}
+
+/// Opens an invitation sealed to `me` and parses it, checking that it names `me` as its
+/// recipient and `sender` as its sender. Its signature is checked apart
+/// ([`invite_signed_by`]), once the sender's keys are verified.
+pub(crate) fn unseal_invite(
+    me: &Identity,
+    sealed: &Blob,
+    sender: UserId,
+) -> Result<(InviteBody, SignedInvite), ClientError> {
+    let bad = bad_invite;
+    let (encapped, ct) = sealed
+        .0
+        .split_at_checked(32)
+        .ok_or_else(|| bad("is truncated"))?;
+    let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(encapped)
+        .map_err(|_| bad("is malformed"))?;
+    let (sk, _) = me.seeds.hpke_keypair();
+    let plaintext = hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &sk,
+        &encapped,
+        INVITE_INFO,
+        ct,
+        &me.user_id().0,
+    )
+    .map_err(|_| bad("does not open with this user's key"))?;
+    let signed: SignedInvite =
+        serde_json::from_slice(&plaintext).map_err(|_| bad("is malformed"))?;
+    let body: InviteBody =
+        serde_json::from_slice(&signed.body.0).map_err(|_| bad("is malformed"))?;
+    if body.recipient != me.user_id() || body.from != sender {
+        return Err(bad("names another sender or recipient"));
+    }
+    Ok((body, signed))
+}
+
+/// Whether `key` (the sender's verified directory key) signed the invitation.
+pub(crate) fn invite_signed_by(key: &VerifyKey, signed: &SignedInvite) -> Result<(), ClientError> {
+    key.verify(&[INVITE_DOMAIN, &signed.body.0].concat(), &signed.signature)
+        .map_err(|_| bad_invite("is not signed by its sender"))
 }
 
 /// The avatar a member asks this admin to show, if the request is genuine: from a member

@@ -184,15 +184,15 @@ pub(crate) struct Head {
 
 /// What is sealed: the state's exact bytes and an admin's signature over them.
 #[derive(Serialize, Deserialize)]
-struct SignedSpine {
-    state: Blob,
-    signer: UserId,
+pub(crate) struct SignedSpine {
+    pub(crate) state: Blob,
+    pub(crate) signer: UserId,
     /// The version of the signer's directory keys that signed.
-    key_version: u64,
-    signature: Signature,
+    pub(crate) key_version: u64,
+    pub(crate) signature: Signature,
 }
 
-const SIGN_DOMAIN: &[u8] = b"cinder/spine-signature/v2\0";
+pub(crate) const SIGN_DOMAIN: &[u8] = b"cinder/spine-signature/v2\0";
 
 /// How many times a room change is tried against a room other admins keep changing.
 pub(crate) const CHANGE_ATTEMPTS: u32 = 5;
@@ -217,7 +217,7 @@ fn state_hash(bytes: &[u8]) -> Blob {
     )
 }
 
-fn spine_aad(room: RoomId, version: u64) -> Vec<u8> {
+pub(crate) fn spine_aad(room: RoomId, version: u64) -> Vec<u8> {
     [
         b"cinder/spine/v2\0".as_slice(),
         &room.0,
@@ -227,18 +227,18 @@ fn spine_aad(room: RoomId, version: u64) -> Vec<u8> {
 }
 
 /// A stored version opened and parsed, not yet checked against the chain.
-struct OpenedEntry {
-    signed: SignedSpine,
-    spine: Spine,
-    hash: Blob,
+pub(crate) struct OpenedEntry {
+    pub(crate) signed: SignedSpine,
+    pub(crate) spine: Spine,
+    pub(crate) hash: Blob,
     /// The master key that opened it (it derives the state's member key).
-    master: Secret32,
+    pub(crate) master: Secret32,
 }
 
 /// Opens a stored version with whichever of `keys` seals it; the key must be the one of
 /// the state's own epoch (it derives the signed member key), and the state must name the
 /// room and version it is stored under.
-fn open_entry<'k>(
+pub(crate) fn open_entry<'k>(
     room: RoomId,
     keys: impl IntoIterator<Item = &'k Secret32>,
     entry: &SpineEntry,
@@ -286,13 +286,16 @@ pub(crate) fn check_successor(
     prev_hash: &Blob,
     next: &Spine,
 ) -> Result<(), ClientError> {
-    if next.room != prev.room || next.version != prev.version + 1 || &next.prev != prev_hash {
+    if next.room != prev.room
+        || prev.version.checked_add(1) != Some(next.version)
+        || &next.prev != prev_hash
+    {
         return Err(refused(format!(
             "version {} does not extend version {}",
             next.version, prev.version
         )));
     }
-    let rekeyed = next.epoch == prev.epoch + 1;
+    let rekeyed = prev.epoch.checked_add(1) == Some(next.epoch);
     if !rekeyed && next.epoch != prev.epoch {
         return Err(refused("the key epoch jumped"));
     }
@@ -505,7 +508,7 @@ impl Client {
             let mut keys: Vec<&Secret32> = m.master_keys.values().rev().collect();
             keys.extend(extra.iter().copied());
             for entry in &page.entries {
-                if entry.version != m.head.spine.version + 1 {
+                if m.head.spine.version.checked_add(1) != Some(entry.version) {
                     return Err(refused("the server skipped versions"));
                 }
                 let opened = open_entry(m.room, keys.iter().copied(), entry).ok_or_else(|| {

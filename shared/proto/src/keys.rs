@@ -101,7 +101,7 @@ impl KeyBundle {
 
     /// Checks that `self` is a valid rotation of `prev`.
     pub fn verify_successor(&self, prev: &KeyBundle) -> Result<(), ProtoError> {
-        if self.user_id != prev.user_id || self.version != prev.version + 1 {
+        if self.user_id != prev.user_id || prev.version.checked_add(1) != Some(self.version) {
             return Err(ProtoError::BadBundle(
                 "a rotation must follow the current version",
             ));
@@ -168,5 +168,17 @@ mod tests {
 
         let skipped = second.successor(&key(2), &key(4), HpkePublicKey([6; 32]), Timestamp(300));
         assert!(skipped.verify_successor(&first).is_err());
+    }
+
+    #[test]
+    fn nothing_follows_the_last_version() {
+        // Found by fuzzing (fuzz/fuzz_targets/client_key_chain.rs): `prev.version + 1`
+        // overflowed on a bundle claiming the last version.
+        let mut last = KeyBundle::genesis(&key(1), HpkePublicKey([9; 32]), Timestamp(100));
+        last.version = u64::MAX;
+        let mut next = last.clone();
+        next.version = 0;
+        next.prev_sig = Some(last.self_sig);
+        assert!(next.verify_successor(&last).is_err());
     }
 }

@@ -116,7 +116,11 @@ where
     }
 }
 
-fn signature_headers(headers: &HeaderMap) -> Result<RequestSignature> {
+/// Reads a signed request's four `x-cinder-*` headers (signer, timestamp, nonce,
+/// signature) into a [`RequestSignature`]; a missing, non-text or malformed header is
+/// [`Error::Unauthenticated`]. What [`Signed`] and [`SelfSigned`] run first; public so the
+/// fuzz targets (`fuzz/`) reach it.
+pub fn signature_headers(headers: &HeaderMap) -> Result<RequestSignature> {
     let get = |name: &str| {
         headers
             .get(name)
