@@ -24,8 +24,10 @@ struct Args {
     #[arg(long, env = "CINDER_DEV_READERS", default_value_t = cinder_sqlite::DEFAULT_READERS)]
     readers: usize,
     /// Where the TURN relay for calls listens (UDP and TCP); port 0 picks free ones.
-    #[arg(long, env = "CINDER_DEV_TURN_ADDR", default_value = "127.0.0.1:3478")]
-    turn_addr: std::net::SocketAddr,
+    /// Unset: 127.0.0.1:3478, or free ports if something else holds 3478 (a coturn
+    /// service, say); credentials name whichever it got.
+    #[arg(long, env = "CINDER_DEV_TURN_ADDR")]
+    turn_addr: Option<std::net::SocketAddr>,
     /// Most HTTP connections open at once; past it new ones are closed at once.
     #[arg(long, env = "CINDER_DEV_MAX_CONNECTIONS", default_value_t = cinder_dev::serve::Limits::default().max_connections)]
     max_connections: usize,
@@ -67,15 +69,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let relay = if args.no_turn {
         None
     } else {
-        let relay = cinder_dev::calls::start_relay(&calls, args.turn_addr, clock.clone())
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot start the TURN relay on {}: {e} (pick another with --turn-addr, \
-                     or run none with --no-turn)",
-                    args.turn_addr
-                )
-            })?;
+        let wanted = args
+            .turn_addr
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 3478)));
+        let started = match cinder_dev::calls::start_relay(&calls, wanted, clock.clone()).await {
+            Err(e) if args.turn_addr.is_none() => {
+                eprintln!("cinder-dev: {wanted} is taken ({e}); the TURN relay takes free ports");
+                let free = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                cinder_dev::calls::start_relay(&calls, free, clock.clone()).await
+            }
+            other => other,
+        };
+        let relay = started.map_err(|e| {
+            format!(
+                "cannot start the TURN relay on {wanted}: {e} (pick another with --turn-addr, \
+                 or run none with --no-turn)"
+            )
+        })?;
         Some(relay)
     };
     println!(
