@@ -491,3 +491,43 @@ pub async fn rooms_deployment(
     .await;
     (gateway, children)
 }
+
+/// One request through the gateway at `base`, signed by `who` now (the function binaries
+/// read the real clock), with an optional JSON body: the answer's status and JSON.
+pub async fn signed_http(
+    http: &reqwest::Client,
+    base: &str,
+    who: &crate::fixtures::Capability,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    for (name, value) in who.sign(
+        method,
+        path,
+        bytes.as_bytes(),
+        cinder_proto::Timestamp::now(),
+    ) {
+        request = request.header(name, value);
+    }
+    if !bytes.is_empty() {
+        request = request
+            .header("content-type", "application/json")
+            .body(bytes);
+    }
+    http_answer(request.send().await.unwrap()).await
+}
+
+/// Status and JSON body (`Null` when empty) of an HTTP answer.
+pub async fn http_answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, json)
+}

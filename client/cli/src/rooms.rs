@@ -505,13 +505,7 @@ pub async fn send(
     }
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
-    let burn = burn.unwrap_or_else(|| {
-        spine
-            .channels
-            .iter()
-            .find(|c| c.id == ch)
-            .map_or(3600, |c| c.burn_secs)
-    });
+    let burn = burn.unwrap_or_else(|| spine.channel(ch).map_or(3600, |c| c.burn_secs));
     let me = ctx.me();
     ctx.keys_for(id, Some(ch)).await?;
     let client = ctx.client;
@@ -561,13 +555,7 @@ pub async fn compose(
     }
     let (id, spine) = ctx.find(room).await?;
     let ch = channel_of(&spine, channel)?;
-    let burn = burn.unwrap_or_else(|| {
-        spine
-            .channels
-            .iter()
-            .find(|c| c.id == ch)
-            .map_or(3600, |c| c.burn_secs)
-    });
+    let burn = burn.unwrap_or_else(|| spine.channel(ch).map_or(3600, |c| c.burn_secs));
     let me = ctx.me();
     ctx.keys_for(id, Some(ch)).await?;
     let client = ctx.client;

@@ -10,45 +10,12 @@ use std::sync::Arc;
 use cinder_proto::calls::{RELAY_HEADER, TurnCredentials, relay_mac, turn_expiry, turn_password};
 use cinder_proto::{ChannelId, Timestamp};
 use cinder_server::Clock;
-use cinder_tests::fixtures::Capability;
-use cinder_tests::lambda::{Gateway, RuntimeApi, Target, rooms_env};
+use cinder_tests::lambda::{Gateway, RuntimeApi, Target, http_answer, rooms_env, signed_http};
 use cinder_tests::moto;
 use cinder_tests::rooms::RoomCaps;
 use serde_json::{Value, json};
 
 const SECRET: &str = "k3Jd8sLq0vNw2xYz5aBc7eFg9hIj1mOp";
-
-async fn signed(
-    http: &reqwest::Client,
-    base: &str,
-    who: &Capability,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
-    for (name, value) in who.sign(method, path, bytes.as_bytes(), Timestamp::now()) {
-        request = request.header(name, value);
-    }
-    if !bytes.is_empty() {
-        request = request
-            .header("content-type", "application/json")
-            .body(bytes);
-    }
-    answer(request.send().await.unwrap()).await
-}
-
-async fn answer(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, json)
-}
 
 async fn announce(
     http: &reqwest::Client,
@@ -63,7 +30,7 @@ async fn announce(
         .header(RELAY_HEADER, relay_mac(secret, id, bytes.as_bytes()))
         .header("content-type", "application/json")
         .body(bytes);
-    answer(request.send().await.unwrap()).await
+    http_answer(request.send().await.unwrap()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +62,7 @@ async fn calls_binary_hands_out_credentials_for_announced_relays() {
     let base = gateway.url.as_str();
     let http = reqwest::Client::new();
     let caps = RoomCaps::new(71, &[ChannelId([72; 16]), ChannelId([73; 16])]);
-    let (status, created) = signed(
+    let (status, created) = signed_http(
         &http,
         base,
         &caps.admin,
@@ -117,7 +84,8 @@ async fn calls_binary_hands_out_credentials_for_announced_relays() {
     // either instance
     let path = format!("/calls/{}/{}/turn", caps.room, caps.channels[0].0);
     for _ in 0..2 {
-        let (status, answer) = signed(&http, base, caps.channel(0).1, "POST", &path, None).await;
+        let (status, answer) =
+            signed_http(&http, base, caps.channel(0).1, "POST", &path, None).await;
         assert_eq!(status, 200, "{answer}");
         let creds: TurnCredentials = serde_json::from_value(answer).unwrap();
         assert_eq!(creds.urls, vec![url.to_owned()]);
@@ -134,7 +102,7 @@ async fn calls_binary_hands_out_credentials_for_announced_relays() {
 
     // AND another channel's capability and the member capability are refused
     for who in [caps.channel(1).1, &caps.member] {
-        let (status, answer) = signed(&http, base, who, "POST", &path, None).await;
+        let (status, answer) = signed_http(&http, base, who, "POST", &path, None).await;
         assert_eq!(status, 403, "{answer}");
         assert_eq!(answer["code"], "forbidden");
     }
@@ -151,6 +119,6 @@ async fn calls_binary_hands_out_credentials_for_announced_relays() {
     .await;
     assert_eq!(status, 401, "{answer}");
     assert_eq!(answer["code"], "unauthenticated");
-    let (_, answer) = signed(&http, base, caps.channel(0).1, "POST", &path, None).await;
+    let (_, answer) = signed_http(&http, base, caps.channel(0).1, "POST", &path, None).await;
     assert_eq!(answer["urls"], json!([url]));
 }

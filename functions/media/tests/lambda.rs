@@ -8,40 +8,9 @@
 use cinder_proto::encoding::encode;
 use cinder_proto::media::{DownloadGrant, UploadGrant};
 use cinder_proto::{ChannelId, MediaId, Timestamp};
-use cinder_tests::fixtures::Capability;
-use cinder_tests::lambda::{Under, rooms_deployment};
+use cinder_tests::lambda::{Under, rooms_deployment, signed_http};
 use cinder_tests::rooms::RoomCaps;
-use serde_json::{Value, json};
-
-/// One request through the gateway, signed by `who` now (the binary reads the real clock).
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    who: &Capability,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
-    for (name, value) in who.sign(method, path, bytes.as_bytes(), Timestamp::now()) {
-        request = request.header(name, value);
-    }
-    if !bytes.is_empty() {
-        request = request
-            .header("content-type", "application/json")
-            .body(bytes);
-    }
-    let answer = request.send().await.unwrap();
-    let status = answer.status().as_u16();
-    let text = answer.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"))
-    };
-    (status, json)
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_through_the_media_lambda_on_s3() {
@@ -53,11 +22,12 @@ async fn attachments_through_the_media_lambda_on_s3() {
     let (general, chan) = caps.channel(0);
     let (_, other_chan) = caps.channel(1);
     let body = caps.create_body(b"sealed spine");
-    let (status, answer) = call(&http, base, &caps.admin, "POST", "/rooms", Some(body)).await;
+    let (status, answer) =
+        signed_http(&http, base, &caps.admin, "POST", "/rooms", Some(body)).await;
     assert_eq!(status, 201, "{answer}");
 
     let messages = caps.messages(0);
-    let (status, answer) = call(
+    let (status, answer) = signed_http(
         &http,
         base,
         chan,
@@ -74,7 +44,8 @@ async fn attachments_through_the_media_lambda_on_s3() {
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let uploads = format!("/media/{}/{general}/{number}", caps.room);
     let size = json!({"size": bytes.len()});
-    let (status, answer) = call(&http, base, chan, "POST", &uploads, Some(size.clone())).await;
+    let (status, answer) =
+        signed_http(&http, base, chan, "POST", &uploads, Some(size.clone())).await;
     assert_eq!(status, 201, "{answer}");
     let grant: UploadGrant = serde_json::from_value(answer).unwrap();
     assert_eq!(
@@ -88,7 +59,7 @@ async fn attachments_through_the_media_lambda_on_s3() {
     assert!(put.send().await.unwrap().status().is_success());
 
     // Another channel's capability gets no grant for this channel's messages.
-    let (status, answer) = call(&http, base, other_chan, "POST", &uploads, Some(size)).await;
+    let (status, answer) = signed_http(&http, base, other_chan, "POST", &uploads, Some(size)).await;
     assert_eq!((status, &answer["code"]), (403, &json!("forbidden")));
 
     // The message links the object.
@@ -99,12 +70,12 @@ async fn attachments_through_the_media_lambda_on_s3() {
         "hold": hold,
     });
     let message = format!("{messages}/{number}");
-    let (status, answer) = call(&http, base, chan, "PUT", &message, Some(post)).await;
+    let (status, answer) = signed_http(&http, base, chan, "PUT", &message, Some(post)).await;
     assert_eq!(status, 201, "{answer}");
 
     // A download grant, and the bytes back from S3.
     let download = format!("{uploads}/{}", grant.media_id);
-    let (status, answer) = call(&http, base, chan, "GET", &download, None).await;
+    let (status, answer) = signed_http(&http, base, chan, "GET", &download, None).await;
     assert_eq!(status, 200, "{answer}");
     let down: DownloadGrant = serde_json::from_value(answer).unwrap();
     let got = http.get(&down.url).send().await.unwrap();
@@ -113,14 +84,14 @@ async fn attachments_through_the_media_lambda_on_s3() {
 
     // An id the message does not link, and another channel's capability: no grant.
     let unlinked = format!("{uploads}/{}", MediaId([9; 16]));
-    let (status, answer) = call(&http, base, chan, "GET", &unlinked, None).await;
+    let (status, answer) = signed_http(&http, base, chan, "GET", &unlinked, None).await;
     assert_eq!((status, &answer["code"]), (404, &json!("not_found")));
-    let (status, answer) = call(&http, base, other_chan, "GET", &download, None).await;
+    let (status, answer) = signed_http(&http, base, other_chan, "GET", &download, None).await;
     assert_eq!((status, &answer["code"]), (403, &json!("forbidden")));
 
     // Once the message is deleted, its media has no grant.
-    let (status, answer) = call(&http, base, &caps.admin, "DELETE", &message, None).await;
+    let (status, answer) = signed_http(&http, base, &caps.admin, "DELETE", &message, None).await;
     assert_eq!(status, 204, "{answer}");
-    let (status, answer) = call(&http, base, chan, "GET", &download, None).await;
+    let (status, answer) = signed_http(&http, base, chan, "GET", &download, None).await;
     assert_eq!((status, &answer["code"]), (404, &json!("not_found")));
 }
