@@ -13,7 +13,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use argon2::{Algorithm, Argon2, Params, Version};
 use cinder_proto::accounts::{
     KsfParams, Login, LoginFinish, LoginStart, LoginStartResponse, PasswordFinish, PasswordStart,
-    PutEnclave, RegisterFinish, RegisterStart, RegisterStartResponse, Session, StoredEnclave,
+    PutEnclave, Reauth, ReauthStart, RegisterFinish, RegisterStart, RegisterStartResponse, Session,
+    SessionInfo, SessionList, StoredEnclave,
 };
 use cinder_proto::{Blob, ErrorCode, Timestamp};
 use hkdf::Hkdf;
@@ -207,6 +208,9 @@ fn aad(version: u64) -> Vec<u8> {
 pub struct LoggedIn {
     /// The login.
     pub login: Login,
+    /// The session's id (as `sessions` lists it); empty in a profile cached before ids.
+    #[serde(default)]
+    pub session_id: String,
     /// Session token for the `x-cinder-session` header.
     pub token: Blob,
     /// When the session ends.
@@ -353,6 +357,7 @@ impl Client {
         self.publish(&contents.identity.bundle).await?;
         Ok(LoggedIn {
             login: login.clone(),
+            session_id: session.id,
             token: session.token,
             expires_at: session.expires_at,
             key,
@@ -450,6 +455,7 @@ impl Client {
         }
         Ok(LoggedIn {
             login: login.clone(),
+            session_id: session.id,
             token: session.token,
             expires_at: session.expires_at,
             key,
@@ -510,14 +516,122 @@ impl Client {
         Ok(())
     }
 
-    /// Changes the password: a new OPAQUE registration and the enclave re-sealed under the
-    /// new key, swapped in together. Other sessions end; this one must log in again.
+    /// Proves the password again inside the session (an OPAQUE login against the
+    /// session's own account, checked against the pinned server key and the account's
+    /// Argon2id parameters), for a token that lets the session change the password or
+    /// delete the account once, within minutes. A stolen session token alone cannot.
+    pub async fn reauthenticate(
+        &self,
+        session: &LoggedIn,
+        password: &[u8],
+    ) -> Result<Reauth, ClientError> {
+        let start = ClientLogin::<ClientSuite>::start(&mut OsRng, password)
+            .map_err(|_| ClientError::Verification("OPAQUE login could not start".into()))?;
+        let answer: LoginStartResponse = self
+            .call_session(
+                Method::POST,
+                "/accounts/reauth/start",
+                Some(&ReauthStart {
+                    request: Blob(start.message.serialize().to_vec()),
+                }),
+                &session.token,
+            )
+            .await?;
+        // The account's parameters are known: a server that answers others (weaker, to
+        // make a guess cheaper, or absurd, to stall the client) is refused.
+        if answer.ksf != session.ksf {
+            return Err(ClientError::Verification(
+                "the server asked for other Argon2id parameters than the account's".into(),
+            ));
+        }
+        let argon = argon2(&answer.ksf)?;
+        let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
+            .map_err(|_| malformed("response"))?;
+        let password = Zeroizing::new(password.to_vec());
+        let state = start.state;
+        let finish = off_executor(move || {
+            state
+                .finish(
+                    &password,
+                    response,
+                    ClientLoginFinishParameters::new(
+                        Some(CONTEXT),
+                        Identifiers::default(),
+                        Some(&argon),
+                    ),
+                )
+                .map_err(|_| ClientError::LoginFailed)
+        })
+        .await?;
+        if Blob(finish.server_s_pk.serialize().to_vec()) != session.server_key {
+            return Err(ClientError::Verification(
+                "the server's OPAQUE key changed since this session logged in".into(),
+            ));
+        }
+        let body = LoginFinish {
+            state: answer.state,
+            finalization: Blob(finish.message.serialize().to_vec()),
+        };
+        self.call_session(
+            Method::POST,
+            "/accounts/reauth/finish",
+            Some(&body),
+            &session.token,
+        )
+        .await
+        .map_err(|e| {
+            if e.code() == Some(ErrorCode::Unauthenticated) {
+                ClientError::LoginFailed
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The account's open sessions, oldest first.
+    pub async fn sessions(&self, session: &LoggedIn) -> Result<Vec<SessionInfo>, ClientError> {
+        let list: SessionList = self
+            .call_session(
+                Method::GET,
+                "/accounts/sessions",
+                None::<&()>,
+                &session.token,
+            )
+            .await?;
+        Ok(list.sessions)
+    }
+
+    /// Ends one session of the account (this one too, if it is `id`).
+    pub async fn end_session(&self, session: &LoggedIn, id: &str) -> Result<(), ClientError> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ClientError::Input(format!("`{id}` is not a session id")));
+        }
+        self.call_session::<(), ()>(
+            Method::DELETE,
+            &format!("/accounts/sessions/{id}"),
+            None,
+            &session.token,
+        )
+        .await
+    }
+
+    /// Ends every session of the account, this one included.
+    pub async fn end_all_sessions(&self, session: &LoggedIn) -> Result<(), ClientError> {
+        self.call_session::<(), ()>(Method::DELETE, "/accounts/sessions", None, &session.token)
+            .await
+    }
+
+    /// Changes the password: proves the current one again, then a new OPAQUE registration
+    /// and the enclave re-sealed under the new key, swapped in together. Every session
+    /// ends; this one must log in again.
     pub async fn change_password(
         &self,
         session: &mut LoggedIn,
+        current_password: &[u8],
         new_password: &[u8],
         ksf: KsfParams,
     ) -> Result<(), ClientError> {
+        let reauth = self.reauthenticate(session, current_password).await?;
         let (state, request) = registration_start(new_password)?;
         let response: RegisterStartResponse = self
             .call_session(
@@ -538,11 +652,12 @@ impl Client {
             expected_version,
         };
         let stored: StoredEnclave = self
-            .call_session(
+            .call_reauthed(
                 Method::POST,
                 "/accounts/password/finish",
                 Some(&body),
                 &session.token,
+                &reauth.token,
             )
             .await?;
         next.version = stored.version;
@@ -552,11 +667,23 @@ impl Client {
         Ok(())
     }
 
-    /// Deletes the account (the enclave and the password record). Published public keys
-    /// stay in the directory, where others' pins refer to them.
-    pub async fn delete_account(&self, session: &LoggedIn) -> Result<(), ClientError> {
-        self.call_session::<(), ()>(Method::DELETE, "/accounts/me", None, &session.token)
-            .await
+    /// Deletes the account (the enclave and the password record), after proving the
+    /// password again. Published public keys stay in the directory, where others' pins
+    /// refer to them.
+    pub async fn delete_account(
+        &self,
+        session: &LoggedIn,
+        password: &[u8],
+    ) -> Result<(), ClientError> {
+        let reauth = self.reauthenticate(session, password).await?;
+        self.call_reauthed::<(), ()>(
+            Method::DELETE,
+            "/accounts/me",
+            None,
+            &session.token,
+            &reauth.token,
+        )
+        .await
     }
 
     async fn call_json<B: Serialize, T: serde::de::DeserializeOwned>(

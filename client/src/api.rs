@@ -22,6 +22,14 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
 /// not be able to make it think it is a day earlier, when burnt messages still look alive.
 pub const MAX_CLOCK_OFFSET_SECS: i64 = 900;
 
+/// The session headers of a request: the token, and a re-authentication token if the
+/// request needs one.
+#[derive(Clone, Copy)]
+pub(crate) struct SessionHeaders<'a> {
+    token: &'a Blob,
+    reauth: Option<&'a Blob>,
+}
+
 /// Who signs a request.
 #[derive(Clone, Copy)]
 enum SignAs<'a> {
@@ -252,7 +260,32 @@ impl Client {
         T: DeserializeOwned,
     {
         let sign_as = signer.map_or(SignAs::Nobody, SignAs::User);
+        let session = session.map(|token| SessionHeaders {
+            token,
+            reauth: None,
+        });
         self.call_signed(method, path, body, sign_as, session).await
+    }
+
+    /// Sends one request in a session with a re-authentication token beside it.
+    pub(crate) async fn call_reauthed<B, T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        token: &Blob,
+        reauth: &Blob,
+    ) -> Result<T, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let session = SessionHeaders {
+            token,
+            reauth: Some(reauth),
+        };
+        self.call_signed(method, path, body, SignAs::Nobody, Some(session))
+            .await
     }
 
     /// Sends one request signed as asked; a signed request refused as stale is retried
@@ -263,7 +296,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
         sign_as: SignAs<'_>,
-        session: Option<&Blob>,
+        session: Option<SessionHeaders<'_>>,
     ) -> Result<T, ClientError>
     where
         B: Serialize + ?Sized,
@@ -310,7 +343,7 @@ impl Client {
         path: &str,
         body: &[u8],
         sign_as: SignAs<'_>,
-        session: Option<&Blob>,
+        session: Option<SessionHeaders<'_>>,
     ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
         let mut request = self
             .http
@@ -320,11 +353,17 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.to_vec());
         }
-        if let Some(token) = session {
+        if let Some(session) = session {
             request = request.header(
                 cinder_proto::accounts::SESSION_HEADER,
-                cinder_proto::encoding::encode(&token.0),
+                cinder_proto::encoding::encode(&session.token.0),
             );
+            if let Some(reauth) = session.reauth {
+                request = request.header(
+                    cinder_proto::accounts::REAUTH_HEADER,
+                    cinder_proto::encoding::encode(&reauth.0),
+                );
+            }
         }
         let (key, signer) = match sign_as {
             SignAs::Nobody => (None, None),

@@ -267,7 +267,12 @@ async fn scenario(b: &mut Bench<'_>, w: &mut World, pass: usize, dir: &std::path
     b.op(
         "accounts",
         "change the password (`Client::change_password`)",
-        c.change_password(&mut carol, b"second password", KsfParams::FLOOR),
+        c.change_password(
+            &mut carol,
+            b"first password",
+            b"second password",
+            KsfParams::FLOOR,
+        ),
     )
     .await
     .unwrap();
@@ -279,7 +284,7 @@ async fn scenario(b: &mut Bench<'_>, w: &mut World, pass: usize, dir: &std::path
     b.op(
         "accounts",
         "delete the account (`Client::delete_account`)",
-        c.delete_account(&carol),
+        c.delete_account(&carol, b"second password"),
     )
     .await
     .unwrap();

@@ -60,8 +60,10 @@ macro_rules! accounts_conformance_suite {
             accounts_concurrent_enclave_writes_have_one_winner,
             accounts_credentials_are_replaced_together,
             accounts_delete_reports_presence_and_stops_writes,
-            rate_limits_count_and_restart_after_expiry,
-            rate_limits_count_every_concurrent_hit);
+            accounts_sessions_are_replaced_at_their_version,
+            accounts_concurrent_session_writes_have_one_winner,
+            rate_limits_let_a_burst_through_then_refill,
+            rate_limits_let_exactly_the_burst_through_concurrent_spenders);
     };
 }
 
@@ -361,6 +363,7 @@ fn account(tag: u8) -> AccountRecord {
             ciphertext: Blob(vec![tag; 100]),
             version: 1,
         },
+        sessions: Default::default(),
     }
 }
 
@@ -493,38 +496,172 @@ pub async fn accounts_delete_reports_presence_and_stops_writes<S: Accounts>(stor
     ));
 }
 
-pub async fn rate_limits_count_and_restart_after_expiry<S: Accounts>(store: Arc<S>) {
-    let end = T0.plus(900);
-    assert_eq!(store.hit("login:a:1", end, T0).await.unwrap(), 1);
-    assert_eq!(store.hit("login:a:1", end, T0.plus(1)).await.unwrap(), 2);
+pub async fn rate_limits_let_a_burst_through_then_refill<S: Accounts>(store: Arc<S>) {
+    use cinder_server::limits::Rate;
+    let rate = Rate::per(3, std::time::Duration::from_secs(30));
+    let now = T0.0 * 1000;
+    for i in 0..3 {
+        assert_eq!(
+            store.take("login:a", rate, now).await.unwrap(),
+            None,
+            "burst {i}"
+        );
+    }
     assert_eq!(
-        store.hit("login:b:1", end, T0).await.unwrap(),
-        1,
-        "counters are per key"
+        store.take("login:a", rate, now).await.unwrap(),
+        Some(10_000),
+        "the fourth waits for the next token"
     );
     assert_eq!(
-        store.hit("login:a:1", T0.plus(2000), end).await.unwrap(),
-        1,
-        "expired counters restart"
+        store.take("login:b", rate, now).await.unwrap(),
+        None,
+        "buckets are per key"
+    );
+    assert_eq!(
+        store.take("login:a", rate, now + 9_999).await.unwrap(),
+        Some(1),
+        "a refusal spends nothing"
+    );
+    assert_eq!(
+        store.take("login:a", rate, now + 10_000).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .take("login:a", rate, now + 10_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Long after, the bucket is full again (and past `forget_at` it may be gone).
+    for _ in 0..3 {
+        assert_eq!(
+            store.take("login:a", rate, now + 3_600_000).await.unwrap(),
+            None
+        );
+    }
+}
+
+pub async fn rate_limits_let_exactly_the_burst_through_concurrent_spenders<S: Accounts>(
+    store: Arc<S>,
+) {
+    use cinder_server::limits::Rate;
+    let rate = Rate::per(5, std::time::Duration::from_secs(3600));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take("login:c", rate, T0.0 * 1000).await.unwrap() })
+        })
+        .collect();
+    let mut through = 0;
+    for t in tasks {
+        if t.await.unwrap().is_none() {
+            through += 1;
+        }
+    }
+    assert_eq!(through, 5, "exactly the burst went through");
+}
+
+pub async fn accounts_sessions_are_replaced_at_their_version<S: Accounts>(store: Arc<S>) {
+    use cinder_server::store::{SessionEntry, Sessions};
+    let a = account(1);
+    store.create(&a).await.unwrap();
+    let first = SessionEntry {
+        id: "aa".into(),
+        created_at: T0,
+        expires_at: T0.plus(3600),
+    };
+    assert_eq!(
+        store
+            .put_sessions(&a.login, std::slice::from_ref(&first), 0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        matches!(
+            store.put_sessions(&a.login, &[], 0).await,
+            Err(StoreError::Conflict)
+        ),
+        "a stale version loses"
+    );
+    assert_eq!(
+        store.account(&a.login).await.unwrap().unwrap().sessions,
+        Sessions {
+            version: 1,
+            open: vec![first.clone()],
+        }
+    );
+    // The enclave's version is its own: an enclave write leaves the sessions alone.
+    store
+        .put_enclave(&a.login, &Blob(vec![5]), 1)
+        .await
+        .unwrap();
+    assert_eq!(store.put_sessions(&a.login, &[], 1).await.unwrap(), 2);
+    // A password change ends every session and moves their version on.
+    store
+        .put_sessions(&a.login, std::slice::from_ref(&first), 2)
+        .await
+        .unwrap();
+    store
+        .replace_credentials(
+            &a.login,
+            &Blob(vec![7; 192]),
+            KsfParams::FLOOR,
+            &Blob(vec![7]),
+            2,
+        )
+        .await
+        .unwrap();
+    let after = store.account(&a.login).await.unwrap().unwrap().sessions;
+    assert_eq!(after.open, vec![]);
+    assert_eq!(after.version, 4);
+    assert!(
+        matches!(
+            store.put_sessions(&LoginKey([9; 32]), &[], 0).await,
+            Err(StoreError::Conflict)
+        ),
+        "no account, no sessions"
     );
 }
 
-pub async fn rate_limits_count_every_concurrent_hit<S: Accounts>(store: Arc<S>) {
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
+pub async fn accounts_concurrent_session_writes_have_one_winner<S: Accounts>(store: Arc<S>) {
+    use cinder_server::store::SessionEntry;
+    let a = account(2);
+    store.create(&a).await.unwrap();
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { store.hit("login:c:1", T0.plus(900), T0).await.unwrap() })
+            let login = a.login;
+            tokio::spawn(async move {
+                let entry = SessionEntry {
+                    id: format!("{i:02x}"),
+                    created_at: T0,
+                    expires_at: T0.plus(3600),
+                };
+                store.put_sessions(&login, &[entry], 0).await
+            })
         })
         .collect();
-    let mut seen = Vec::new();
+    let mut won = 0;
     for t in tasks {
-        seen.push(t.await.unwrap());
+        match t.await.unwrap() {
+            Ok(1) => won += 1,
+            Err(StoreError::Conflict) => {}
+            other => panic!("unexpected {other:?}"),
+        }
     }
-    seen.sort_unstable();
+    assert_eq!(won, 1);
     assert_eq!(
-        seen,
-        (1..=10).collect::<Vec<u64>>(),
-        "every hit got its own count"
+        store
+            .account(&a.login)
+            .await
+            .unwrap()
+            .unwrap()
+            .sessions
+            .open
+            .len(),
+        1
     );
 }
 

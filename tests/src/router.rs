@@ -30,7 +30,23 @@ pub async fn send(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> Answer {
+    send_from(app, None, method, path, headers, body).await
+}
+
+/// [`send`] from the address `from`, as the entry point would put it in the request (API
+/// Gateway's `sourceIp`, the dev server's peer).
+pub async fn send_from(
+    app: &Router,
+    from: Option<std::net::IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Answer {
     let mut req = Request::builder().method(method).uri(path);
+    if let Some(ip) = from {
+        req = req.extension(cinder_server::limits::ClientAddr(ip));
+    }
     if !body.is_empty() {
         req = req.header("content-type", "application/json");
     }

@@ -16,7 +16,7 @@ use cinder_server::accounts::{AccountsState, ServerSecrets};
 use cinder_server::clock::ManualTime;
 use cinder_server::keys::KeysState;
 use cinder_sqlite::SqliteStore;
-use cinder_tests::router::{Answer, send};
+use cinder_tests::router::{Answer, send, send_from};
 use cinder_tests::server::{Backend, TestServer, start};
 use opaque_ke::ClientLogin;
 use rand_core::OsRng;
@@ -171,25 +171,30 @@ async fn unknown_login_and_wrong_password_look_the_same() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_attempts_are_rate_limited_per_login() {
+async fn login_attempts_are_limited_per_address_so_a_stranger_cannot_lock_the_owner_out() {
     for s in servers().await {
-        // Start at the beginning of a 15-minute window, so the attempts below never straddle
-        // two windows however slow the machine.
-        let now = cinder_proto::Timestamp::now().0;
-        s.time.advance(900 - now % 900 + 1);
+        let stranger: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        let owner: std::net::IpAddr = "203.0.113.5".parse().unwrap();
         let start = |who: &str| {
             let body = json!({ "login": who, "request": credential_request(b"guess") });
             serde_json::to_vec(&body).unwrap()
         };
-        for _ in 0..10 {
+        let from = |ip, who: &'static str| {
+            let app = s.app.clone();
+            let body = start(who);
+            async move { send_from(&app, Some(ip), "POST", "/accounts/login/start", &[], body).await }
+        };
+        // GIVEN a stranger guessing carol's password from one address: ten go through
+        for i in 0..10 {
             assert_eq!(
-                send(&s.app, "POST", "/accounts/login/start", &[], start("carol"))
-                    .await
-                    .status,
-                200
+                from(stranger, "carol").await.status,
+                200,
+                "{:?}: {i}",
+                s.backend
             );
         }
-        let limited = send(&s.app, "POST", "/accounts/login/start", &[], start("carol")).await;
+        // THEN the eleventh waits for the bucket's next token, 90 s (10 per 15 minutes)
+        let limited = from(stranger, "carol").await;
         assert_eq!(
             (limited.status.as_u16(), limited.code()),
             (429, "rate_limited"),
@@ -201,21 +206,27 @@ async fn login_attempts_are_rate_limited_per_login() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=900).contains(&retry));
-        // Another login is unaffected; the limited one recovers after the window.
-        assert_eq!(
-            send(&s.app, "POST", "/accounts/login/start", &[], start("dave"))
-                .await
-                .status,
-            200
-        );
+        assert!((89..=90).contains(&retry), "{retry}");
+        // AND carol, from her own address, still logs in
+        assert_eq!(from(owner, "carol").await.status, 200, "{:?}", s.backend);
+        // AND after the wait the stranger gets one more guess, not a fresh window of ten
         s.time.advance(retry);
-        assert_eq!(
-            send(&s.app, "POST", "/accounts/login/start", &[], start("carol"))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(from(stranger, "carol").await.status, 200);
+        assert_eq!(from(stranger, "carol").await.status, 429);
+        // AND one address spraying many logins runs out of its own bucket (30 per 15
+        // minutes), whichever login it names
+        let sprayer: std::net::IpAddr = "2001:db8:5::1".parse().unwrap();
+        let names = ["dora", "eric", "fay"];
+        let mut through = 0;
+        for i in 0..31 {
+            if from(sprayer, names[i % 3]).await.status == 200 {
+                through += 1;
+            }
+        }
+        assert_eq!(through, 30, "{:?}", s.backend);
+        // ... and another host in the same /64 shares it
+        let neighbour: std::net::IpAddr = "2001:db8:5::2".parse().unwrap();
+        assert_eq!(from(neighbour, "gus").await.status, 429);
     }
 }
 
@@ -315,7 +326,7 @@ async fn a_login_finishes_only_for_the_record_it_started_against() {
         let with_old = login_by_hand(&s.app, "olga", b"old password").await;
         // WHEN the password changes (through another session) before that login finishes
         client
-            .change_password(&mut me, b"new password", KsfParams::FLOOR)
+            .change_password(&mut me, b"old password", b"new password", KsfParams::FLOOR)
             .await
             .unwrap();
         // THEN the old password's proof opens no session under the new record, and the
@@ -343,7 +354,7 @@ async fn a_login_finishes_only_for_the_record_it_started_against() {
             .await
             .unwrap();
         let before_deletion = login_by_hand(&s.app, "olga", b"new password").await;
-        client.delete_account(&me).await.unwrap();
+        client.delete_account(&me, b"new password").await.unwrap();
         client
             .register(
                 &login("olga"),
@@ -485,7 +496,7 @@ async fn password_change_keeps_the_enclave_and_ends_old_sessions() {
             ..KsfParams::FLOOR
         };
         client
-            .change_password(&mut me, b"new password", stronger)
+            .change_password(&mut me, b"old password", b"new password", stronger)
             .await
             .unwrap();
 
@@ -527,7 +538,7 @@ async fn deleted_accounts_are_gone() {
             .register(&login("ivy"), b"ivy's pw", profile("Ivy"), KsfParams::FLOOR)
             .await
             .unwrap();
-        client.delete_account(&me).await.unwrap();
+        client.delete_account(&me, b"ivy's pw").await.unwrap();
         let err = client
             .login(&login("ivy"), b"ivy's pw", 0, None)
             .await
@@ -808,7 +819,7 @@ async fn sessions_last_one_hour_to_the_second() {
         );
         assert_eq!(
             m.client
-                .delete_account(&logged_in)
+                .delete_account(&logged_in, b"pat's pw")
                 .await
                 .unwrap_err()
                 .code(),
@@ -1117,5 +1128,239 @@ async fn a_registration_spends_one_attempt() {
         }
         let limited = send(&s.app, "POST", "/accounts/register/start", &[], start()).await;
         assert_eq!(limited.status, 429, "{:?}", s.backend);
+    }
+}
+
+/// A password change's body built by hand for `login`'s session: an OPAQUE registration of
+/// `password` answered by the server, and a placeholder enclave, at `expected_version`.
+async fn password_finish_body(
+    app: &Router,
+    token: &Blob,
+    password: &[u8],
+    expected_version: u64,
+) -> Vec<u8> {
+    let start = opaque_ke::ClientRegistration::<ClientSuite>::start(&mut OsRng, password).unwrap();
+    let session = [("x-cinder-session", encode(&token.0))];
+    let body = json!({ "request": encode(&start.message.serialize()) });
+    let answer = send(
+        app,
+        "POST",
+        "/accounts/password/start",
+        &session,
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    let response = opaque_ke::RegistrationResponse::<ClientSuite>::deserialize(
+        &cinder_proto::encoding::decode(answer.json["response"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let f = KsfParams::FLOOR;
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(f.m_kib, f.t, f.p, None).unwrap(),
+    );
+    let finish = start
+        .state
+        .finish(
+            &mut OsRng,
+            password,
+            response,
+            opaque_ke::ClientRegistrationFinishParameters::new(Default::default(), Some(&argon)),
+        )
+        .unwrap();
+    serde_json::to_vec(&json!({
+        "upload": encode(&finish.message.serialize()),
+        "ksf": KsfParams::FLOOR,
+        "ciphertext": encode(b"a new enclave"),
+        "expected_version": expected_version,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_session_token_cannot_change_the_password_or_delete_the_account() {
+    for s in servers().await {
+        let client = s.client();
+        let me = client
+            .register(
+                &login("rita"),
+                b"rita's pw",
+                profile("Rita"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let session = ("x-cinder-session", encode(&me.token.0));
+        let refused = |a: &Answer| (a.status.as_u16(), a.code().to_owned());
+        let reauth_required = (403, "reauth_required".to_owned());
+        // GIVEN only the session token (a thief's copy): no deletion, no password change
+        let deleted = send(
+            &s.app,
+            "DELETE",
+            "/accounts/me",
+            std::slice::from_ref(&session),
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(refused(&deleted), reauth_required, "{:?}", s.backend);
+        let body = password_finish_body(&s.app, &me.token, b"thief's pw", 1).await;
+        let changed = send(
+            &s.app,
+            "POST",
+            "/accounts/password/finish",
+            std::slice::from_ref(&session),
+            body,
+        )
+        .await;
+        assert_eq!(refused(&changed), reauth_required, "{:?}", s.backend);
+        let forged = ("x-cinder-reauth", encode(&[7u8; 120]));
+        let deleted = send(
+            &s.app,
+            "DELETE",
+            "/accounts/me",
+            &[session.clone(), forged],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(refused(&deleted), reauth_required);
+        // AND proving the password again needs the password
+        assert!(matches!(
+            client.reauthenticate(&me, b"a guess").await,
+            Err(ClientError::LoginFailed)
+        ));
+        // THEN the account is untouched
+        let mut again = client
+            .login(&login("rita"), b"rita's pw", 1, None)
+            .await
+            .unwrap();
+        client.refresh_enclave(&mut again).await.unwrap();
+
+        // A token is for its own session only.
+        let token = client.reauthenticate(&me, b"rita's pw").await.unwrap();
+        let other = [
+            ("x-cinder-session", encode(&again.token.0)),
+            ("x-cinder-reauth", encode(&token.token.0)),
+        ];
+        let deleted = send(&s.app, "DELETE", "/accounts/me", &other, Vec::new()).await;
+        assert_eq!(refused(&deleted), reauth_required, "{:?}", s.backend);
+        // It is spent by the first request that could succeed: a change that loses a race
+        // (a stale version) spends it, and it does not work twice.
+        let with_token = [session.clone(), ("x-cinder-reauth", encode(&token.token.0))];
+        let stale = password_finish_body(&s.app, &me.token, b"rita's new pw", 7).await;
+        let lost = send(
+            &s.app,
+            "POST",
+            "/accounts/password/finish",
+            &with_token,
+            stale,
+        )
+        .await;
+        assert_eq!(
+            refused(&lost),
+            (409, "version_conflict".to_owned()),
+            "{:?}",
+            s.backend
+        );
+        let fresh = password_finish_body(&s.app, &me.token, b"rita's new pw", 1).await;
+        let twice = send(
+            &s.app,
+            "POST",
+            "/accounts/password/finish",
+            &with_token,
+            fresh,
+        )
+        .await;
+        assert_eq!(refused(&twice), reauth_required, "{:?}", s.backend);
+        // And it lapses after five minutes.
+        let late = client.reauthenticate(&me, b"rita's pw").await.unwrap();
+        s.time.advance(301);
+        let deleted = send(
+            &s.app,
+            "DELETE",
+            "/accounts/me",
+            &[session.clone(), ("x-cinder-reauth", encode(&late.token.0))],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(refused(&deleted), reauth_required, "{:?}", s.backend);
+        // The owner, with the password, deletes the account.
+        client.delete_account(&again, b"rita's pw").await.unwrap();
+        assert!(matches!(
+            client.login(&login("rita"), b"rita's pw", 1, None).await,
+            Err(ClientError::LoginFailed)
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_and_end_one_by_one_or_all_at_once() {
+    for s in servers().await {
+        let client = s.client();
+        let mut a = client
+            .register(
+                &login("sven"),
+                b"sven's pw",
+                profile("Sven"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let mut b = client
+            .login(&login("sven"), b"sven's pw", 1, None)
+            .await
+            .unwrap();
+        let mut c = client
+            .login(&login("sven"), b"sven's pw", 1, None)
+            .await
+            .unwrap();
+        let listed = client.sessions(&a).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [&a.session_id, &b.session_id, &c.session_id],
+            "{:?}",
+            s.backend
+        );
+        let current: Vec<bool> = listed.iter().map(|s| s.current).collect();
+        assert_eq!(current, [true, false, false]);
+        // GIVEN one session ended from another
+        client.end_session(&a, &b.session_id).await.unwrap();
+        // THEN it no longer works, and the others do
+        assert_eq!(
+            client.refresh_enclave(&mut b).await.unwrap_err().code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}",
+            s.backend
+        );
+        client.refresh_enclave(&mut a).await.unwrap();
+        client.refresh_enclave(&mut c).await.unwrap();
+        assert_eq!(client.sessions(&c).await.unwrap().len(), 2);
+        // AND ending it again, or one that never was, is a 404
+        assert_eq!(
+            client
+                .end_session(&a, &b.session_id)
+                .await
+                .unwrap_err()
+                .code(),
+            Some(ErrorCode::NotFound)
+        );
+        // AND ending them all ends this one too
+        client.end_all_sessions(&c).await.unwrap();
+        for mut gone in [a, c] {
+            assert_eq!(
+                client.refresh_enclave(&mut gone).await.unwrap_err().code(),
+                Some(ErrorCode::Unauthenticated),
+                "{:?}",
+                s.backend
+            );
+        }
+        // AND a new login still works, alone on the list
+        let d = client
+            .login(&login("sven"), b"sven's pw", 1, None)
+            .await
+            .unwrap();
+        assert_eq!(client.sessions(&d).await.unwrap().len(), 1);
     }
 }

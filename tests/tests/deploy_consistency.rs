@@ -364,3 +364,29 @@ fn the_parser_reads_what_the_tests_rely_on() {
     assert_eq!(d.children[1].get("other").unwrap().value, "w");
     assert_eq!(node.get("E").unwrap().value, "y");
 }
+
+#[test]
+fn every_rate_limit_is_documented_with_its_default() {
+    let api = read("docs/API.md");
+    let section = &api[api
+        .find("### Rate limits")
+        .expect("docs/API.md has a Rate limits section")..];
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let mut cells = l.split(" | ");
+            let name = cells.next()?.trim_end_matches('`');
+            let default = cells.nth(1)?.trim_end_matches(" |");
+            Some(format!("{name}={default}"))
+        })
+        .collect();
+    let in_code: BTreeSet<String> = cinder_server::limits::TABLE
+        .iter()
+        .map(|(name, _, default)| format!("{name}={default}"))
+        .collect();
+    assert_eq!(
+        documented, in_code,
+        "docs/API.md's rate limits differ from the code's"
+    );
+}

@@ -42,6 +42,8 @@ enum Auth {
     None,
     Signed,
     Session,
+    /// A session and a re-authentication token (`x-cinder-reauth`).
+    Reauthenticated,
     /// A relay's announcement: a MAC under the secret shared with the TURN relays.
     Relay,
 }
@@ -104,6 +106,8 @@ fn auth_of(source: &str, handler: &str, file: &str) -> Auth {
     let params = &source[params_from..closing_paren(source, params_from)];
     if params.contains("Signed<") {
         Auth::Signed
+    } else if params.contains("InSession") && params.contains("ReauthToken") {
+        Auth::Reauthenticated
     } else if params.contains("InSession") {
         Auth::Session
     } else if params.contains("RelayProof") {
@@ -171,6 +175,8 @@ fn documented_routes(doc: &Value) -> Routes {
                 Auth::Signed
             } else if schemes == BTreeSet::from(["session".to_owned()]) {
                 Auth::Session
+            } else if schemes == BTreeSet::from(["session".to_owned(), "reauth".to_owned()]) {
+                Auth::Reauthenticated
             } else if schemes == BTreeSet::from(["relay".to_owned()]) {
                 Auth::Relay
             } else {
@@ -249,6 +255,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
         C::NoRoute,
         C::MethodNotAllowed,
         C::RateLimited,
+        C::ReauthRequired,
         C::NumberTaken,
         C::RequestTimeout,
         C::Internal,
@@ -273,6 +280,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
             | C::NoRoute
             | C::MethodNotAllowed
             | C::RateLimited
+            | C::ReauthRequired
             | C::NumberTaken
             | C::RequestTimeout
             | C::Internal => {}

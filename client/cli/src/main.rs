@@ -283,11 +283,23 @@ enum ProfileCommand {
 
 #[derive(Subcommand)]
 enum AccountCommand {
-    /// Delete your account and enclave from the server. Your public keys stay published.
+    /// Delete your account and enclave from the server (asks for your password again).
+    /// Your public keys stay published.
     Delete {
         /// Confirm; nothing is deleted without it.
         #[arg(long)]
         yes: bool,
+    },
+    /// List your account's open sessions (each device's login).
+    Sessions,
+    /// End one session by its id, or every session with --all (this one too).
+    End {
+        /// The session's id, as `cinder account sessions` lists it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        session_id: Option<String>,
+        /// End every session, on every device.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -391,7 +403,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     match command {
         Command::Register { login, name } => register(&mut ctx, login, name).await,
         Command::Login { login } => login_cmd(&mut ctx, login).await,
-        Command::Logout { yes } => logout(&mut ctx, yes),
+        Command::Logout { yes } => logout(&mut ctx, yes).await,
         Command::Whoami => whoami(&mut ctx),
         Command::Profile(ProfileCommand::Set {
             name,
@@ -400,6 +412,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }) => profile_set(&mut ctx, name, status, avatar).await,
         Command::Passwd => passwd(&mut ctx).await,
         Command::Account(AccountCommand::Delete { yes }) => delete_account(&mut ctx, yes).await,
+        Command::Account(AccountCommand::Sessions) => list_sessions(&mut ctx).await,
+        Command::Account(AccountCommand::End { session_id, all }) => {
+            end_sessions(&mut ctx, session_id, all).await
+        }
         Command::Keys(k) => keys(&mut ctx, k).await,
         rooms => rooms_cmd(&mut ctx, rooms).await,
     }
@@ -461,7 +477,7 @@ async fn login_cmd(ctx: &mut Ctx, login: Login) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn logout(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
+async fn logout(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
     // An account's keys live on in its enclave; a stand-alone identity's only copy is here.
     if let Some(me) = &ctx.profile.identity
         && !yes
@@ -470,6 +486,21 @@ fn logout(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
             "this profile holds the only copy of stand-alone user {}'s private keys; logging out deletes them for good; run again with --yes to confirm",
             me.user_id()
         )));
+    }
+    // End the session on the server too, so a copy of its token stops working; a device
+    // that cannot reach the server still forgets it (it lapses within the hour).
+    if let Some(s) = ctx
+        .profile
+        .session
+        .as_ref()
+        .filter(|s| !s.session_id.is_empty())
+        && s.expires_at > Timestamp::now()
+        && let Err(e) = ctx.client.end_session(s, &s.session_id).await
+        && e.code() != Some(cinder_proto::ErrorCode::Unauthenticated)
+    {
+        eprintln!(
+            "warning: the server did not end the session ({e}); it lapses by itself within the hour"
+        );
     }
     let was = ctx.profile.session.take().map(|s| s.login);
     ctx.profile.identity = None;
@@ -588,6 +619,7 @@ async fn profile_set(
 
 async fn passwd(ctx: &mut Ctx) -> Result<(), ClientError> {
     ctx.session()?;
+    let current = ctx.password("Current password: ")?;
     let new = ctx.new_password()?;
     let client = Client::new(&ctx.cli.server);
     let server = ctx.cli.server.clone();
@@ -595,7 +627,9 @@ async fn passwd(ctx: &mut Ctx) -> Result<(), ClientError> {
     let spinner = Spinner::start("Stretching your new password with Argon2id");
     // Keep the account's Argon2id strength; never fall back to a weaker default.
     let ksf = session.ksf;
-    let changed = client.change_password(session, new.as_bytes(), ksf).await;
+    let changed = client
+        .change_password(session, current.as_bytes(), new.as_bytes(), ksf)
+        .await;
     drop(spinner);
     changed?;
     // The change ended every session, this one too: open a fresh one.
@@ -620,13 +654,68 @@ async fn delete_account(ctx: &mut Ctx, yes: bool) -> Result<(), ClientError> {
             session.login
         )));
     }
-    ctx.client.delete_account(&session).await?;
+    let password = ctx.password("Password: ")?;
+    let spinner = Spinner::start("Proving your password again");
+    let deleted = ctx
+        .client
+        .delete_account(&session, password.as_bytes())
+        .await;
+    drop(spinner);
+    deleted?;
     ctx.profile.session = None;
     ctx.profile
         .accounts
         .remove(&Profile::account_key(&ctx.cli.server, &session.login));
     ctx.save()?;
     out!("Deleted account {}.", session.login);
+    Ok(())
+}
+
+async fn list_sessions(ctx: &mut Ctx) -> Result<(), ClientError> {
+    let session = ctx.session()?.clone();
+    let sessions = ctx.client.sessions(&session).await?;
+    if ctx.cli.json {
+        out!(
+            "{}",
+            serde_json::to_string(&sessions).map_err(|e| ClientError::Input(e.to_string()))?
+        );
+        return Ok(());
+    }
+    for s in &sessions {
+        out!(
+            "{}  since {}  until {}{}",
+            s.id,
+            s.created_at,
+            s.expires_at,
+            if s.current { "  (this one)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+async fn end_sessions(
+    ctx: &mut Ctx,
+    session_id: Option<String>,
+    all: bool,
+) -> Result<(), ClientError> {
+    let session = ctx.session()?.clone();
+    let ended_here = match (all, session_id) {
+        (true, _) => {
+            ctx.client.end_all_sessions(&session).await?;
+            out!("Ended every session, this one too.");
+            true
+        }
+        (false, Some(id)) => {
+            ctx.client.end_session(&session, &id).await?;
+            out!("Ended session {id}.");
+            id == session.session_id
+        }
+        (false, None) => return Err(ClientError::Input("name a session or pass --all".into())),
+    };
+    if ended_here {
+        ctx.profile.session = None;
+        ctx.save()?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,18 @@ async fn dev_server(data: &Path) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let secrets = std::sync::Arc::new(cinder_dev::master_secret(data).unwrap());
     let objects = cinder_dev::media_store(data, &url, Clock::system()).unwrap();
-    let app = cinder_dev::app(store, secrets, Clock::system(), objects);
+    // Every device of these walkthroughs is on 127.0.0.1, and one user logs in (and
+    // proves the password again) more than the default 10 times in 15 minutes from it.
+    let limits =
+        cinder_server::limits::Limits::parse("login_per_address_and_login=40/15m").unwrap();
+    let app = cinder_dev::app_with_limits(
+        store,
+        secrets,
+        Clock::system(),
+        objects,
+        cinder_dev::calls::Calls::unrelayed(),
+        limits,
+    );
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     url
 }
@@ -299,7 +310,7 @@ async fn account_walkthrough_register_login_profile_passwd_delete() {
         &server,
         &laptop,
         &["passwd", "--password-stdin"],
-        "correct horse battery\n",
+        "hunter2hunter2\ncorrect horse battery\n",
     )
     .await);
     let old = cinder_with_input(
@@ -320,8 +331,36 @@ async fn account_walkthrough_register_login_profile_passwd_delete() {
     ok(&new);
     assert_eq!(json(&new)["user_id"], user_id.as_str());
 
-    // Log out: the device forgets the session and keys.
+    // Sessions: the laptop's and the phone's are listed; the laptop ends the phone's.
+    let listed = cinder(&server, &laptop, &["account", "sessions", "--json"]).await;
+    ok(&listed);
+    let sessions = json(&listed);
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let phone_session = sessions.iter().find(|s| s["current"] == false).unwrap();
+    ok(&cinder(
+        &server,
+        &laptop,
+        &["account", "end", phone_session["id"].as_str().unwrap()],
+    )
+    .await);
+    let ended = cinder(&server, &phone, &["whoami"]).await;
+    ok(&ended);
+    let refused = cinder(&server, &phone, &["profile", "set", "--status", "away"]).await;
+    assert!(!refused.status.success(), "an ended session still works");
+    let relogin = cinder_with_input(
+        &server,
+        &phone,
+        &["login", "alice", "--password-stdin"],
+        "correct horse battery\n",
+    )
+    .await;
+    ok(&relogin);
+
+    // Log out: the device forgets the session and keys, and the server ends the session.
     ok(&cinder(&server, &phone, &["logout"]).await);
+    let left = cinder(&server, &laptop, &["account", "sessions", "--json"]).await;
+    assert_eq!(json(&left).as_array().unwrap().len(), 1);
     let gone = cinder(&server, &phone, &["whoami"]).await;
     assert!(
         stderr(&gone).contains("run `cinder login`"),
@@ -342,7 +381,21 @@ async fn account_walkthrough_register_login_profile_passwd_delete() {
         "{}",
         stderr(&unconfirmed)
     );
-    ok(&cinder(&server, &laptop, &["account", "delete", "--yes"]).await);
+    let wrong = cinder_with_input(
+        &server,
+        &laptop,
+        &["account", "delete", "--yes", "--password-stdin"],
+        "not the password\n",
+    )
+    .await;
+    assert_eq!(stderr(&wrong), "error: wrong login or password\n");
+    ok(&cinder_with_input(
+        &server,
+        &laptop,
+        &["account", "delete", "--yes", "--password-stdin"],
+        "correct horse battery\n",
+    )
+    .await);
     let after = cinder_with_input(
         &server,
         &phone,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use cinder_aws::accounts::{AccountsConfig, DynamoAccounts, master_secret};
 use cinder_server::Clock;
 use cinder_server::accounts::{AccountsState, ServerSecrets, router};
+use cinder_server::limits::{Limits, with_source_addr};
 
 // One thread: Lambda gives an instance one event at a time, so worker threads would only
 // cost their start (cinder_aws::sdk_config says what else a cold start no longer pays for).
@@ -18,10 +19,12 @@ use cinder_server::accounts::{AccountsState, ServerSecrets, router};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = AccountsConfig::from_env()?;
+    let limits = Limits::from_env()?;
     let sdk = cinder_aws::sdk_config().await?;
     let secrets =
         ServerSecrets::from_master(&master_secret(&sdk, &config.master_secret_id).await?)?;
     let store = DynamoAccounts::new(aws_sdk_dynamodb::Client::new(&sdk), config.tables);
-    let state = AccountsState::new(Arc::new(store), Arc::new(secrets), Clock::system());
-    lambda_http::run(router(state)).await
+    let state =
+        AccountsState::new(Arc::new(store), Arc::new(secrets), Clock::system()).with_limits(limits);
+    lambda_http::run(with_source_addr(router(state))).await
 }

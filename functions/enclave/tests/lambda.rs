@@ -88,7 +88,12 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
     assert!(matches!(wrong, ClientError::LoginFailed), "{wrong}");
 
     client
-        .change_password(&mut me, b"second password", KsfParams::FLOOR)
+        .change_password(
+            &mut me,
+            b"first password",
+            b"second password",
+            KsfParams::FLOOR,
+        )
         .await
         .unwrap();
     let after = client
@@ -97,7 +102,22 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
         .unwrap();
     assert_eq!(after.contents.profile.status, "edited");
 
-    client.delete_account(&after).await.unwrap();
+    // Sessions end one by one, and deletion needs the password proved again.
+    let listed = client.sessions(&after).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].current);
+    assert_eq!(
+        client
+            .delete_account(&after, b"first password")
+            .await
+            .err()
+            .map(|e| matches!(e, ClientError::LoginFailed)),
+        Some(true)
+    );
+    client
+        .delete_account(&after, b"second password")
+        .await
+        .unwrap();
     let gone = client
         .login(&login, b"second password", 0, None)
         .await

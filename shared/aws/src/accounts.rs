@@ -2,14 +2,17 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::{Blob, Timestamp};
+use cinder_server::limits::Rate;
 use cinder_server::store::{
-    AccountRecord, AccountStore, LoginKey, NonceStore, RateLimitStore, StoreError,
+    AccountRecord, AccountStore, LoginKey, NonceStore, RateLimitStore, SessionEntry, Sessions,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::limits::DynamoLimits;
 use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
 
 /// The enclave function's tables.
@@ -66,12 +69,18 @@ pub use crate::secrets::{SecretError, secret_bytes as master_secret};
 pub struct DynamoAccounts {
     client: Client,
     tables: AccountTables,
+    limits: DynamoLimits,
 }
 
 impl DynamoAccounts {
     /// A store over an existing client.
     pub fn new(client: Client, tables: AccountTables) -> Self {
-        Self { client, tables }
+        let limits = DynamoLimits::new(client.clone(), tables.rate_limits.clone());
+        Self {
+            client,
+            tables,
+            limits,
+        }
     }
 }
 
@@ -84,6 +93,12 @@ struct AccountItem {
     ksf: KsfParams,
     ciphertext: Blob,
     version: u64,
+    /// The open sessions; absent on an account from before sessions were listed.
+    #[serde(default)]
+    sessions: Vec<SessionEntry>,
+    /// Their version; absent (0) likewise.
+    #[serde(default)]
+    sver: u64,
 }
 
 #[async_trait]
@@ -95,6 +110,8 @@ impl AccountStore for DynamoAccounts {
             ksf: record.ksf,
             ciphertext: record.enclave.ciphertext.clone(),
             version: record.enclave.version,
+            sessions: record.sessions.open.clone(),
+            sver: record.sessions.version,
         };
         self.client
             .put_item()
@@ -128,6 +145,10 @@ impl AccountStore for DynamoAccounts {
             enclave: StoredEnclave {
                 ciphertext: item.ciphertext,
                 version: item.version,
+            },
+            sessions: Sessions {
+                version: item.sver,
+                open: item.sessions,
             },
         }))
     }
@@ -167,8 +188,16 @@ impl AccountStore for DynamoAccounts {
             .update_item()
             .table_name(&self.tables.accounts)
             .key("login", s(login))
-            .update_expression("SET registration = :r, ksf = :k, ciphertext = :c, version = :next")
+            // Ends every session too: the list empties and its version moves on, so a
+            // login finishing meanwhile loses its write and finds the new record.
+            .update_expression(
+                "SET registration = :r, ksf = :k, ciphertext = :c, version = :next, \
+                 sessions = :none, sver = if_not_exists(sver, :zero) + :one",
+            )
             .condition_expression("version = :expected")
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":r", s(cinder_proto::encoding::encode(&registration.0)))
             .expression_attribute_values(":k", ksf)
             .expression_attribute_values(":c", s(cinder_proto::encoding::encode(&ciphertext.0)))
@@ -177,6 +206,35 @@ impl AccountStore for DynamoAccounts {
             .send()
             .await
             .map_err(conditional)?;
+        Ok(expected_version + 1)
+    }
+
+    async fn put_sessions(
+        &self,
+        login: &LoginKey,
+        open: &[SessionEntry],
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let open = serde_dynamo::to_attribute_value(open)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.tables.accounts)
+            .key("login", s(login))
+            .update_expression("SET sessions = :s, sver = :next")
+            .expression_attribute_values(":s", open)
+            .expression_attribute_values(":next", n(expected_version + 1));
+        // An account from before sessions were listed has no `sver`: version 0.
+        let request = if expected_version == 0 {
+            request.condition_expression(
+                "attribute_exists(login) AND (attribute_not_exists(sver) OR sver = :expected)",
+            )
+        } else {
+            request.condition_expression("sver = :expected")
+        }
+        .expression_attribute_values(":expected", n(expected_version));
+        request.send().await.map_err(conditional)?;
         Ok(expected_version + 1)
     }
 
@@ -196,49 +254,8 @@ impl AccountStore for DynamoAccounts {
 
 #[async_trait]
 impl RateLimitStore for DynamoAccounts {
-    async fn hit(
-        &self,
-        key: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let added = self
-            .client
-            .update_item()
-            .table_name(&self.tables.rate_limits)
-            .key("id", s(key))
-            .update_expression("ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)")
-            // A counter TTL has not deleted yet must not keep counting.
-            .condition_expression("attribute_not_exists(id) OR expires_at > :now")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":exp", n(expires_at.0))
-            .expression_attribute_values(":now", n(now.0))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match added.map_err(conditional) {
-            Ok(out) => out
-                .attributes
-                .and_then(|a| {
-                    a.get("hits")
-                        .and_then(|h| h.as_n().ok())
-                        .and_then(|h| h.parse().ok())
-                })
-                .ok_or_else(|| StoreError::Corrupt("rate-limit counter".into())),
-            Err(StoreError::Conflict) => {
-                self.client
-                    .put_item()
-                    .table_name(&self.tables.rate_limits)
-                    .item("id", s(key))
-                    .item("hits", n(1))
-                    .item("expires_at", n(expires_at.0))
-                    .send()
-                    .await
-                    .map_err(backend)?;
-                Ok(1)
-            }
-            Err(e) => Err(e),
-        }
+    async fn take(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Option<u64>, StoreError> {
+        self.limits.take(key, rate, now_ms).await
     }
 }
 

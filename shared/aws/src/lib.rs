@@ -11,6 +11,7 @@
 //!   burn function's handling of a stream batch.
 //! - `calls` (feature `calls`): where the TURN relays are (the relays table).
 //! - `secrets` (feature `secrets`): a secret read from Secrets Manager at start.
+//! - [`limits`]: rate-limit buckets, shared by every function that limits an action.
 //! - [`schema`]: each table's key schema, TTL attribute and stream, the same as
 //!   `template.yaml`'s, for test harnesses and local tooling that create tables.
 //!
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod burn;
 #[cfg(feature = "calls")]
 pub mod calls;
+pub mod limits;
 #[cfg(feature = "live")]
 pub mod live;
 #[cfg(feature = "media")]

@@ -27,6 +27,7 @@ use cinder_server::Clock;
 use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::calls::CallsState;
 use cinder_server::keys::{self, KeysState};
+use cinder_server::limits::Limits;
 use cinder_server::media::MediaState;
 use cinder_server::shards::{self, DEFAULT_MAX_BURN_SECS, ShardsState};
 use cinder_server::spine::{self, SpineState};
@@ -190,7 +191,14 @@ pub fn app_with_hub(
     clock: Clock,
     objects: Arc<media::FileObjects>,
 ) -> (Router, live::Hub) {
-    build(store, secrets, clock, objects, calls::Calls::unrelayed())
+    build(
+        store,
+        secrets,
+        clock,
+        objects,
+        calls::Calls::unrelayed(),
+        Limits::default(),
+    )
 }
 
 /// [`app`] whose calls routes hand out credentials for `calls`' relays (the in-process TURN
@@ -202,7 +210,20 @@ pub fn app_with_calls(
     objects: Arc<media::FileObjects>,
     calls: calls::Calls,
 ) -> Router {
-    build(store, secrets, clock, objects, calls).0
+    build(store, secrets, clock, objects, calls, Limits::default()).0
+}
+
+/// [`app_with_calls`] at `limits` (as `CINDER_LIMITS` configures them, say) instead of
+/// the defaults.
+pub fn app_with_limits(
+    store: Arc<SqliteStore>,
+    secrets: Arc<ServerSecrets>,
+    clock: Clock,
+    objects: Arc<media::FileObjects>,
+    calls: calls::Calls,
+    limits: Limits,
+) -> Router {
+    build(store, secrets, clock, objects, calls, limits).0
 }
 
 fn build(
@@ -211,6 +232,7 @@ fn build(
     clock: Clock,
     objects: Arc<media::FileObjects>,
     calls: calls::Calls,
+    limits: Limits,
 ) -> (Router, live::Hub) {
     let hub = live::Hub::new(store.clone(), clock.clone());
     let routes = Router::new()
@@ -229,11 +251,9 @@ fn build(
         )))
         .merge(media::routes(objects))
         .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
-        .merge(accounts::routes(AccountsState::new(
-            store.clone(),
-            secrets,
-            clock.clone(),
-        )))
+        .merge(accounts::routes(
+            AccountsState::new(store.clone(), secrets, clock.clone()).with_limits(limits),
+        ))
         .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
         .merge(shards::routes(
             ShardsState::new(store, clock, DEFAULT_MAX_BURN_SECS)

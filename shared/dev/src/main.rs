@@ -37,6 +37,10 @@ struct Args {
     /// Seconds a request may take, body and answer included, before `408 request_timeout`.
     #[arg(long, env = "CINDER_DEV_REQUEST_TIMEOUT", default_value_t = cinder_dev::serve::Limits::default().request_timeout.as_secs())]
     request_timeout: u64,
+    /// Rate limits: overrides of the defaults, comma-separated `name=N/PERIOD` (or
+    /// `name=off`); see docs/API.md, "Limits".
+    #[arg(long, env = "CINDER_LIMITS", default_value = "")]
+    limits: String,
     /// Runs no TURN relay: credentials then name none, and local calls connect directly.
     #[arg(long, env = "CINDER_DEV_NO_TURN")]
     no_turn: bool,
@@ -50,6 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    let rate_limits =
+        cinder_server::limits::Limits::parse(&args.limits).map_err(|e| format!("--limits: {e}"))?;
     let store = cinder_dev::open_store_with_readers(&args.data_dir, args.readers)?;
     let secrets = std::sync::Arc::new(cinder_dev::master_secret(&args.data_dir)?);
     let listener = cinder_dev::bind(&args.addr).await?;
@@ -114,7 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     cinder_dev::serve_within(
         listener,
-        cinder_dev::app_with_calls(store, secrets, clock, objects, calls),
+        cinder_dev::app_with_limits(store, secrets, clock, objects, calls, rate_limits),
         limits,
         shutdown,
     )

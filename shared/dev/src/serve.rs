@@ -23,10 +23,12 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use cinder_server::limits::ClientAddr;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
 
 /// The listener's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +80,7 @@ pub async fn serve_with_limits(
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -96,7 +98,14 @@ pub async fn serve_with_limits(
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for the per-address limits: the socket's, never a header's.
+        let addr = ClientAddr(peer.ip());
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(addr);
+                request
+            },
+        ));
         let mut stopping = stopping.clone();
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {

@@ -138,3 +138,53 @@ async fn a_request_whose_body_stalls_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
 }
+
+/// The status of one `POST /accounts/login/start` sent from the local address `from`.
+async fn login_start_from(from: &str, server: std::net::SocketAddr) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    // A well-formed body whose OPAQUE request is not one: the limit is spent before the
+    // request is checked, so each of these counts (and then gets 422).
+    let body = r#"{"login":"carol","request":"AAAA"}"#;
+    let request = format!(
+        "POST /accounts/login/start HTTP/1.1\r\nhost: {server}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_count_per_peer_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = cinder_dev::open_store(dir.path()).unwrap();
+    let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let objects =
+        cinder_dev::media_store(dir.path(), &format!("http://{addr}"), Clock::system()).unwrap();
+    let limits = cinder_server::limits::Limits::parse("login_per_address=2/1h").unwrap();
+    let app = cinder_dev::app_with_limits(
+        store,
+        secrets,
+        Clock::system(),
+        objects,
+        cinder_dev::calls::Calls::unrelayed(),
+        limits,
+    );
+    tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+    // GIVEN one peer address's two starts
+    assert_eq!(login_start_from("127.0.0.1", addr).await, 422);
+    assert_eq!(login_start_from("127.0.0.1", addr).await, 422);
+    // THEN its third is limited
+    assert_eq!(login_start_from("127.0.0.1", addr).await, 429);
+    // AND another peer (the whole of 127/8 is loopback) has its own bucket
+    assert_eq!(login_start_from("127.0.0.2", addr).await, 422);
+}

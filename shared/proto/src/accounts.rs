@@ -15,6 +15,10 @@ use crate::{Blob, ProtoError, Timestamp};
 /// Header carrying a session token from a finished login.
 pub const SESSION_HEADER: &str = "x-cinder-session";
 
+/// Header carrying a re-authentication token ([`Reauth`]): a password proved again inside
+/// the session, which a password change and an account deletion require.
+pub const REAUTH_HEADER: &str = "x-cinder-reauth";
+
 /// Argon2id parameters the client used to stretch the password. Public: the client needs
 /// them before it can log in from a new device, and refuses any below its floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +172,8 @@ pub struct LoginFinish {
 /// A finished login: a session and the enclave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The session's id, as `GET /accounts/sessions` lists it.
+    pub id: String,
     /// Send in the `x-cinder-session` header for the session's requests.
     pub token: Blob,
     /// When the session ends.
@@ -216,6 +222,44 @@ pub struct PasswordFinish {
     pub ciphertext: Blob,
     /// The version the client last read.
     pub expected_version: u64,
+}
+
+/// `POST /accounts/reauth/start` (in a session): prove the password again, first message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthStart {
+    /// OPAQUE `CredentialRequest`.
+    pub request: Blob,
+}
+
+/// The answer to `POST /accounts/reauth/finish`: proof, good once and briefly, that the
+/// session's holder knows the password. Send it in the `x-cinder-reauth` header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauth {
+    /// The token for the `x-cinder-reauth` header.
+    pub token: Blob,
+    /// When it stops being accepted.
+    pub expires_at: Timestamp,
+}
+
+/// One open session of the account, as `GET /accounts/sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The id to end it by (`DELETE /accounts/sessions/{id}`).
+    pub id: String,
+    /// When its login finished.
+    pub created_at: Timestamp,
+    /// When it ends by itself.
+    pub expires_at: Timestamp,
+    /// Whether it is the session that asked.
+    pub current: bool,
+}
+
+/// `GET /accounts/sessions`: the account's open sessions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionList {
+    /// The sessions.
+    pub sessions: Vec<SessionInfo>,
 }
 
 #[cfg(test)]

@@ -71,8 +71,13 @@ pub enum ErrorCode {
     NoRoute,
     /// The route exists but not with this method.
     MethodNotAllowed,
-    /// Too many attempts; `retry-after` says when to try again.
+    /// Too many requests of this kind from this caller; `retry-after` says when to try
+    /// again (seconds).
     RateLimited,
+    /// A password change or account deletion without a fresh proof of the password: prove
+    /// it again (`POST /accounts/reauth/start` and `…/finish`) and send the token in
+    /// `x-cinder-reauth`.
+    ReauthRequired,
     /// The message number was taken by another poster (or its hold lapsed); `reserved`
     /// holds another number for this poster: seal the message for it and post again.
     NumberTaken,

@@ -49,6 +49,23 @@ impl Clock {
             ),
         }
     }
+
+    /// The current time in milliseconds since the Unix epoch (a manual clock's second,
+    /// times 1,000), for rate limits finer than a second.
+    pub fn now_ms(&self) -> u64 {
+        match &self.0 {
+            Source::System => system_ms(),
+            Source::Manual(cell) => cell.load(Ordering::SeqCst).saturating_mul(1000),
+            Source::Skewed(offset) => system_ms()
+                .saturating_add_signed(offset.load(Ordering::SeqCst).saturating_mul(1000)),
+        }
+    }
+}
+
+fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl fmt::Debug for Clock {

@@ -54,12 +54,15 @@ pub enum Error {
     /// login state. Deliberately one answer for all.
     #[error("login failed: wrong login or password")]
     LoginFailed,
-    /// Too many attempts.
-    #[error("too many attempts; retry in {retry_after} seconds")]
+    /// Too many requests of one kind from one caller.
+    #[error("too many requests; retry in {retry_after} seconds")]
     RateLimited {
-        /// Seconds until the window resets.
+        /// Seconds until one would go through.
         retry_after: u64,
     },
+    /// A password change or account deletion without a fresh proof of the password.
+    #[error("prove the password again first (x-cinder-reauth)")]
+    ReauthRequired,
     /// Authenticated, but the signer may not do this.
     #[error("not allowed")]
     Forbidden,
@@ -132,6 +135,7 @@ impl Error {
             Self::LoginFailed => (StatusCode::UNAUTHORIZED, C::Unauthenticated),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, C::RateLimited),
             Self::Forbidden => (StatusCode::FORBIDDEN, C::Forbidden),
+            Self::ReauthRequired => (StatusCode::FORBIDDEN, C::ReauthRequired),
             Self::UnknownUser => (StatusCode::NOT_FOUND, C::UnknownUser),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound),
             Self::AlreadyExists(_) => (StatusCode::CONFLICT, C::AlreadyExists),

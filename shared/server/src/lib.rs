@@ -9,6 +9,7 @@
 //! - [`clock`]: the time source, injected so tests set `now` instead of sleeping.
 //! - [`auth`]: request authentication: signature, window, replay; reused by every function.
 //! - [`extract`]: axum extractors that parse bodies, paths and signatures at the edge.
+//! - [`limits`]: rate limits as token buckets in a shared store.
 //! - [`routing`]: fallbacks and the access log every finished router gets.
 //! - `accounts` (feature `accounts`): OPAQUE login and the enclave: domain rules and router.
 //! - [`spine`]: rooms: the sealed spine and its capabilities.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod media;
 pub mod routing;

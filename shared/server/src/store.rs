@@ -143,6 +143,31 @@ pub struct AccountRecord {
     pub ksf: cinder_proto::accounts::KsfParams,
     /// The sealed enclave.
     pub enclave: cinder_proto::accounts::StoredEnclave,
+    /// The open sessions.
+    #[serde(default)]
+    pub sessions: Sessions,
+}
+
+/// One open session: a session token names its id, and is good only while the account
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionEntry {
+    /// Random, 128 bits, hex.
+    pub id: String,
+    /// When the login that opened it finished.
+    pub created_at: Timestamp,
+    /// When it ends by itself.
+    pub expires_at: Timestamp,
+}
+
+/// An account's open sessions, replaced whole at a version, so a login and a sign-out at
+/// the same time never overwrite each other.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sessions {
+    /// One more on every change; 0 for an account that never had a session listed.
+    pub version: u64,
+    /// The sessions, oldest first.
+    pub open: Vec<SessionEntry>,
 }
 
 /// Accounts, keyed by [`LoginKey`].
@@ -164,7 +189,8 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<u64, StoreError>;
 
     /// Replaces registration, parameters and enclave in one write, if the enclave is still
-    /// at `expected_version`: a password change never leaves one without the other.
+    /// at `expected_version`: a password change never leaves one without the other. It
+    /// also ends every session (the list is emptied and its version moves on).
     async fn replace_credentials(
         &self,
         login: &LoginKey,
@@ -174,21 +200,32 @@ pub trait AccountStore: Send + Sync {
         expected_version: u64,
     ) -> Result<u64, StoreError>;
 
+    /// Replaces the account's open sessions if they are still at `expected_version`; the
+    /// new version is one more. [`StoreError::Conflict`] otherwise (including no account).
+    async fn put_sessions(
+        &self,
+        login: &LoginKey,
+        open: &[SessionEntry],
+        expected_version: u64,
+    ) -> Result<u64, StoreError>;
+
     /// Deletes an account; `false` if there was none.
     async fn delete_account(&self, login: &LoginKey) -> Result<bool, StoreError>;
 }
 
-/// Fixed-window counters for rate limits.
+/// Token buckets for rate limits (see [`crate::limits`]), shared by every instance.
 #[async_trait]
 pub trait RateLimitStore: Send + Sync {
-    /// Adds one hit to the counter `key` (which names its window) and returns the new
-    /// count. The counter is kept until `expires_at`; an expired one starts again at one.
-    async fn hit(
+    /// Spends one request from the bucket `key` at `rate`, atomically under concurrent
+    /// callers: `None` if it goes through (the bucket's new time is stored), or the
+    /// milliseconds to wait (nothing stored). Applies [`crate::limits::gcra`] to the stored
+    /// time; a bucket past [`crate::limits::forget_at`] may be forgotten.
+    async fn take(
         &self,
         key: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError>;
+        rate: crate::limits::Rate,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 /// Rooms: the spine ciphertext and the capabilities' verification keys, and the spine log:

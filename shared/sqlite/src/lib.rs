@@ -22,9 +22,10 @@ use cinder_proto::accounts::{KsfParams, StoredEnclave};
 use cinder_proto::media::ObjectKey;
 use cinder_proto::rooms::{Room, Shard, SpineEntry};
 use cinder_proto::{Blob, Envelope, EnvelopeId, KeyBundle, Timestamp, UserId};
+use cinder_server::limits::{self, Decision, Rate};
 use cinder_server::store::{
     AccountRecord, AccountStore, ChannelRef, InboxStore, KeyStore, LoginKey, NonceStore,
-    RateLimitStore, RoomStore, ShardStore, StoreError,
+    RateLimitStore, RoomStore, SessionEntry, Sessions, ShardStore, StoreError,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::Semaphore;
@@ -61,11 +62,17 @@ CREATE TABLE IF NOT EXISTS accounts (
     registration BLOB NOT NULL,
     ksf          TEXT NOT NULL,
     enclave      BLOB NOT NULL,
-    version      INTEGER NOT NULL
+    version      INTEGER NOT NULL,
+    -- The open sessions (JSON) and their version (schema 7).
+    sessions     TEXT NOT NULL DEFAULT '[]',
+    sver         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rate_limits (
+-- Rate limits: each bucket's time in ms (schema 7; the fixed-window counters of
+-- `rate_limits` before it are dropped).
+DROP TABLE IF EXISTS rate_limits;
+CREATE TABLE IF NOT EXISTS rate_buckets (
     id         TEXT PRIMARY KEY,
-    hits       INTEGER NOT NULL,
+    tat        INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rooms (
@@ -108,11 +115,11 @@ CREATE TABLE IF NOT EXISTS shard_media (
     PRIMARY KEY (channel, number, media_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS shard_media_due ON shard_media (due_at);
-PRAGMA user_version = 6;
+PRAGMA user_version = 7;
 ";
 
 /// The schema version this build writes; older files are upgraded in place.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +193,18 @@ impl SqliteStore {
         )?;
         if !has_hold {
             tx.execute_batch("ALTER TABLE shards ADD COLUMN hold BLOB")?;
+        }
+        // Schema 7 added sessions to accounts.
+        let has_sessions: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('accounts') WHERE name = 'sessions'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_sessions {
+            tx.execute_batch(
+                "ALTER TABLE accounts ADD COLUMN sessions TEXT NOT NULL DEFAULT '[]';
+                 ALTER TABLE accounts ADD COLUMN sver INTEGER NOT NULL DEFAULT 0;",
+            )?;
         }
         if version < 4 {
             log_current_spines(&tx).map_err(OpenError::Upgrade)?;
@@ -698,10 +717,13 @@ impl AccountStore for SqliteStore {
         let ksf = encode(&record.ksf)?;
         let enclave = record.enclave.ciphertext.0.clone();
         let version = to_sql_int(record.enclave.version)?;
+        let sessions = encode(&record.sessions.open)?;
+        let sver = to_sql_int(record.sessions.version)?;
         self.run(move |c| {
             c.execute(
-                "INSERT INTO accounts (login, registration, ksf, enclave, version) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![login, registration, ksf, enclave, version],
+                "INSERT INTO accounts (login, registration, ksf, enclave, version, sessions, sver)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![login, registration, ksf, enclave, version, sessions, sver],
             )
             .map(drop)
             .map_err(conflict_or_backend)
@@ -714,7 +736,7 @@ impl AccountStore for SqliteStore {
         self.read(move |c| {
             let row = c
                 .query_row(
-                    "SELECT registration, ksf, enclave, version FROM accounts WHERE login = ?1",
+                    "SELECT registration, ksf, enclave, version, sessions, sver FROM accounts WHERE login = ?1",
                     params![key.to_string()],
                     |r| {
                         Ok((
@@ -722,12 +744,14 @@ impl AccountStore for SqliteStore {
                             r.get::<_, String>(1)?,
                             r.get::<_, Vec<u8>>(2)?,
                             r.get::<_, i64>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(backend)?;
-            let Some((registration, ksf, enclave, version)) = row else {
+            let Some((registration, ksf, enclave, version, sessions, sver)) = row else {
                 return Ok(None);
             };
             Ok(Some(AccountRecord {
@@ -738,6 +762,10 @@ impl AccountStore for SqliteStore {
                     ciphertext: Blob(enclave),
                     version: u64::try_from(version)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                },
+                sessions: Sessions {
+                    version: u64::try_from(sver).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    open: decode::<Vec<SessionEntry>>(&sessions)?,
                 },
             }))
         })
@@ -781,9 +809,31 @@ impl AccountStore for SqliteStore {
         self.run(move |c| {
             let changed = c
                 .execute(
-                    "UPDATE accounts SET registration = ?1, ksf = ?2, enclave = ?3, version = version + 1
+                    "UPDATE accounts SET registration = ?1, ksf = ?2, enclave = ?3, version = version + 1,
+                         sessions = '[]', sver = sver + 1
                      WHERE login = ?4 AND version = ?5",
                     params![registration, ksf, enclave, login, expected],
+                )
+                .map_err(backend)?;
+            if changed == 1 { Ok(expected_version + 1) } else { Err(StoreError::Conflict) }
+        })
+        .await
+    }
+
+    async fn put_sessions(
+        &self,
+        login: &LoginKey,
+        open: &[SessionEntry],
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let login = login.to_string();
+        let sessions = encode(&open)?;
+        let expected = to_sql_int(expected_version)?;
+        self.run(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE accounts SET sessions = ?1, sver = sver + 1 WHERE login = ?2 AND sver = ?3",
+                    params![sessions, login, expected],
                 )
                 .map_err(backend)?;
             if changed == 1 { Ok(expected_version + 1) } else { Err(StoreError::Conflict) }
@@ -804,33 +854,39 @@ impl AccountStore for SqliteStore {
 
 #[async_trait]
 impl RateLimitStore for SqliteStore {
-    async fn hit(
-        &self,
-        key: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    async fn take(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Option<u64>, StoreError> {
         let key = key.to_owned();
-        let expires = to_sql_int(expires_at.0)?;
-        let now = to_sql_int(now.0)?;
+        let now = to_sql_int(now_ms / 1000)?;
         let sweep = self.sweep_due();
+        // Read and write on the one writing connection, inside one `run`: no other call
+        // comes between them.
         self.run(move |c| {
             if sweep {
-                sweep_expired(c, "rate_limits", now)?;
+                sweep_expired(c, "rate_buckets", now)?;
             }
-            let hits: i64 = c
+            let tat: Option<i64> = c
                 .query_row(
-                    "INSERT INTO rate_limits (id, hits, expires_at) VALUES (?1, 1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET
-                         hits = CASE WHEN rate_limits.expires_at <= ?3 THEN 1 ELSE rate_limits.hits + 1 END,
-                         expires_at = CASE WHEN rate_limits.expires_at <= ?3 THEN excluded.expires_at
-                                           ELSE rate_limits.expires_at END
-                     RETURNING hits",
-                    params![key, expires, now],
+                    "SELECT tat FROM rate_buckets WHERE id = ?1 AND expires_at > ?2",
+                    params![key, now],
                     |r| r.get(0),
                 )
+                .optional()
                 .map_err(backend)?;
-            u64::try_from(hits).map_err(|e| StoreError::Corrupt(e.to_string()))
+            let tat = tat
+                .map(|t| u64::try_from(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()?;
+            match limits::gcra(tat, rate, now_ms) {
+                Decision::Wait { ms } => Ok(Some(ms)),
+                Decision::Allow { tat } => {
+                    c.execute(
+                        "INSERT INTO rate_buckets (id, tat, expires_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (id) DO UPDATE SET tat = excluded.tat, expires_at = excluded.expires_at",
+                        params![key, to_sql_int(tat)?, to_sql_int(limits::forget_at(tat))?],
+                    )
+                    .map_err(backend)?;
+                    Ok(None)
+                }
+            }
         })
         .await
     }
@@ -1341,6 +1397,7 @@ mod tests {
                     ciphertext: Blob(vec![2]),
                     version: 1,
                 },
+                sessions: Sessions::default(),
             };
             store.create(&record).await.unwrap();
             assert_eq!(store.account(&login).await.unwrap(), Some(record.clone()));

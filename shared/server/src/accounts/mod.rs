@@ -21,6 +21,7 @@ pub use routes::{router, routes};
 pub use secrets::ServerSecrets;
 
 use crate::Clock;
+use crate::limits::{Limiter, Limits};
 use crate::store::{AccountStore, NonceStore, RateLimitStore};
 
 /// Everything the enclave function's handlers need, built once per process.
@@ -28,8 +29,8 @@ use crate::store::{AccountStore, NonceStore, RateLimitStore};
 pub struct AccountsState {
     /// Accounts.
     pub accounts: Arc<dyn AccountStore>,
-    /// Login attempt counters.
-    pub limits: Arc<dyn RateLimitStore>,
+    /// Login and registration limits.
+    pub limits: Limiter,
     /// Spent login states (each login start finishes at most once).
     pub nonces: Arc<dyn NonceStore>,
     /// Server secrets.
@@ -39,17 +40,27 @@ pub struct AccountsState {
 }
 
 impl AccountsState {
-    /// State over one store that holds all three records, as both implementations do.
+    /// State over one store that holds all three records, as both implementations do,
+    /// with the default limits.
     pub fn new<S>(store: Arc<S>, secrets: Arc<ServerSecrets>, clock: Clock) -> Self
     where
         S: AccountStore + RateLimitStore + NonceStore + 'static,
     {
         Self {
             accounts: store.clone(),
-            limits: store.clone(),
+            limits: Limiter::new(store.clone(), Limits::default()),
             nonces: store,
             secrets,
             clock,
+        }
+    }
+
+    /// The same state at `limits` (as configured, see [`Limits::from_env`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        let store = self.limits.store();
+        Self {
+            limits: Limiter::new(store, limits),
+            ..self
         }
     }
 }
