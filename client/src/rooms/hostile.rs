@@ -25,6 +25,8 @@ struct World {
     /// Its media files (the data folder's `media/`), just as rewritable.
     objects: Arc<cinder_dev::media::FileObjects>,
     data: std::path::PathBuf,
+    /// Where it listens, for a second client with a clock of its own.
+    url: String,
 }
 
 async fn world_with(clock: Clock) -> World {
@@ -41,6 +43,7 @@ async fn world_with(clock: Clock) -> World {
         store,
         objects,
         data: dir.path().to_owned(),
+        url,
     }
 }
 
@@ -1207,6 +1210,91 @@ async fn a_file_goes_from_one_member_to_another_and_burns_with_its_message() {
         .unwrap();
     assert_eq!(swept, 1);
     assert!(!stored.exists(), "the burnt message's file is gone");
+}
+
+/// The server keeps message `number` past its burn time: its own row's `burn_at` (what its
+/// reads, download URLs and sweeps go by) moved to `until`; the message itself, with the
+/// burn time its sender sealed and signed, stays as it was.
+fn prolong_row(w: &World, room: RoomId, channel: ChannelId, number: u64, until: Timestamp) {
+    let db = rusqlite::Connection::open(w.data.join(cinder_dev::DB_FILE)).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE shards SET burn_at = ?3 WHERE channel = ?1 AND number = ?2",
+            rusqlite::params![
+                ChannelRef { room, channel }.to_string(),
+                i64::try_from(number).unwrap(),
+                i64::try_from(until.0).unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// Defence: an attachment carries the burn time of the message it was read from, and
+/// `Client::download` fetches nothing once that has passed by the clock readers burn by
+/// (`not_burnt`, before asking for a URL and again after), whatever the server serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_keeps_a_burnt_attachment_does_not_get_it_opened() {
+    let (clock, time) = Clock::skewed();
+    let w = world_with(clock).await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let path = some_file(&w, "plans.pdf", crate::media::SEGMENT + 99);
+    let files = [crate::media::FileToSend::new(&path)];
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w
+        .client
+        .send_files(&alice.me, m, general, ("the plans", &files), 60, None)
+        .await
+        .unwrap();
+    // GIVEN Bob read the message while it lived, and kept it (as an app keeps what it shows)
+    let kept = bob.read(&w, room, general).await.messages.remove(0);
+    let attachment = kept.attachments()[0].clone();
+    let m = bob.rooms[&room].clone();
+    let mut out = Vec::new();
+    w.client
+        .download(&m, general, n, &attachment, &mut out, None)
+        .await
+        .unwrap();
+    assert_eq!(out, std::fs::read(&path).unwrap());
+
+    // WHEN ten minutes pass, and the server keeps the message's row and its object alive
+    prolong_row(&w, room, general, n, Timestamp::now().plus(86_400));
+    time.advance(600);
+    // (it does: another client still gets a URL, and the whole ciphertext through it)
+    let spy = Client::new(&w.url);
+    let grant = spy
+        .download_grant(&m, general, n, attachment.media_id)
+        .await
+        .unwrap();
+    let served = reqwest::get(&grant.url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        served.len() as u64,
+        crate::media::sealed_len(attachment.size)
+    );
+
+    // THEN Bob's client fetches nothing for the message it kept: asking for the URL taught
+    // it the time, and the attachment's message has burnt by it
+    let mut out = Vec::new();
+    let refused = w
+        .client
+        .download(&m, general, n, &attachment, &mut out, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("burnt")),
+        "{refused}"
+    );
+    assert!(out.is_empty());
+    // AND reading again shows nothing: the message itself is refused as burnt
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages, vec![]);
+    assert_eq!(page.refused, vec![(n, Refusal::Burnt)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
