@@ -30,13 +30,24 @@ struct World {
 }
 
 async fn world_with(clock: Clock) -> World {
+    world_behind(clock, |app| app).await
+}
+
+/// A world whose server answers through `lie`: the dev server's router as the test wraps
+/// it (a layer that rewrites answers, routes put in front of its own).
+async fn world_behind(clock: Clock, lie: impl FnOnce(axum::Router) -> axum::Router) -> World {
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let store = cinder_dev::open_store(dir.path()).unwrap();
     let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let objects = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
-    let app = cinder_dev::app(store.clone(), secrets, clock, objects.clone());
+    let app = lie(cinder_dev::app(
+        store.clone(),
+        secrets,
+        clock,
+        objects.clone(),
+    ));
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     World {
         client: Client::new(&url),
@@ -1884,6 +1895,7 @@ async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_co
     assert_eq!(m.sent[&general].number, n);
 }
 
+mod accounts;
 mod leaving;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
