@@ -1897,6 +1897,7 @@ async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_co
 
 mod accounts;
 mod leaving;
+mod live;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_edit_someone_elses_message() {
