@@ -1896,6 +1896,7 @@ async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_co
 }
 
 mod accounts;
+mod calls;
 mod leaving;
 mod live;
 
