@@ -245,13 +245,14 @@ impl std::fmt::Debug for LoggedIn {
 pub(crate) fn argon2(ksf: &KsfParams) -> Result<Argon2<'static>, ClientError> {
     if !ksf.acceptable() {
         return Err(ClientError::Verification(format!(
-            "the server asks for Argon2id m={} KiB t={} p={}, below this client's floor (m={} KiB t={} p={})",
+            "the server asks for Argon2id m={} KiB t={} p={}: below this client's floor (m={} KiB t={} p={}) or more than it will spend (m at most {} KiB, t and p at most 64)",
             ksf.m_kib,
             ksf.t,
             ksf.p,
             KsfParams::FLOOR.m_kib,
             KsfParams::FLOOR.t,
-            KsfParams::FLOOR.p
+            KsfParams::FLOOR.p,
+            KsfParams::MAX_M_KIB
         )));
     }
     let params = Params::new(ksf.m_kib, ksf.t, ksf.p, None)

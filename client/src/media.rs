@@ -13,7 +13,7 @@
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce as GcmNonce, Tag};
-use cinder_proto::{Blob, MediaId};
+use cinder_proto::{Blob, MediaId, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -37,6 +37,11 @@ pub struct Attachment {
     pub sha256: Blob,
     /// The file key.
     pub(crate) key: Secret32,
+    /// When the message that links it burns: set by the reader that verified the message,
+    /// never sent. [`crate::Client::download`] fetches nothing once it has passed, whatever
+    /// the server still serves.
+    #[serde(skip)]
+    pub(crate) burn_at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Attachment {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for Attachment {
             .field("media_id", &self.media_id)
             .field("name", &self.name)
             .field("size", &self.size)
+            .field("burn_at", &self.burn_at)
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +117,7 @@ impl Sealer {
             size: self.size,
             sha256: self.finish()?,
             key,
+            burn_at: None,
         })
     }
 
@@ -424,6 +431,7 @@ impl crate::Client {
             size,
             sha256,
             key,
+            burn_at: None,
         })
     }
 
@@ -447,7 +455,7 @@ impl crate::Client {
     }
 
     /// A download URL for an object linked from message `number`, while it lives.
-    async fn download_grant(
+    pub(crate) async fn download_grant(
         &self,
         m: &crate::rooms::Membership,
         channel: cinder_proto::ChannelId,
@@ -468,6 +476,10 @@ impl crate::Client {
     /// Downloads an attachment of message `number` and writes its plaintext to `out`,
     /// refusing it unless every segment opens in order and its size and hash match what
     /// the (verified) message says. Returns the bytes written.
+    ///
+    /// An attachment read from a message carries that message's burn time: once it has
+    /// passed (by the clock readers burn by), nothing is fetched, even from a server that
+    /// still hands out a URL, so an app that kept the message does not show its files.
     pub async fn download<W>(
         &self,
         m: &crate::rooms::Membership,
@@ -482,9 +494,12 @@ impl crate::Client {
     {
         use futures::StreamExt;
         use tokio::io::AsyncWriteExt;
+        self.not_burnt(attachment)?;
         let grant = self
             .download_grant(m, channel, number, attachment.media_id)
             .await?;
+        // Asking may have taught this client the server's clock: check again.
+        self.not_burnt(attachment)?;
         let answer =
             to_storage(self.http().get(&grant.url), &Default::default(), "download").await?;
         let write = |e| ClientError::File {
@@ -507,6 +522,19 @@ impl crate::Client {
         out.write_all(&tail).await.map_err(write)?;
         out.flush().await.map_err(write)?;
         Ok(written + tail.len() as u64)
+    }
+
+    /// Refuses an attachment whose message has burnt, by the clock readers burn by.
+    fn not_burnt(&self, attachment: &Attachment) -> Result<(), ClientError> {
+        match attachment.burn_at {
+            Some(at) if crate::rooms::messages::burnt(at, self.burn_clock()) => {
+                Err(ClientError::Verification(format!(
+                    "the message linking {} burnt at {}: its file is not fetched",
+                    attachment.name, at.0
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -537,6 +565,7 @@ mod tests {
             size: data.len() as u64,
             sha256,
             key,
+            burn_at: None,
         };
         (a, sealed)
     }

@@ -195,6 +195,7 @@ impl Client {
             size: avatar.size,
             sha256: avatar.sha256.clone(),
             key: avatar_key(master, m.room, owner, avatar.media_id),
+            burn_at: None,
         };
         let mut opener = Opener::new(&attachment);
         let mut picture = opener.feed(&sealed)?;

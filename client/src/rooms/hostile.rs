@@ -25,22 +25,36 @@ struct World {
     /// Its media files (the data folder's `media/`), just as rewritable.
     objects: Arc<cinder_dev::media::FileObjects>,
     data: std::path::PathBuf,
+    /// Where it listens, for a second client with a clock of its own.
+    url: String,
 }
 
 async fn world_with(clock: Clock) -> World {
+    world_behind(clock, |app| app).await
+}
+
+/// A world whose server answers through `lie`: the dev server's router as the test wraps
+/// it (a layer that rewrites answers, routes put in front of its own).
+async fn world_behind(clock: Clock, lie: impl FnOnce(axum::Router) -> axum::Router) -> World {
     let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let store = cinder_dev::open_store(dir.path()).unwrap();
     let secrets = Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
     let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let objects = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
-    let app = cinder_dev::app(store.clone(), secrets, clock, objects.clone());
+    let app = lie(cinder_dev::app(
+        store.clone(),
+        secrets,
+        clock,
+        objects.clone(),
+    ));
     tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
     World {
         client: Client::new(&url),
         store,
         objects,
         data: dir.path().to_owned(),
+        url,
     }
 }
 
@@ -1209,6 +1223,91 @@ async fn a_file_goes_from_one_member_to_another_and_burns_with_its_message() {
     assert!(!stored.exists(), "the burnt message's file is gone");
 }
 
+/// The server keeps message `number` past its burn time: its own row's `burn_at` (what its
+/// reads, download URLs and sweeps go by) moved to `until`; the message itself, with the
+/// burn time its sender sealed and signed, stays as it was.
+fn prolong_row(w: &World, room: RoomId, channel: ChannelId, number: u64, until: Timestamp) {
+    let db = rusqlite::Connection::open(w.data.join(cinder_dev::DB_FILE)).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE shards SET burn_at = ?3 WHERE channel = ?1 AND number = ?2",
+            rusqlite::params![
+                ChannelRef { room, channel }.to_string(),
+                i64::try_from(number).unwrap(),
+                i64::try_from(until.0).unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+/// Defence: an attachment carries the burn time of the message it was read from, and
+/// `Client::download` fetches nothing once that has passed by the clock readers burn by
+/// (`not_burnt`, before asking for a URL and again after), whatever the server serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_keeps_a_burnt_attachment_does_not_get_it_opened() {
+    let (clock, time) = Clock::skewed();
+    let w = world_with(clock).await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    let path = some_file(&w, "plans.pdf", crate::media::SEGMENT + 99);
+    let files = [crate::media::FileToSend::new(&path)];
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let n = w
+        .client
+        .send_files(&alice.me, m, general, ("the plans", &files), 60, None)
+        .await
+        .unwrap();
+    // GIVEN Bob read the message while it lived, and kept it (as an app keeps what it shows)
+    let kept = bob.read(&w, room, general).await.messages.remove(0);
+    let attachment = kept.attachments()[0].clone();
+    let m = bob.rooms[&room].clone();
+    let mut out = Vec::new();
+    w.client
+        .download(&m, general, n, &attachment, &mut out, None)
+        .await
+        .unwrap();
+    assert_eq!(out, std::fs::read(&path).unwrap());
+
+    // WHEN ten minutes pass, and the server keeps the message's row and its object alive
+    prolong_row(&w, room, general, n, Timestamp::now().plus(86_400));
+    time.advance(600);
+    // (it does: another client still gets a URL, and the whole ciphertext through it)
+    let spy = Client::new(&w.url);
+    let grant = spy
+        .download_grant(&m, general, n, attachment.media_id)
+        .await
+        .unwrap();
+    let served = reqwest::get(&grant.url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        served.len() as u64,
+        crate::media::sealed_len(attachment.size)
+    );
+
+    // THEN Bob's client fetches nothing for the message it kept: asking for the URL taught
+    // it the time, and the attachment's message has burnt by it
+    let mut out = Vec::new();
+    let refused = w
+        .client
+        .download(&m, general, n, &attachment, &mut out, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("burnt")),
+        "{refused}"
+    );
+    assert!(out.is_empty());
+    // AND reading again shows nothing: the message itself is refused as burnt
+    let page = bob.read(&w, room, general).await;
+    assert_eq!(page.messages, vec![]);
+    assert_eq!(page.refused, vec![(n, Refusal::Burnt)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_message_deletes_its_files() {
     let w = world().await;
@@ -1796,7 +1895,10 @@ async fn a_server_that_always_answers_number_taken_gets_three_requests_and_no_co
     assert_eq!(m.sent[&general].number, n);
 }
 
+mod accounts;
+mod calls;
 mod leaving;
+mod live;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_edit_someone_elses_message() {

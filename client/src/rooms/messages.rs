@@ -807,9 +807,7 @@ impl Client {
         shards: &[Shard],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Page {
-        // The server may have taught this client a clock that runs late, to keep burnt
-        // messages alive: burn by whichever clock is later.
-        let now = Timestamp(self.now().0.max(Timestamp::now().0));
+        let now = self.burn_clock();
         let opened = open_page(m, channel, after, shards, now);
         let mut cache = KeyCache::default();
         let mut keys = BTreeMap::new();
@@ -818,6 +816,12 @@ impl Client {
             keys.insert((sender, version), key);
         }
         opened.verify(|sender, version| keys.get(&(sender, version)).copied().flatten())
+    }
+
+    /// The clock a reader burns by. The server may have taught this client a clock that
+    /// runs late, to keep burnt messages alive: burn by whichever clock is later.
+    pub(crate) fn burn_clock(&self) -> Timestamp {
+        Timestamp(self.now().0.max(Timestamp::now().0))
     }
 
     /// Deletes one of my own messages, proving authorship with its delete secret.
@@ -1112,6 +1116,11 @@ pub fn open_page<'a>(
     }
 }
 
+/// Whether something that burns at `burn_at` has burnt by `now`, with the clocks' allowance.
+pub(crate) fn burnt(burn_at: Timestamp, now: Timestamp) -> bool {
+    burn_at.0.saturating_add(CLOCK_ALLOWANCE_SECS) < now.0
+}
+
 /// Every check of one served message but its signature's.
 fn check_shard(
     m: &Membership,
@@ -1121,7 +1130,7 @@ fn check_shard(
     now: Timestamp,
     keys: &mut BTreeMap<u64, Option<MessageKeys>>,
 ) -> Result<Opened, Refusal> {
-    if shard.burn_at.0.saturating_add(CLOCK_ALLOWANCE_SECS) < now.0 {
+    if burnt(shard.burn_at, now) {
         return Err(Refusal::Burnt);
     }
     let (epoch, commit, sealed) = split_epoch(&shard.ciphertext.0).ok_or(Refusal::Unreadable)?;
@@ -1270,10 +1279,21 @@ fn received(spine: &Spine, message: Opened) -> Received {
         sent_at: message.sent_at,
         burn_at: message.burn_at,
         hash: message_hash(&message.signed),
-        content: message.content,
+        content: with_burn_time(message.content, message.burn_at),
         seq: message.seq,
         prev: message.prev,
     }
+}
+
+/// `content` with its attachments marked with their message's burn time, so a download
+/// refuses them once it passes.
+fn with_burn_time(mut content: Content, burn_at: Timestamp) -> Content {
+    if let Content::Text { attachments, .. } = &mut content {
+        for a in attachments {
+            a.burn_at = Some(burn_at);
+        }
+    }
+    content
 }
 
 /// A lone signature is verified on its own: a batch of one costs more (45 us against 39 on
