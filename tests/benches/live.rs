@@ -76,7 +76,15 @@ fn main() {
         let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let objects = cinder_dev::media_store(dir.path(), &url, Clock::system()).unwrap();
-        let app = cinder_dev::app(store, secrets, Clock::system(), objects);
+        let app = cinder_dev::app_with_limits(
+            store,
+            secrets,
+            Clock::system(),
+            objects,
+            cinder_dev::calls::Calls::unrelayed(),
+            // Figures of the server's own work, without the rate limits a bench outruns.
+            cinder_server::limits::Limits::off(),
+        );
         tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
 
         println!("live socket on the dev server: post to notice");

@@ -92,7 +92,15 @@ async fn through_the_dev_server() {
     let objects = cinder_dev::media_store_with_max(&data, &url, Clock::system(), 2 * SIZE).unwrap();
     tokio::spawn(cinder_dev::serve(
         listener,
-        cinder_dev::app(store, secrets, Clock::system(), objects),
+        cinder_dev::app_with_limits(
+            store,
+            secrets,
+            Clock::system(),
+            objects,
+            cinder_dev::calls::Calls::unrelayed(),
+            // Figures of the server's own work, without the rate limits a bench outruns.
+            cinder_server::limits::Limits::off(),
+        ),
         std::future::pending(),
     ));
     let client = Client::new(&url);

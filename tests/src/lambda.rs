@@ -384,6 +384,7 @@ pub fn rooms_env(tables: &cinder_aws::rooms::RoomTables) -> Vec<(&'static str, S
         ("SPINES_TABLE", tables.spines.clone()),
         ("SHARDS_TABLE", tables.shards.clone()),
         ("NONCES_TABLE", tables.nonces.clone()),
+        ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
         ("MEDIA_BUCKET", crate::moto::media_bucket(tables)),
         ("AWS_ENDPOINT_URL", crate::moto::endpoint().to_owned()),
         ("AWS_REGION", "us-east-1".into()),

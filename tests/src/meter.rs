@@ -1041,6 +1041,7 @@ impl Deployment {
                     ("KEYS_TABLE", keys.keys.clone()),
                     ("INBOX_TABLE", keys.inbox.clone()),
                     ("NONCES_TABLE", keys.nonces.clone()),
+                    ("RATE_LIMITS_TABLE", keys.rate_limits.clone()),
                 ]),
             ),
             (

@@ -157,6 +157,7 @@ pub async fn fresh_rooms_store() -> (
         (&tables.spines, schema::SPINES),
         (&tables.shards, schema::SHARDS),
         (&tables.nonces, schema::NONCES),
+        (&tables.rate_limits, schema::RATE_LIMITS),
     ] {
         schema::create(&client, name, spec)
             .await

@@ -72,34 +72,41 @@ fn app<S>(
     clock: Clock,
     horizon: u64,
     (relays, secret): (Arc<dyn RelayStore>, Arc<TurnSecret>),
+    limits: &cinder_server::limits::Limits,
 ) -> Router
 where
     S: cinder_server::store::RoomStore
         + cinder_server::store::ShardStore
         + cinder_server::store::NonceStore
+        + cinder_server::store::RateLimitStore
         + 'static,
 {
     cinder_server::routing::finish(
         Router::new()
-            .merge(cinder_server::spine::routes(SpineState::new(
-                store.clone(),
-                clock.clone(),
-            )))
-            .merge(cinder_server::calls::routes(CallsState::new(
-                store.clone(),
-                relays,
-                secret,
-                clock.clone(),
-            )))
-            .merge(cinder_server::shards::routes(ShardsState::new(
-                store, clock, horizon,
-            ))),
+            .merge(cinder_server::spine::routes(
+                SpineState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
+            ))
+            .merge(cinder_server::calls::routes(
+                CallsState::new(store.clone(), relays, secret, clock.clone())
+                    .with_limits(limits.clone()),
+            ))
+            .merge(cinder_server::shards::routes(
+                ShardsState::new(store, clock, horizon).with_limits(limits.clone()),
+            )),
     )
 }
 
 /// SQLite in memory and DynamoDB on moto, each on its own manual clock at [`T0`], with
 /// burn times allowed up to `horizon` seconds ahead.
 pub async fn backends(horizon: u64) -> Vec<Backend> {
+    backends_with_limits(horizon, &cinder_server::limits::Limits::default()).await
+}
+
+/// [`backends`] at other rate limits.
+pub async fn backends_with_limits(
+    horizon: u64,
+    limits: &cinder_server::limits::Limits,
+) -> Vec<Backend> {
     let turn_secret = Arc::new(TurnSecret::new(TURN_SECRET.to_vec()).unwrap());
     let (clock, time) = Clock::manual(T0);
     let relays: Arc<dyn RelayStore> = Arc::new(MemoryRelays::default());
@@ -110,6 +117,7 @@ pub async fn backends(horizon: u64) -> Vec<Backend> {
             clock,
             horizon,
             (relays.clone(), turn_secret.clone()),
+            limits,
         ),
         relays,
         turn_secret: turn_secret.clone(),
@@ -125,6 +133,7 @@ pub async fn backends(horizon: u64) -> Vec<Backend> {
             clock,
             horizon,
             (relays.clone(), turn_secret.clone()),
+            limits,
         ),
         relays,
         turn_secret,

@@ -9,6 +9,7 @@ use cinder_server::accounts::{self, AccountsState, ServerSecrets};
 use cinder_server::calls::{self, CallsState, MemoryRelays, TurnSecret};
 use cinder_server::clock::SkewedTime;
 use cinder_server::keys::{self, KeysState};
+use cinder_server::limits::Limits;
 use cinder_server::media::{self, MediaState};
 use cinder_server::shards::{self, ShardsState};
 use cinder_server::spine::{self, SpineState};
@@ -66,6 +67,21 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
 
 /// [`start`] with another bound on media objects.
 pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u64) -> TestServer {
+    start_with(backend, master, max_media, Limits::default()).await
+}
+
+/// [`start`] at other rate limits (the defaults are generous for a test's few users).
+pub async fn start_with_limits(backend: Backend, master: &[u8], limits: Limits) -> TestServer {
+    start_with(
+        backend,
+        master,
+        cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES,
+        limits,
+    )
+    .await
+}
+
+async fn start_with(backend: Backend, master: &[u8], max_media: u64, limits: Limits) -> TestServer {
     let (clock, time) = Clock::skewed();
     let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -87,31 +103,33 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
             let store = Arc::new(SqliteStore::open(&file).unwrap());
             let files = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
             let routes = Router::new()
-                .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
-                .merge(accounts::routes(AccountsState::new(
-                    store.clone(),
-                    secrets,
-                    clock.clone(),
-                )))
-                .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
-                .merge(media::routes(MediaState::new(
-                    store.clone(),
-                    files.clone(),
-                    clock.clone(),
-                    max_media,
-                )))
+                .merge(keys::routes(
+                    KeysState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
+                ))
+                .merge(accounts::routes(
+                    AccountsState::new(store.clone(), secrets, clock.clone())
+                        .with_limits(limits.clone()),
+                ))
+                .merge(spine::routes(
+                    SpineState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
+                ))
+                .merge(media::routes(
+                    MediaState::new(store.clone(), files.clone(), clock.clone(), max_media)
+                        .with_limits(limits.clone()),
+                ))
                 .merge(cinder_dev::media::routes(files.clone()))
-                .merge(calls::routes(CallsState::new(
-                    store.clone(),
-                    relays.clone(),
-                    turn_secret.clone(),
-                    clock.clone(),
-                )))
-                .merge(shards::routes(ShardsState::new(
-                    store.clone(),
-                    clock,
-                    MAX_BURN,
-                )));
+                .merge(calls::routes(
+                    CallsState::new(
+                        store.clone(),
+                        relays.clone(),
+                        turn_secret.clone(),
+                        clock.clone(),
+                    )
+                    .with_limits(limits.clone()),
+                ))
+                .merge(shards::routes(
+                    ShardsState::new(store.clone(), clock, MAX_BURN).with_limits(limits.clone()),
+                ));
             (routes, store, Some(file), files)
         }
         Backend::Dynamo => {
@@ -120,33 +138,32 @@ pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u6
             let (rooms_store, tables) = crate::moto::fresh_rooms_store().await;
             let s3 = crate::moto::media_objects(&tables);
             let routes = Router::new()
-                .merge(keys::routes(KeysState::new(keys_store, clock.clone())))
-                .merge(accounts::routes(AccountsState::new(
-                    account_store.clone(),
-                    secrets,
-                    clock.clone(),
-                )))
-                .merge(spine::routes(SpineState::new(
-                    rooms_store.clone(),
-                    clock.clone(),
-                )))
-                .merge(media::routes(MediaState::new(
-                    rooms_store.clone(),
-                    s3.clone(),
-                    clock.clone(),
-                    max_media,
-                )))
-                .merge(calls::routes(CallsState::new(
-                    rooms_store.clone(),
-                    relays.clone(),
-                    turn_secret.clone(),
-                    clock.clone(),
-                )))
-                .merge(shards::routes(ShardsState::new(
-                    rooms_store,
-                    clock,
-                    MAX_BURN,
-                )));
+                .merge(keys::routes(
+                    KeysState::new(keys_store, clock.clone()).with_limits(limits.clone()),
+                ))
+                .merge(accounts::routes(
+                    AccountsState::new(account_store.clone(), secrets, clock.clone())
+                        .with_limits(limits.clone()),
+                ))
+                .merge(spine::routes(
+                    SpineState::new(rooms_store.clone(), clock.clone()).with_limits(limits.clone()),
+                ))
+                .merge(media::routes(
+                    MediaState::new(rooms_store.clone(), s3.clone(), clock.clone(), max_media)
+                        .with_limits(limits.clone()),
+                ))
+                .merge(calls::routes(
+                    CallsState::new(
+                        rooms_store.clone(),
+                        relays.clone(),
+                        turn_secret.clone(),
+                        clock.clone(),
+                    )
+                    .with_limits(limits.clone()),
+                ))
+                .merge(shards::routes(
+                    ShardsState::new(rooms_store, clock, MAX_BURN).with_limits(limits.clone()),
+                ));
             (routes, account_store as Arc<dyn AccountStore>, None, s3)
         }
     };

@@ -206,7 +206,8 @@ async fn login_attempts_are_limited_per_address_so_a_stranger_cannot_lock_the_ow
             .unwrap()
             .parse()
             .unwrap();
-        assert!((89..=90).contains(&retry), "{retry}");
+        // One token's wait (90 s, less the time the ten took), not a 15-minute window.
+        assert!((60..=90).contains(&retry), "{retry}");
         // AND carol, from her own address, still logs in
         assert_eq!(from(owner, "carol").await.status, 200, "{:?}", s.backend);
         // AND after the wait the stranger gets one more guess, not a fresh window of ten

@@ -310,13 +310,17 @@ async fn a_key_bundle_get_is_one_request_and_one_query() {
     let client = cinder_client::Client::new(&gateway.url);
     let me = cinder_client::Identity::generate(cinder_proto::Timestamp::now()).unwrap();
 
-    // WHEN a bundle is published, THEN one request and one conditional put of under 1 KB
+    // WHEN a bundle is published, THEN one request: the address's rate-limit bucket spent
+    // (one conditional update), and one conditional put of under 1 KB
     let mark = meter.mark();
     client.publish(&me.bundle).await.unwrap();
     let published = meter::by_request(&meter.since(mark));
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].route, "POST /keys");
-    assert_eq!(published[0].describe(), "PutItem keys 1 WRU");
+    assert_eq!(
+        published[0].describe(),
+        "UpdateItem rate-limits 1 WRU; PutItem keys 1 WRU"
+    );
 
     // WHEN it is fetched, THEN one request and one strongly consistent Query of 1 RRU
     let mark = meter.mark();

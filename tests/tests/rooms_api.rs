@@ -32,6 +32,7 @@ where
     S: cinder_server::store::RoomStore
         + cinder_server::store::ShardStore
         + cinder_server::store::NonceStore
+        + cinder_server::store::RateLimitStore
         + 'static,
 {
     cinder_server::routing::finish(

@@ -29,6 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let rooms = DynamoRooms::new(client.clone(), tables);
     let relays = DynamoRelays::new(client, config.relays_table);
     let state = CallsState::new(Arc::new(rooms), Arc::new(relays), secret, Clock::system())
-        .with_credential_secs(config.credential_secs);
+        .with_credential_secs(config.credential_secs)
+        .with_limits(cinder_server::limits::Limits::from_env()?);
     lambda_http::run(router(state)).await
 }

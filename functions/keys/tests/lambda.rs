@@ -89,6 +89,7 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
             ("KEYS_TABLE", tables.keys.clone()),
             ("INBOX_TABLE", tables.inbox.clone()),
             ("NONCES_TABLE", tables.nonces.clone()),
+            ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
             (
                 "AWS_ENDPOINT_URL",
                 cinder_tests::moto::endpoint().to_owned(),

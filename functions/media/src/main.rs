@@ -15,14 +15,16 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let tables = RoomTables::from_env()?;
     let media = MediaConfig::from_env()?;
+    let limits = cinder_server::limits::Limits::from_env()?;
     let sdk = cinder_aws::sdk_config().await?;
     let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
     let objects = S3Objects::from_sdk(&sdk, media.bucket);
-    lambda_http::run(router(MediaState::new(
+    let state = MediaState::new(
         Arc::new(store),
         Arc::new(objects),
         Clock::system(),
         media.max_bytes,
-    )))
-    .await
+    )
+    .with_limits(limits);
+    lambda_http::run(router(state)).await
 }

@@ -14,12 +14,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let tables = RoomTables::from_env()?;
     let max_burn = max_burn_secs_from_env()?;
+    let limits = cinder_server::limits::Limits::from_env()?;
     let sdk = cinder_aws::sdk_config().await?;
     let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
-    lambda_http::run(router(ShardsState::new(
-        Arc::new(store),
-        Clock::system(),
-        max_burn,
-    )))
-    .await
+    let state = ShardsState::new(Arc::new(store), Clock::system(), max_burn).with_limits(limits);
+    lambda_http::run(router(state)).await
 }

@@ -78,6 +78,8 @@ pub struct Tables {
     pub inbox: String,
     /// Spent request nonces: partition `id`, TTL `expires_at`.
     pub nonces: String,
+    /// Rate-limit buckets: partition `id`, TTL `expires_at`.
+    pub rate_limits: String,
 }
 
 impl Tables {
@@ -87,6 +89,7 @@ impl Tables {
             keys: format!("{prefix}keys"),
             inbox: format!("{prefix}inbox"),
             nonces: format!("{prefix}nonces"),
+            rate_limits: format!("{prefix}rate-limits"),
         }
     }
 }
@@ -99,7 +102,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `KEYS_TABLE`, `INBOX_TABLE` and `NONCES_TABLE`. Endpoint, region and
+    /// Reads `KEYS_TABLE`, `INBOX_TABLE`, `NONCES_TABLE` and `RATE_LIMITS_TABLE`. Endpoint, region and
     /// credentials come from the AWS SDK's own variables (`AWS_ENDPOINT_URL`, …).
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
@@ -108,6 +111,7 @@ impl Config {
                 keys: var("KEYS_TABLE")?,
                 inbox: var("INBOX_TABLE")?,
                 nonces: var("NONCES_TABLE")?,
+                rate_limits: var("RATE_LIMITS_TABLE")?,
             },
         })
     }
@@ -118,12 +122,18 @@ impl Config {
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    limits: limits::DynamoLimits,
 }
 
 impl DynamoStore {
     /// A store over an existing client.
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        let limits = limits::DynamoLimits::new(client.clone(), tables.rate_limits.clone());
+        Self {
+            client,
+            tables,
+            limits,
+        }
     }
 
     /// A store configured the way a Lambda is: [`sdk_config`], from the environment.
@@ -279,6 +289,18 @@ pub(crate) fn s(value: impl ToString) -> AttributeValue {
 
 pub(crate) fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+#[async_trait]
+impl cinder_server::store::RateLimitStore for DynamoStore {
+    async fn take(
+        &self,
+        key: &str,
+        rate: cinder_server::limits::Rate,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.limits.take(key, rate, now_ms).await
+    }
 }
 
 #[async_trait]

@@ -1,12 +1,12 @@
 //! Rate-limit buckets on DynamoDB, shared by every instance of every function.
 //!
 //! One item per bucket: `id`, its time `tat` in milliseconds, and `expires_at` (the table's
-//! TTL) after which it is as good as absent. Spending is a compare-and-set: a bucket
-//! believed absent or past is written on condition that it still is; one seen at a time is
-//! written on condition that it still holds that time. A lost condition answers the
-//! bucket's current item, and the rule is applied again to it, so concurrent spenders
-//! never both take the last token. In the common case (a bucket not in use or at rest) a
-//! request costs one conditional write and no read.
+//! TTL) after which it is as good as absent. Spending is one conditional update with the
+//! arithmetic in DynamoDB: a bucket at rest (absent, or its time not after now) is set to
+//! now plus one interval; a bucket in use is moved on by one interval if it stays within
+//! the tolerance. A lost condition answers the bucket's item, which says whether the bucket
+//! is empty (the wait is returned) or was in the other case (tried once more). Concurrent
+//! spenders never both take the last token, and each costs one write and no read.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -17,8 +17,8 @@ use cinder_server::store::{RateLimitStore, StoreError};
 
 use crate::{ConfigError, backend, n, s};
 
-/// Rounds of compare-and-set before a bucket under that much contention counts as full.
-const ROUNDS: usize = 6;
+/// Tries before a bucket that keeps changing case under a caller counts as busy.
+const ROUNDS: usize = 4;
 
 /// Rate-limit buckets in one table (partition `id`, TTL `expires_at`).
 #[derive(Debug, Clone)]
@@ -68,31 +68,40 @@ fn tat_of(item: &std::collections::HashMap<String, AttributeValue>) -> Result<u6
 #[async_trait]
 impl RateLimitStore for DynamoLimits {
     async fn take(&self, key: &str, rate: Rate, now_ms: u64) -> Result<Option<u64>, StoreError> {
-        // `None`: believed absent, or at rest (its time not after now).
-        let mut seen: Option<u64> = None;
+        let interval = rate.interval_ms();
+        let limit = now_ms.saturating_add(rate.tolerance_ms());
+        // Which case to try: a bucket at rest (absent, or its time not after now) starts
+        // over at now; a bucket in use moves on by one interval, atomically, as long as it
+        // stays within the tolerance. Neither needs the exact stored time, so concurrent
+        // spenders of one bucket each get through in one write until it is empty.
+        let mut at_rest = true;
         for _ in 0..ROUNDS {
-            let tat = match limits::gcra(seen, rate, now_ms) {
-                Decision::Wait { ms } => return Ok(Some(ms)),
-                Decision::Allow { tat } => tat,
-            };
             let request = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("id", s(key))
-                .update_expression("SET tat = :tat, expires_at = :exp")
-                .expression_attribute_values(":tat", n(tat))
-                .expression_attribute_values(":exp", n(limits::forget_at(tat)))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let request = match seen {
-                None => request
+                )
+                .expression_attribute_values(":now", n(now_ms));
+            let request = if at_rest {
+                let tat = now_ms.saturating_add(interval);
+                request
+                    .update_expression("SET tat = :tat, expires_at = :exp")
                     .condition_expression("attribute_not_exists(tat) OR tat <= :now")
-                    .expression_attribute_values(":now", n(now_ms)),
-                Some(old) => request
-                    .condition_expression("tat = :old")
-                    .expression_attribute_values(":old", n(old)),
+                    .expression_attribute_values(":tat", n(tat))
+                    .expression_attribute_values(":exp", n(limits::forget_at(tat)))
+            } else {
+                // The new time is at most `limit + interval`; the item may be forgotten
+                // only after that.
+                let latest = limit.saturating_add(interval);
+                request
+                    .update_expression("SET tat = tat + :interval, expires_at = :exp")
+                    .condition_expression("tat > :now AND tat <= :limit")
+                    .expression_attribute_values(":interval", n(interval))
+                    .expression_attribute_values(":limit", n(limit))
+                    .expression_attribute_values(":exp", n(limits::forget_at(latest)))
             };
             match request.send().await {
                 Ok(_) => return Ok(None),
@@ -102,14 +111,23 @@ impl RateLimitStore for DynamoLimits {
                     else {
                         return Err(backend(err));
                     };
-                    seen = match lost.item() {
+                    let stored = match lost.item() {
                         Some(item) => Some(tat_of(item)?),
                         None => self.stored(key).await?,
                     };
+                    match limits::gcra(stored, rate, now_ms) {
+                        Decision::Wait { ms } => return Ok(Some(ms)),
+                        // Absent or at rest after all (TTL removed it, or it was never
+                        // in use): the other case, once more.
+                        Decision::Allow { .. } => {
+                            at_rest = stored.is_none_or(|t| t <= now_ms);
+                        }
+                    }
                 }
             }
         }
-        // Every round lost to another spender of this very bucket: it is that busy.
-        Ok(Some(rate.interval_ms()))
+        // The bucket kept changing case under us (it emptied and was removed meanwhile):
+        // as busy as a refusal, for one interval.
+        Ok(Some(interval))
     }
 }

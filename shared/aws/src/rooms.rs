@@ -20,6 +20,7 @@ use cinder_proto::{Blob, RoomId, Timestamp};
 use cinder_server::store::{ChannelRef, NonceStore, RoomStore, ShardStore, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::DynamoLimits;
 use crate::{
     ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item, transaction,
 };
@@ -35,6 +36,8 @@ pub struct RoomTables {
     pub shards: String,
     /// Spent request nonces (shared with every function).
     pub nonces: String,
+    /// Rate-limit buckets (shared with every function that limits an action).
+    pub rate_limits: String,
 }
 
 impl RoomTables {
@@ -45,10 +48,12 @@ impl RoomTables {
             spines: format!("{prefix}spines"),
             shards: format!("{prefix}shards"),
             nonces: format!("{prefix}nonces"),
+            rate_limits: format!("{prefix}rate-limits"),
         }
     }
 
-    /// Reads `ROOMS_TABLE`, `SPINES_TABLE`, `SHARDS_TABLE` and `NONCES_TABLE`.
+    /// Reads `ROOMS_TABLE`, `SPINES_TABLE`, `SHARDS_TABLE`, `NONCES_TABLE` and
+    /// `RATE_LIMITS_TABLE`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         Ok(Self {
@@ -56,6 +61,7 @@ impl RoomTables {
             spines: var("SPINES_TABLE")?,
             shards: var("SHARDS_TABLE")?,
             nonces: var("NONCES_TABLE")?,
+            rate_limits: var("RATE_LIMITS_TABLE")?,
         })
     }
 }
@@ -77,12 +83,18 @@ pub fn max_burn_secs_from_env() -> Result<u64, ConfigError> {
 pub struct DynamoRooms {
     client: Client,
     tables: RoomTables,
+    limits: DynamoLimits,
 }
 
 impl DynamoRooms {
     /// A store over an existing client.
     pub fn new(client: Client, tables: RoomTables) -> Self {
-        Self { client, tables }
+        let limits = DynamoLimits::new(client.clone(), tables.rate_limits.clone());
+        Self {
+            client,
+            tables,
+            limits,
+        }
     }
 
     /// Writes `room`, conditional on `room_condition` (with `values`), and logs its spine,
@@ -480,5 +492,17 @@ impl NonceStore for DynamoRooms {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         remember_nonce(&self.client, &self.tables.nonces, key, expires_at, now).await
+    }
+}
+
+#[async_trait]
+impl cinder_server::store::RateLimitStore for DynamoRooms {
+    async fn take(
+        &self,
+        key: &str,
+        rate: cinder_server::limits::Rate,
+        now_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.limits.take(key, rate, now_ms).await
     }
 }

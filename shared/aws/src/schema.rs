@@ -129,6 +129,7 @@ pub async fn create_tables(
         (&tables.keys, KEYS),
         (&tables.inbox, INBOX),
         (&tables.nonces, NONCES),
+        (&tables.rate_limits, RATE_LIMITS),
     ] {
         create_table(client, name, spec).await?;
     }

@@ -237,26 +237,32 @@ fn build(
     let hub = live::Hub::new(store.clone(), clock.clone());
     let routes = Router::new()
         .merge(hub.routes())
-        .merge(cinder_server::calls::routes(CallsState::new(
-            store.clone(),
-            calls.relays,
-            calls.secret,
-            clock.clone(),
-        )))
-        .merge(cinder_server::media::routes(MediaState::new(
-            store.clone(),
-            objects.clone(),
-            clock.clone(),
-            objects.max_bytes(),
-        )))
-        .merge(media::routes(objects))
-        .merge(keys::routes(KeysState::new(store.clone(), clock.clone())))
-        .merge(accounts::routes(
-            AccountsState::new(store.clone(), secrets, clock.clone()).with_limits(limits),
+        .merge(cinder_server::calls::routes(
+            CallsState::new(store.clone(), calls.relays, calls.secret, clock.clone())
+                .with_limits(limits.clone()),
         ))
-        .merge(spine::routes(SpineState::new(store.clone(), clock.clone())))
+        .merge(cinder_server::media::routes(
+            MediaState::new(
+                store.clone(),
+                objects.clone(),
+                clock.clone(),
+                objects.max_bytes(),
+            )
+            .with_limits(limits.clone()),
+        ))
+        .merge(media::routes(objects))
+        .merge(keys::routes(
+            KeysState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
+        ))
+        .merge(accounts::routes(
+            AccountsState::new(store.clone(), secrets, clock.clone()).with_limits(limits.clone()),
+        ))
+        .merge(spine::routes(
+            SpineState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
+        ))
         .merge(shards::routes(
             ShardsState::new(store, clock, DEFAULT_MAX_BURN_SECS)
+                .with_limits(limits)
                 .with_notify(Arc::new(hub.clone())),
         ));
     (cinder_server::routing::finish(routes), hub)

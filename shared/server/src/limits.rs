@@ -215,6 +215,42 @@ pub const TABLE: &[(&str, &str, &str)] = &[
         "registration starts per source address",
         "10/1h",
     ),
+    (
+        "key_publish_per_address",
+        "first key bundles (new users) published per source address",
+        "20/1h",
+    ),
+    ("key_rotate_per_user", "key rotations per user", "10/1h"),
+    (
+        "inbox_drop_per_sender",
+        "invitations dropped per sending user",
+        "600/1h",
+    ),
+    (
+        "room_create_per_address",
+        "rooms created per source address",
+        "20/1h",
+    ),
+    (
+        "reserve_per_capability",
+        "message numbers held per channel (its capability)",
+        "600/1m",
+    ),
+    (
+        "post_per_capability",
+        "messages posted per channel (its capability)",
+        "600/1m",
+    ),
+    (
+        "media_per_capability",
+        "media upload and download URLs per channel, or per room for avatars (its capability)",
+        "1200/1m",
+    ),
+    (
+        "turn_per_capability",
+        "TURN credentials per voice channel (its capability)",
+        "120/1m",
+    ),
 ];
 
 /// The limits in force: [`TABLE`]'s defaults, with any overridden by configuration.
@@ -237,6 +273,14 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Every limit off: for load benchmarks, which measure what the server does without
+    /// the limits, and say so.
+    pub fn off() -> Self {
+        Self {
+            rates: TABLE.iter().map(|&(name, _, _)| (name, None)).collect(),
+        }
+    }
+
     /// The defaults with overrides from `spec`: comma-separated `name=RATE` (see
     /// [`Rate::parse`]), such as `login_per_address=60/15m,register_per_address=off`. An
     /// unknown name or a bad rate is an error, not ignored: a typo must not leave a limit

@@ -19,7 +19,8 @@ pub use domain::TurnSecret;
 pub use memory::MemoryRelays;
 pub use routes::{router, routes};
 
-use crate::store::{NonceStore, RelayStore, RoomStore};
+use crate::limits::{Limiter, Limits};
+use crate::store::{NonceStore, RateLimitStore, RelayStore, RoomStore};
 use crate::{Auth, Clock};
 
 /// What the calls function's handlers need.
@@ -31,6 +32,8 @@ pub struct CallsState {
     pub secret: Arc<TurnSecret>,
     /// Capability authentication (reads rooms for channel keys).
     pub auth: Auth,
+    /// The per-action limits.
+    pub limits: Limiter,
     /// How long credentials live, in seconds (at most an hour).
     pub credential_secs: u64,
 }
@@ -44,13 +47,22 @@ impl CallsState {
         clock: Clock,
     ) -> Self
     where
-        S: RoomStore + NonceStore + 'static,
+        S: RoomStore + NonceStore + RateLimitStore + 'static,
     {
         Self {
+            limits: Limiter::new(store.clone(), Limits::default()),
             relays,
             secret,
             auth: Auth::for_rooms(store.clone(), store, clock),
             credential_secs: cinder_proto::calls::limits::MAX_CREDENTIAL_SECS,
+        }
+    }
+
+    /// The same state at `limits` (as configured, see [`Limits::from_env`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self {
+            limits: Limiter::new(self.limits.store(), limits),
+            ..self
         }
     }
 

@@ -40,6 +40,14 @@ async fn credentials(
     PathParams((room, channel)): PathParams<(RoomId, ChannelId)>,
     req: Signed<()>,
 ) -> Result<Json<TurnCredentials>> {
+    // The signature is checked by now: only the capability's holders spend its bucket.
+    s.limits
+        .check(
+            "turn_per_capability",
+            &req.signer.to_string(),
+            s.auth.clock.now_ms(),
+        )
+        .await?;
     let now = s.auth.clock.now();
     domain::credentials(
         s.relays.as_ref(),

@@ -4,16 +4,27 @@
 use cinder_proto::api::{ChainPage, DropEnvelope, EnvelopePage, LookupResponse, limits};
 use cinder_proto::{Envelope, EnvelopeId, KeyBundle, Signer, Timestamp, UserId};
 
+use crate::limits::Limiter;
 use crate::store::{InboxStore, KeyStore, StoreError};
 use crate::{Error, Result};
 
 /// Publishes a user's first bundle. The id must derive from the key, so nobody can claim
 /// an id that is not theirs, and a second publish of the same id is refused.
 #[tracing::instrument(skip_all, fields(user = %bundle.user_id))]
-pub async fn publish(keys: &dyn KeyStore, bundle: KeyBundle) -> Result<KeyBundle> {
+/// Counts against `limits`' bucket for the caller's address (`spend`: the limiter, the
+/// address's bucket name, now in ms), once the bundle checks out.
+pub async fn publish(
+    keys: &dyn KeyStore,
+    bundle: KeyBundle,
+    spend: (&Limiter, String, u64),
+) -> Result<KeyBundle> {
     bundle
         .verify_genesis()
         .map_err(|e| Error::InvalidBundle(e.to_string()))?;
+    let (limits, addr, now_ms) = spend;
+    limits
+        .check("key_publish_per_address", &addr, now_ms)
+        .await?;
     match keys.insert(&bundle).await {
         Ok(()) => Ok(bundle),
         Err(StoreError::Conflict) => Err(Error::AlreadyExists("user")),
@@ -23,7 +34,14 @@ pub async fn publish(keys: &dyn KeyStore, bundle: KeyBundle) -> Result<KeyBundle
 
 /// Replaces a user's keys with the next version, which the current key must have signed.
 #[tracing::instrument(skip_all, fields(user = %user, version = bundle.version))]
-pub async fn rotate(keys: &dyn KeyStore, user: UserId, bundle: KeyBundle) -> Result<KeyBundle> {
+/// Counts against the user's rotation bucket (`spend`: the limiter, now in ms) once the
+/// rotation checks out, so nobody but the user spends it.
+pub async fn rotate(
+    keys: &dyn KeyStore,
+    user: UserId,
+    bundle: KeyBundle,
+    spend: (&Limiter, u64),
+) -> Result<KeyBundle> {
     if bundle.user_id != user {
         return Err(Error::InvalidBundle(
             "user_id does not match the path".into(),
@@ -37,6 +55,10 @@ pub async fn rotate(keys: &dyn KeyStore, user: UserId, bundle: KeyBundle) -> Res
     bundle
         .verify_successor(&current)
         .map_err(|e| Error::InvalidRotation(e.to_string()))?;
+    spend
+        .0
+        .check("key_rotate_per_user", &user.to_string(), spend.1)
+        .await?;
     match keys.insert(&bundle).await {
         Ok(()) => Ok(bundle),
         Err(StoreError::Conflict) => Err(Error::VersionConflict),

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::{KeysState, domain};
 use crate::Result;
 use crate::extract::{JsonBody, PathParams, QueryParams, Signed};
+use crate::limits::{SourceAddr, addr_bucket};
 
 /// The key directory's router, ready for `lambda_http::run` or a TCP listener.
 pub fn router(state: KeysState) -> Router {
@@ -45,9 +46,11 @@ pub fn routes(state: KeysState) -> Router {
 
 async fn publish(
     State(s): State<KeysState>,
+    SourceAddr(addr): SourceAddr,
     JsonBody(bundle): JsonBody<KeyBundle>,
 ) -> Result<(StatusCode, Json<KeyBundle>)> {
-    let bundle = domain::publish(s.keys.as_ref(), bundle).await?;
+    let spend = (&s.limits, addr_bucket(addr), s.auth.clock.now_ms());
+    let bundle = domain::publish(s.keys.as_ref(), bundle, spend).await?;
     Ok((StatusCode::CREATED, Json(bundle)))
 }
 
@@ -72,9 +75,14 @@ async fn rotate(
     PathParams(user): PathParams<UserId>,
     JsonBody(bundle): JsonBody<KeyBundle>,
 ) -> Result<Json<KeyBundle>> {
-    domain::rotate(s.keys.as_ref(), user, bundle)
-        .await
-        .map(Json)
+    domain::rotate(
+        s.keys.as_ref(),
+        user,
+        bundle,
+        (&s.limits, s.auth.clock.now_ms()),
+    )
+    .await
+    .map(Json)
 }
 
 #[derive(Deserialize)]
@@ -99,6 +107,14 @@ async fn drop_envelope(
     PathParams(recipient): PathParams<UserId>,
     req: Signed<DropEnvelope>,
 ) -> Result<(StatusCode, Json<Envelope>)> {
+    // The signature is checked by now: only the sender spends its own bucket.
+    s.limits
+        .check(
+            "inbox_drop_per_sender",
+            &req.signer.to_string(),
+            s.auth.clock.now_ms(),
+        )
+        .await?;
     let now = s.auth.clock.now();
     let envelope = domain::drop_envelope(
         s.keys.as_ref(),

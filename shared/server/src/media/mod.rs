@@ -14,7 +14,8 @@ use axum::extract::FromRef;
 
 pub use routes::{router, routes};
 
-use crate::store::{NonceStore, ObjectStore, RoomStore, ShardStore};
+use crate::limits::{Limiter, Limits};
+use crate::store::{NonceStore, ObjectStore, RateLimitStore, RoomStore, ShardStore};
 use crate::{Auth, Clock};
 
 /// What the media function's handlers need.
@@ -26,6 +27,8 @@ pub struct MediaState {
     pub objects: Arc<dyn ObjectStore>,
     /// Capability authentication (reads rooms for channel and member keys).
     pub auth: Auth,
+    /// The per-action limits.
+    pub limits: Limiter,
     /// The largest object, in bytes.
     pub max_bytes: u64,
 }
@@ -39,13 +42,22 @@ impl MediaState {
         max_bytes: u64,
     ) -> Self
     where
-        S: RoomStore + ShardStore + NonceStore + 'static,
+        S: RoomStore + ShardStore + NonceStore + RateLimitStore + 'static,
     {
         Self {
             shards: store.clone(),
+            limits: Limiter::new(store.clone(), Limits::default()),
             objects,
             auth: Auth::for_rooms(store.clone(), store, clock),
             max_bytes,
+        }
+    }
+
+    /// The same state at `limits` (as configured, see [`Limits::from_env`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self {
+            limits: Limiter::new(self.limits.store(), limits),
+            ..self
         }
     }
 }

@@ -37,11 +37,24 @@ pub fn routes(state: MediaState) -> Router {
         .with_state(state)
 }
 
+/// Spends one URL from the signer's bucket. The signature is checked by now, so only the
+/// capability's holders spend it; whether it is the right capability is the domain's check.
+async fn limit(s: &MediaState, signer: &cinder_proto::auth::Signer) -> Result<()> {
+    s.limits
+        .check(
+            "media_per_capability",
+            &signer.to_string(),
+            s.auth.clock.now_ms(),
+        )
+        .await
+}
+
 async fn upload_attachment(
     State(s): State<MediaState>,
     PathParams((room, channel, number)): PathParams<(RoomId, ChannelId, u64)>,
     req: Signed<UploadRequest>,
 ) -> Result<(StatusCode, Json<UploadGrant>)> {
+    limit(&s, &req.signer).await?;
     let now = s.auth.clock.now();
     let grant = domain::upload_attachment(
         s.shards.as_ref(),
@@ -60,6 +73,7 @@ async fn download_attachment(
     PathParams((room, channel, number, media)): PathParams<(RoomId, ChannelId, u64, MediaId)>,
     req: Signed<()>,
 ) -> Result<Json<DownloadGrant>> {
+    limit(&s, &req.signer).await?;
     let now = s.auth.clock.now();
     domain::download_attachment(
         s.shards.as_ref(),
@@ -77,6 +91,7 @@ async fn upload_avatar(
     PathParams(room): PathParams<RoomId>,
     req: Signed<UploadRequest>,
 ) -> Result<(StatusCode, Json<UploadGrant>)> {
+    limit(&s, &req.signer).await?;
     let now = s.auth.clock.now();
     let grant = domain::upload_avatar(
         s.objects.as_ref(),
@@ -94,6 +109,7 @@ async fn download_avatar(
     PathParams(ids): PathParams<(RoomId, MediaId)>,
     req: Signed<()>,
 ) -> Result<Json<DownloadGrant>> {
+    limit(&s, &req.signer).await?;
     let now = s.auth.clock.now();
     domain::download_avatar(s.objects.as_ref(), req.signer, ids, now)
         .await

@@ -14,7 +14,8 @@ use axum::extract::FromRef;
 pub use domain::delete_hash_of;
 pub use routes::{router, routes};
 
-use crate::store::{NonceStore, RoomStore, ShardStore};
+use crate::limits::{Limiter, Limits};
+use crate::store::{NonceStore, RateLimitStore, RoomStore, ShardStore};
 use crate::{Auth, Clock};
 
 /// How far ahead a message may be set to burn, when the operator does not say (30 days).
@@ -27,6 +28,8 @@ pub struct ShardsState {
     pub shards: Arc<dyn ShardStore>,
     /// Capability authentication (reads rooms for channel keys).
     pub auth: Auth,
+    /// The per-action limits.
+    pub limits: Limiter,
     /// The burn horizon, in seconds.
     pub max_burn_secs: u64,
     /// Live connections in this process to tell of posts and deletes (the dev server);
@@ -38,13 +41,22 @@ impl ShardsState {
     /// State over one store holding rooms, shards and nonces.
     pub fn new<S>(store: Arc<S>, clock: Clock, max_burn_secs: u64) -> Self
     where
-        S: RoomStore + ShardStore + NonceStore + 'static,
+        S: RoomStore + ShardStore + NonceStore + RateLimitStore + 'static,
     {
         Self {
             shards: store.clone(),
+            limits: Limiter::new(store.clone(), Limits::default()),
             auth: Auth::for_rooms(store.clone(), store, clock),
             max_burn_secs,
             notify: None,
+        }
+    }
+
+    /// The same state at `limits` (as configured, see [`Limits::from_env`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self {
+            limits: Limiter::new(self.limits.store(), limits),
+            ..self
         }
     }
 

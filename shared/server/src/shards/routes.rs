@@ -48,6 +48,14 @@ async fn reserve(
     PathParams(ids): PathParams<(RoomId, ChannelId)>,
     req: Signed<()>,
 ) -> Result<(StatusCode, Json<Reserved>)> {
+    // The signature is checked by now: only the capability's holders spend its bucket.
+    s.limits
+        .check(
+            "reserve_per_capability",
+            &req.signer.to_string(),
+            s.auth.clock.now_ms(),
+        )
+        .await?;
     let now = s.auth.clock.now();
     let reserved = domain::reserve(s.shards.as_ref(), req.signer, channel(ids), now).await?;
     Ok((StatusCode::CREATED, Json(reserved)))
@@ -58,6 +66,13 @@ async fn put(
     PathParams((room, ch, number)): PathParams<(RoomId, ChannelId, u64)>,
     req: Signed<PostShard, { limits::MAX_ROOMS_BODY }>,
 ) -> Result<(StatusCode, Json<Shard>)> {
+    s.limits
+        .check(
+            "post_per_capability",
+            &req.signer.to_string(),
+            s.auth.clock.now_ms(),
+        )
+        .await?;
     let now = s.auth.clock.now();
     let at = channel((room, ch));
     let shard = domain::post(

@@ -13,7 +13,8 @@ use axum::extract::FromRef;
 
 pub use routes::{router, routes};
 
-use crate::store::{NonceStore, RoomStore};
+use crate::limits::{Limiter, Limits};
+use crate::store::{NonceStore, RateLimitStore, RoomStore};
 use crate::{Auth, Clock};
 
 /// What the spine function's handlers need.
@@ -23,17 +24,28 @@ pub struct SpineState {
     pub rooms: Arc<dyn RoomStore>,
     /// Capability authentication.
     pub auth: Auth,
+    /// The per-action limits.
+    pub limits: Limiter,
 }
 
 impl SpineState {
     /// State over one store holding rooms and nonces.
     pub fn new<S>(store: Arc<S>, clock: Clock) -> Self
     where
-        S: RoomStore + NonceStore + 'static,
+        S: RoomStore + NonceStore + RateLimitStore + 'static,
     {
         Self {
             rooms: store.clone(),
+            limits: Limiter::new(store.clone(), Limits::default()),
             auth: Auth::for_rooms(store.clone(), store, clock),
+        }
+    }
+
+    /// The same state at `limits` (as configured, see [`Limits::from_env`]).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self {
+            limits: Limiter::new(self.limits.store(), limits),
+            ..self
         }
     }
 }

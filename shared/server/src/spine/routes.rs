@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::{SpineState, domain};
 use crate::Result;
 use crate::extract::{PathParams, QueryParams, SelfSigned, Signed};
+use crate::limits::{SourceAddr, addr_bucket};
 
 /// The spine function's router.
 pub fn router(state: SpineState) -> Router {
@@ -39,8 +40,17 @@ pub fn routes(state: SpineState) -> Router {
 
 async fn create(
     State(s): State<SpineState>,
+    SourceAddr(addr): SourceAddr,
     SelfSigned(req): SelfSigned<CreateRoom, { limits::MAX_ROOMS_BODY }>,
 ) -> Result<(StatusCode, Json<Room>)> {
+    // A new room's only signer is its new admin key, so rooms are counted per address.
+    s.limits
+        .check(
+            "room_create_per_address",
+            &addr_bucket(addr),
+            s.auth.clock.now_ms(),
+        )
+        .await?;
     let room = domain::create(s.rooms.as_ref(), req).await?;
     Ok((StatusCode::CREATED, Json(room)))
 }
