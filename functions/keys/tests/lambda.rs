@@ -54,6 +54,24 @@ fn sign(mut event: Value, user: &User) -> Value {
     event
 }
 
+/// The function's environment on `tables` (on moto), with `CINDER_LIMITS` if given.
+fn env(tables: &cinder_aws::Tables, limits: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("KEYS_TABLE", tables.keys.clone()),
+        ("INBOX_TABLE", tables.inbox.clone()),
+        ("NONCES_TABLE", tables.nonces.clone()),
+        ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
+        ("AWS_ENDPOINT_URL", cinder_tests::moto::endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ];
+    if let Some(limits) = limits {
+        env.push(("CINDER_LIMITS", limits.to_owned()));
+    }
+    env
+}
+
 /// Status and decoded JSON body of a Lambda proxy response.
 fn answer(response: &Value) -> (u64, Value) {
     let status = response["statusCode"].as_u64().expect("statusCode");
@@ -83,22 +101,7 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
     // GIVEN the shipped binary, polling an emulated Runtime API, with its tables on moto
     let (_, tables) = cinder_tests::moto::fresh_store().await;
     let api = RuntimeApi::start().await;
-    let _function = api.spawn_function(
-        env!("CARGO_BIN_EXE_cinder-keys").as_ref(),
-        &[
-            ("KEYS_TABLE", tables.keys.clone()),
-            ("INBOX_TABLE", tables.inbox.clone()),
-            ("NONCES_TABLE", tables.nonces.clone()),
-            ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
-            (
-                "AWS_ENDPOINT_URL",
-                cinder_tests::moto::endpoint().to_owned(),
-            ),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ],
-    );
+    let _function = api.spawn_function(env!("CARGO_BIN_EXE_cinder-keys").as_ref(), &env(&tables, None));
     let (alice, bob) = (alice(), bob());
 
     // WHEN the events of a short session arrive, THEN each gets the documented answer
@@ -347,4 +350,29 @@ fn regenerate() {
         )
         .unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_are_limited_per_source_address_from_the_request_context() {
+    // GIVEN the shipped binary configured for one first bundle per address an hour
+    let (_, tables) = cinder_tests::moto::fresh_store().await;
+    let api = RuntimeApi::start().await;
+    let _function = api.spawn_function(
+        env!("CARGO_BIN_EXE_cinder-keys").as_ref(),
+        &env(&tables, Some("key_publish_per_address=1/1h")),
+    );
+    // WHEN two users publish from the fixtures' address (requestContext.http.sourceIp)
+    let first = api.invoke(load("publish-alice.json")).await.unwrap();
+    assert_eq!(answer(&first).0, 201);
+    let second = api.invoke(load("publish-bob-base64.json")).await.unwrap();
+    // THEN the second waits, with the time to wait
+    let (status, body) = answer(&second);
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(second["headers"]["retry-after"], "3600");
+    // AND the same request from another address goes through: the bucket is the address's,
+    // as API Gateway saw it, not one every caller shares
+    let mut elsewhere = load("publish-bob-base64.json");
+    elsewhere["requestContext"]["http"]["sourceIp"] = json!("198.51.100.4");
+    let third = api.invoke(elsewhere).await.unwrap();
+    assert_eq!(answer(&third).0, 201, "{third}");
 }
