@@ -213,12 +213,40 @@ impl HttpClient for NoThrowawayConnector {
     }
 }
 
+/// Error codes AWS answers when it is throttling or briefly failing (DynamoDB's, then S3's):
+/// the SDK's standard retry mode retries these itself, with exponential backoff and jitter,
+/// so one that reaches the store has outlasted every attempt.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "InternalError",
+    "RequestTimeout",
+];
+
+/// Maps a failed call to [`StoreError::Unavailable`] if it was throttling, a transient
+/// service error, a timeout or a connection that failed (the caller may try again later),
+/// and to [`StoreError::Backend`] otherwise.
 pub(crate) fn backend<E, R>(err: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::Backend(DisplayErrorContext(err).to_string())
+    let transient = match &err {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.is_timeout() || failure.is_io(),
+        SdkError::ServiceError(_) => err.code().is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+        _ => false,
+    };
+    let text = DisplayErrorContext(err).to_string();
+    if transient {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Backend(text)
+    }
 }
 
 /// Maps a failed conditional write to [`StoreError::Conflict`], anything else to a backend error.
@@ -235,8 +263,8 @@ where
 
 /// Maps a cancelled transaction to [`StoreError::Conflict`] when it lost a conditional
 /// write: a condition failed, or a concurrent transaction on one of its items won the race,
-/// which is the same lost write to the caller (it re-reads and retries). Anything else,
-/// including throttling or validation, is a backend error.
+/// which is the same lost write to the caller (it re-reads and retries). Throttling is
+/// [`StoreError::Unavailable`]; anything else, validation included, is a backend error.
 pub(crate) fn transaction<R>(err: SdkError<TransactWriteItemsError, R>) -> StoreError
 where
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -256,6 +284,14 @@ where
                 .all(|code| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict"))
         {
             return StoreError::Conflict;
+        }
+        // Cancelled because an item's partition was throttled: nothing was written, and
+        // the same transaction may go through later.
+        if reasons
+            .iter()
+            .any(|code| matches!(*code, "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        {
+            return StoreError::Unavailable(DisplayErrorContext(err).to_string());
         }
     }
     backend(err)
