@@ -1,13 +1,16 @@
 //! Faults injected into the store behind the real routers, over real HTTP
-//! (`cinder_tests::faults`): what a failure answers, and what the client does with it.
+//! (`cinder_tests::faults`): what a failure answers, what the client does with it, and
+//! that a kick stopped part-way (re-sharing, or the state write itself) can be run again
+//! and loses no member's access.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
-use cinder_client::{Client, Identity};
-use cinder_proto::{ErrorCode, Timestamp};
+use cinder_client::{Client, ClientError, Identity};
+use cinder_proto::{ChannelId, ErrorCode, RoomId, Timestamp, UserId};
 use cinder_tests::faults::{Fault, Faults};
 use cinder_tests::router::send;
+use cinder_tests::scenarios::{Device, register};
 use cinder_tests::server::{TestServer, start_faulty};
 
 const MASTER: &[u8] = b"faults test master secret, thirty-two bytes or more";
@@ -84,4 +87,232 @@ async fn the_client_reads_through_a_503_and_returns_a_writes() {
             .envelopes
             .is_empty()
     );
+}
+
+fn id(d: &Device) -> UserId {
+    d.me.contents.identity.user_id()
+}
+
+async fn take(client: &Client, d: &mut Device) -> Vec<RoomId> {
+    client
+        .take_keys(&d.me.contents.identity, &mut d.rooms, &mut d.pins)
+        .await
+        .unwrap()
+}
+
+async fn kick(
+    client: &Client,
+    admin: &mut Device,
+    room: RoomId,
+    user: UserId,
+) -> Result<(), ClientError> {
+    let me = admin.me.contents.identity.clone();
+    client
+        .kick(
+            &me,
+            admin.rooms.get_mut(&room).unwrap(),
+            user,
+            &mut admin.pins,
+        )
+        .await
+}
+
+async fn post(client: &Client, d: &mut Device, room: RoomId, channel: ChannelId, text: &str) {
+    let me = d.me.contents.identity.clone();
+    client
+        .send_message(&me, d.rooms.get_mut(&room).unwrap(), channel, text, 600)
+        .await
+        .unwrap();
+}
+
+async fn texts(client: &Client, d: &mut Device, room: RoomId, channel: ChannelId) -> Vec<String> {
+    client
+        .room(d.rooms.get_mut(&room).unwrap(), &mut d.pins)
+        .await
+        .unwrap();
+    let m = d.rooms[&room].clone();
+    let page = client.read(&m, channel, 0, &mut d.pins).await.unwrap();
+    assert_eq!(page.refused, vec![], "every message opened and verified");
+    page.messages
+        .iter()
+        .map(|r| r.text().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Alice's room with one channel, and Bob, Carol and Dave in it; "before" posted.
+async fn team(client: &Client, tag: &str) -> (Vec<Device>, RoomId, ChannelId) {
+    let mut devices = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        devices.push(register(client, &format!("{tag}-{name}")).await);
+    }
+    let alice_me = devices[0].me.contents.identity.clone();
+    let (m, s) = client
+        .create_room(
+            &alice_me,
+            "alice",
+            "Team",
+            &[("general".into(), false, 3600)],
+        )
+        .await
+        .unwrap();
+    let (room, general) = (m.room, s.channels[0].id);
+    devices[0].rooms.insert(room, m);
+    for i in 1..4 {
+        let bundle = devices[i].me.contents.identity.bundle.clone();
+        let alice = &mut devices[0];
+        client
+            .invite(
+                &alice_me,
+                alice.rooms.get_mut(&room).unwrap(),
+                &bundle,
+                "m",
+                &mut alice.pins,
+            )
+            .await
+            .unwrap();
+        let d = &mut devices[i];
+        let joined = client
+            .accept_invites(&d.me.contents.identity, &mut d.rooms, &mut d.pins)
+            .await
+            .unwrap();
+        assert_eq!(joined, vec![room]);
+    }
+    post(client, &mut devices[0], room, general, "before").await;
+    (devices, room, general)
+}
+
+/// After Bob's removal: everyone who stays takes the new keys and reads what Alice posts
+/// under them, and Bob's copy of the keys no longer reads anything.
+async fn everyone_but_bob_reads_the_new_epoch(
+    client: &Client,
+    devices: &mut [Device],
+    room: RoomId,
+    general: ChannelId,
+    bob_kept: &cinder_client::rooms::Membership,
+) {
+    let (alice, rest) = devices.split_first_mut().unwrap();
+    let s = client
+        .room(alice.rooms.get_mut(&room).unwrap(), &mut alice.pins)
+        .await
+        .unwrap();
+    assert_eq!(s.epoch, 2, "one re-key, however many runs");
+    assert!(s.member(id(&rest[0])).is_none(), "bob is out");
+    assert_eq!(s.members.len(), 3);
+    post(client, alice, room, general, "after").await;
+    for d in &mut rest[1..] {
+        take(client, d).await;
+        assert_eq!(
+            texts(client, d, room, general).await,
+            vec!["before", "after"],
+            "{} reads both epochs",
+            id(d)
+        );
+    }
+    assert_eq!(
+        texts(client, alice, room, general).await,
+        vec!["before", "after"]
+    );
+    let bob = &mut rest[0];
+    let refused = client
+        .read(bob_kept, general, 0, &mut bob.pins)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::Unauthenticated),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_whose_re_sharing_stops_half_way_is_finished_by_running_it_again() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "reshare").await;
+    let bob = id(&devices[1]);
+    let bob_kept = devices[1].rooms[&room].clone();
+
+    // The second of the two envelopes (Carol's and Dave's keys) is refused: the state is
+    // stored, one member has the new keys, the other does not.
+    let puts = faults.calls("inbox.put");
+    faults.fail_nth("inbox.put", 2, Fault::Unavailable);
+    let err = kick(&client, &mut devices[0], room, bob).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    assert_eq!(faults.calls("inbox.put") - puts, 2);
+    let got: Vec<bool> = {
+        let mut got = Vec::new();
+        for d in &mut devices[2..] {
+            got.push(!take(&client, d).await.is_empty());
+        }
+        got
+    };
+    assert_eq!(
+        got.iter().filter(|g| **g).count(),
+        1,
+        "one of the two was sent the keys: {got:?}"
+    );
+
+    // Running the kick again sends the one envelope still owed, and only it.
+    let puts = faults.calls("inbox.put");
+    kick(&client, &mut devices[0], room, bob).await.unwrap();
+    assert_eq!(
+        faults.calls("inbox.put") - puts,
+        1,
+        "no member is sent the keys twice"
+    );
+    // And a third run has nothing left to do.
+    let puts = faults.calls("inbox.put");
+    kick(&client, &mut devices[0], room, bob).await.unwrap();
+    assert_eq!(faults.calls("inbox.put"), puts);
+
+    everyone_but_bob_reads_the_new_epoch(&client, &mut devices, room, general, &bob_kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_whose_state_write_lost_its_answer_adopts_the_stored_state_when_run_again() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "lost").await;
+    let bob = id(&devices[1]);
+    let bob_kept = devices[1].rooms[&room].clone();
+
+    // The new state is stored, but its answer is lost: the admin cannot tell this from a
+    // write that never happened.
+    faults.fail_nth("rooms.update_room", 1, Fault::UnavailableAfter);
+    let err = kick(&client, &mut devices[0], room, bob).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+
+    let updates = faults.calls("rooms.update_room");
+    kick(&client, &mut devices[0], room, bob).await.unwrap();
+    assert_eq!(
+        faults.calls("rooms.update_room"),
+        updates,
+        "the stored state is adopted, not written again"
+    );
+    everyone_but_bob_reads_the_new_epoch(&client, &mut devices, room, general, &bob_kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_whose_state_write_failed_removes_the_member_anew_when_run_again() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "unwritten").await;
+    let bob = id(&devices[1]);
+    let bob_kept = devices[1].rooms[&room].clone();
+
+    faults.fail_nth("rooms.update_room", 1, Fault::Unavailable);
+    let err = kick(&client, &mut devices[0], room, bob).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    {
+        let alice = &mut devices[0];
+        let s = client
+            .room(alice.rooms.get_mut(&room).unwrap(), &mut alice.pins)
+            .await
+            .unwrap();
+        assert!(s.member(bob).is_some(), "nothing was stored");
+        assert_eq!(s.epoch, 1);
+    }
+
+    kick(&client, &mut devices[0], room, bob).await.unwrap();
+    everyone_but_bob_reads_the_new_epoch(&client, &mut devices, room, general, &bob_kept).await;
 }

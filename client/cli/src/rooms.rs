@@ -1302,8 +1302,13 @@ pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(),
     let me = ctx.me();
     let client = ctx.client;
     let (m, pins) = ctx.parts(id)?;
-    client.kick(&me, m, user, pins).await?;
+    let kicked = client.kick(&me, m, user, pins).await;
+    // Saved whether or not it finished: a kick stopped part-way keeps the new keys, and
+    // whom they are still owed to, for running it again to finish.
     ctx.save().await?;
+    kicked.inspect_err(|_| {
+        eprintln!("The kick stopped part-way; run the same `cinder kick` again to finish it.");
+    })?;
     out!("Removed {user}; the room's keys are new and went to everyone who stays.");
     Ok(())
 }

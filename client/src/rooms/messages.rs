@@ -1467,6 +1467,8 @@ mod tests {
             },
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         };
         (m, channel)
     }

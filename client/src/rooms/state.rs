@@ -452,6 +452,8 @@ impl Client {
             },
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         };
         let (sealed, hash) = sign_and_seal(me, &m, &spine)?;
         m.head.hash = hash;
@@ -935,9 +937,17 @@ impl Client {
 
     /// Removes a member (admins only): a new epoch (new master and channel keys, and a new
     /// admin key if they were an admin), each channel's last number under the old keys
-    /// recorded, and the new keys sealed to everyone who stays. `m` holds the new keys as
-    /// soon as the state is stored, even if re-sharing then fails part-way; inviting a
-    /// member again re-sends them. To remove yourself, [`Client::leave`].
+    /// recorded, and the new keys sealed to everyone who stays. To remove yourself,
+    /// [`Client::leave`].
+    ///
+    /// A kick that fails part-way can be run again (save the enclave in between, as after
+    /// any change), and ends where one uninterrupted run would have:
+    ///
+    /// - if the state was stored and re-sharing stopped, `m` holds the new keys and the
+    ///   members still owed them; running it again sends to those only;
+    /// - if the state write got no answer (a 5xx, a lost connection), `m` keeps the keys
+    ///   it was sealed under until the room shows whether it was stored: running it again
+    ///   adopts them if it was (then re-shares), or removes the member anew if not.
     pub async fn kick(
         &self,
         me: &Identity,
@@ -945,8 +955,14 @@ impl Client {
         user: UserId,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
+        self.settle_removal(me, m, pins).await?;
         let spine = self.room(m, pins).await?;
         if spine.member(user).is_none() {
+            if spine.former.iter().any(|f| f.user_id == user) {
+                // Removed already (by an earlier run that stopped part-way, or another
+                // admin): finish sending the new keys to everyone still owed them.
+                return self.share_owed_keys(me, m, pins).await;
+            }
             return Err(ClientError::Input(format!(
                 "{user} is not a member of this room"
             )));
@@ -970,6 +986,10 @@ impl Client {
         users: &[UserId],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
+        self.settle_removal(me, m, pins).await?;
+        // Members owed the current keys get them before a newer epoch replaces them, so
+        // they can read what was posted under them.
+        self.share_owed_keys(me, m, pins).await?;
         let mut spine = self.room(m, pins).await?;
         let gone: Vec<SpineMember> = spine
             .members
@@ -994,8 +1014,86 @@ impl Client {
         }));
         let next = m.rekeyed(gone.iter().any(|g| g.admin))?;
         self.reseal_avatars(m, &next, &mut spine).await?;
-        *m = self.commit(me, m, next, spine).await?;
-        self.share_keys(me, m, InviteKind::Rekey, pins).await
+        match self.commit(me, m, next.clone(), spine).await {
+            Ok(done) => *m = done,
+            Err(e) => {
+                if !super::invites::definitive(&e) {
+                    m.unsettled = Some(Box::new(next));
+                }
+                return Err(e);
+            }
+        }
+        m.owed_keys = m
+            .head
+            .spine
+            .members
+            .iter()
+            .map(|x| x.user_id)
+            .filter(|u| *u != me.user_id())
+            .collect();
+        self.share_owed_keys(me, m, pins).await
+    }
+
+    /// After a removal whose state write got no answer: reads the room with the keys that
+    /// state was sealed under. If the server stored it (the room's state at that epoch
+    /// opens under them and verifies), they become `m`'s, and every other member is owed
+    /// them; if not, they are dropped. Nothing to do if no write is in doubt.
+    async fn settle_removal(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let Some(next) = m.unsettled.take() else {
+            return Ok(());
+        };
+        let (epoch, master) = next.master()?;
+        let mut cache = KeyCache::default();
+        if let Err(e) = self.sync(m, &[master], pins, &mut cache, None).await {
+            m.unsettled = Some(next);
+            return Err(e);
+        }
+        let spine = m.head.spine.clone();
+        let stored = spine.epoch == epoch
+            && m.master_keys.get(&epoch).map(Secret32::expose) == Some(master.expose())
+            && Membership::keys_match(&spine, &next.capabilities()?);
+        if !stored {
+            return Ok(());
+        }
+        let channels: BTreeMap<ChannelId, Secret32> = next
+            .channel_keys
+            .iter()
+            .filter_map(|(c, keys)| keys.get(&epoch).map(|k| (*c, k.clone())))
+            .collect();
+        m.install(&spine, master, &channels, next.admin_key.as_ref());
+        m.owed_keys = spine
+            .members
+            .iter()
+            .map(|x| x.user_id)
+            .filter(|u| *u != me.user_id())
+            .collect();
+        Ok(())
+    }
+
+    /// Sends `m`'s current keys to each member still owed them (see [`Client::kick`]),
+    /// forgetting each debt as its envelope is stored; a member no longer in the room is
+    /// owed nothing.
+    pub(crate) async fn share_owed_keys(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let spine = m.head.spine.clone();
+        m.owed_keys.retain(|u| spine.member(*u).is_some());
+        let owed: Vec<UserId> = m.owed_keys.iter().copied().collect();
+        for user in owed {
+            let keys = self.verified_keys(user, pins.get(&user)).await?;
+            self.send_keys(me, m, &keys, InviteKind::Rekey).await?;
+            pins.insert(user, keys);
+            m.owed_keys.remove(&user);
+        }
+        Ok(())
     }
 
     /// Leaves a room, and drops it from `memberships` (save the enclave after). What this
@@ -1241,6 +1339,8 @@ impl Membership {
             head,
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         }
     }
 
@@ -1304,6 +1404,10 @@ impl Membership {
         }
         for (user, avatar) in other.avatar_requests {
             self.avatar_requests.entry(user).or_insert(avatar);
+        }
+        self.owed_keys.extend(other.owed_keys);
+        if self.unsettled.is_none() {
+            self.unsettled = other.unsettled;
         }
         if other.head.spine.version > self.head.spine.version {
             self.head = other.head;
