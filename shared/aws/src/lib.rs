@@ -425,6 +425,21 @@ pub(crate) async fn remember_nonce(
     }
 }
 
+impl DynamoStore {
+    /// Deletes an envelope [`InboxStore::put`] stored and will not keep.
+    async fn take_back(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.inbox)
+            .key("owner", s(owner))
+            .key("id", s(envelope.id))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 /// An inbox item: the envelope plus its partition key.
 #[derive(Serialize, Deserialize)]
 struct InboxItem {
@@ -440,7 +455,8 @@ impl InboxStore for DynamoStore {
     /// envelopes that stay, the one put last was counted with all the others in place, so
     /// they number at most `max`. Concurrent drops past the cap may all be turned away
     /// (each counting the others before they left), which a retry settles; none is lost
-    /// once accepted.
+    /// once accepted. If the count fails, the envelope is taken back out before the error
+    /// is returned, so a failed drop leaves nothing behind (unless that delete fails too).
     async fn put(
         &self,
         owner: &UserId,
@@ -459,17 +475,19 @@ impl InboxStore for DynamoStore {
             .send()
             .await
             .map_err(conditional)?;
-        if self.count(owner, envelope.created_at).await? <= max {
+        let over = match self.count(owner, envelope.created_at).await {
+            Ok(count) => count > max,
+            Err(e) => {
+                if let Err(undo) = self.take_back(owner, envelope).await {
+                    tracing::error!(cause = ?undo, "a failed drop's envelope stays in the inbox");
+                }
+                return Err(e);
+            }
+        };
+        if !over {
             return Ok(true);
         }
-        self.client
-            .delete_item()
-            .table_name(&self.tables.inbox)
-            .key("owner", s(owner))
-            .key("id", s(envelope.id))
-            .send()
-            .await
-            .map_err(backend)?;
+        self.take_back(owner, envelope).await?;
         Ok(false)
     }
 

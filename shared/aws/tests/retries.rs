@@ -173,3 +173,44 @@ async fn a_transaction_cancelled_for_throttling_is_unavailable_not_a_conflict() 
         "{write:?}"
     );
 }
+
+/// The inbox's drop is three calls (put, count, and a delete if over the cap): a count that
+/// fails after the put must not leave the envelope behind while the sender is told the drop
+/// failed (it would send again, and the recipient get it twice).
+#[tokio::test]
+async fn a_drop_whose_count_fails_takes_its_envelope_back_out() {
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+    use cinder_proto::{Envelope, EnvelopeId};
+    use cinder_server::store::InboxStore;
+
+    let put = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let count = mock!(Client::query)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .repeatedly()
+        .build();
+    let delete = mock!(Client::delete_item)
+        .match_requests(|req| {
+            req.key()
+                .and_then(|k| k.get("id"))
+                .and_then(|id| id.as_s().ok())
+                .is_some_and(|id| id == &EnvelopeId::new(100_000, [9; 8]).to_string())
+        })
+        .then_output(|| DeleteItemOutput::builder().build());
+    let store = store(client(&[&put, &count, &delete]).await);
+    let envelope = Envelope {
+        id: EnvelopeId::new(100_000, [9; 8]),
+        sender: UserId([1; 16]),
+        created_at: Timestamp(100),
+        expires_at: Timestamp(200),
+        sealed: Blob(vec![1; 8]),
+    };
+    let dropped = store.put(&UserId([2; 16]), &envelope, 256).await;
+    assert!(
+        matches!(dropped, Err(StoreError::Unavailable(_))),
+        "{dropped:?}"
+    );
+    assert_eq!(put.num_calls(), 1);
+    assert_eq!(count.num_calls(), 3);
+    assert_eq!(delete.num_calls(), 1, "the envelope was taken back out");
+}
