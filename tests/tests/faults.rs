@@ -316,3 +316,114 @@ async fn a_kick_whose_state_write_failed_removes_the_member_anew_when_run_again(
     kick(&client, &mut devices[0], room, bob).await.unwrap();
     everyone_but_bob_reads_the_new_epoch(&client, &mut devices, room, general, &bob_kept).await;
 }
+
+/// Reads the channel as `d`, checking every message and each sender's sequence: no
+/// refusals, no breaks. Returns the texts.
+async fn texts_in_sequence(
+    client: &Client,
+    d: &mut Device,
+    room: RoomId,
+    general: ChannelId,
+) -> Vec<String> {
+    client
+        .room(d.rooms.get_mut(&room).unwrap(), &mut d.pins)
+        .await
+        .unwrap();
+    let m = d.rooms[&room].clone();
+    let page = client.read(&m, general, 0, &mut d.pins).await.unwrap();
+    assert_eq!(page.refused, vec![]);
+    let mut continuity = cinder_client::rooms::Continuity::default();
+    let breaks: Vec<_> = page
+        .messages
+        .iter()
+        .filter_map(|r| continuity.observe(r))
+        .collect();
+    assert_eq!(breaks, vec![], "no sender's sequence looks broken");
+    page.messages
+        .iter()
+        .map(|r| r.text().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn send_text(
+    client: &Client,
+    d: &mut Device,
+    room: RoomId,
+    channel: ChannelId,
+    text: &str,
+) -> Result<u64, ClientError> {
+    let me = d.me.contents.identity.clone();
+    client
+        .send_message(&me, d.rooms.get_mut(&room).unwrap(), channel, text, 600)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_stored_with_its_answer_lost_counts_as_sent_once() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "postlost").await;
+
+    // Proposed as the next number: stored, answer lost. The client finds it stored.
+    faults.fail_nth("shards.post_next", 1, Fault::UnavailableAfter);
+    send_text(&client, &mut devices[0], room, general, "one")
+        .await
+        .unwrap();
+
+    // Under a held number (Carol, on her own connection, posted first, so Alice's
+    // proposal is taken and the server holds another number for her): the filled hold's
+    // answer is lost, and found stored.
+    post(&s.client(), &mut devices[2], room, general, "carol").await;
+    let fills = faults.calls("shards.fill_hold");
+    faults.fail_nth("shards.fill_hold", 1, Fault::UnavailableAfter);
+    send_text(&client, &mut devices[0], room, general, "two")
+        .await
+        .unwrap();
+    assert_eq!(
+        faults.calls("shards.fill_hold") - fills,
+        1,
+        "posted under a hold"
+    );
+
+    send_text(&client, &mut devices[0], room, general, "three")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts_in_sequence(&client, &mut devices[3], room, general).await,
+        vec!["before", "one", "carol", "two", "three"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_refused_before_it_was_stored_leaves_no_trace() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "postfail").await;
+
+    faults.fail_nth("shards.post_next", 1, Fault::Unavailable);
+    let err = send_text(&client, &mut devices[0], room, general, "lost")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+
+    post(&s.client(), &mut devices[2], room, general, "carol").await;
+    let fills = faults.calls("shards.fill_hold");
+    faults.fail_nth("shards.fill_hold", 1, Fault::Unavailable);
+    let err = send_text(&client, &mut devices[0], room, general, "lost too")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    assert_eq!(
+        faults.calls("shards.fill_hold") - fills,
+        1,
+        "refused under a hold"
+    );
+
+    send_text(&client, &mut devices[0], room, general, "one")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts_in_sequence(&client, &mut devices[3], room, general).await,
+        vec!["before", "carol", "one"]
+    );
+}
