@@ -427,3 +427,130 @@ async fn a_post_refused_before_it_was_stored_leaves_no_trace() {
         vec!["before", "carol", "one"]
     );
 }
+
+/// Alice makes Bob and Carol admins (each takes the admin key).
+async fn admins(client: &Client, devices: &mut [Device], room: RoomId) {
+    let alice_me = devices[0].me.contents.identity.clone();
+    for i in [1, 2] {
+        let user = id(&devices[i]);
+        let a = &mut devices[0];
+        client
+            .grant_admin(
+                &alice_me,
+                a.rooms.get_mut(&room).unwrap(),
+                user,
+                &mut a.pins,
+            )
+            .await
+            .unwrap();
+        take(client, &mut devices[i]).await;
+        assert!(devices[i].rooms[&room].holds_admin_key());
+    }
+}
+
+async fn revoke(
+    client: &Client,
+    a: &mut Device,
+    room: RoomId,
+    user: UserId,
+) -> Result<(), ClientError> {
+    let me = a.me.contents.identity.clone();
+    client
+        .revoke_admin(&me, a.rooms.get_mut(&room).unwrap(), user, &mut a.pins)
+        .await
+}
+
+/// After Bob's admin is revoked: Alice and Carol hold the new admin key and can both still
+/// change the room; the server refuses Bob's copy of the old one.
+async fn the_admins_who_stay_can_change_the_room(
+    client: &Client,
+    devices: &mut [Device],
+    room: RoomId,
+    bob_kept: &cinder_client::rooms::Membership,
+) {
+    let bob = id(&devices[1]);
+    for i in [0, 2] {
+        take(client, &mut devices[i]).await;
+        let d = &mut devices[i];
+        let me = d.me.contents.identity.clone();
+        let m = d.rooms.get_mut(&room).unwrap();
+        let s = client.room(m, &mut d.pins).await.unwrap();
+        assert!(!s.is_admin(bob), "bob is no admin");
+        assert!(m.holds_admin_key(), "admin {i} holds the new admin key");
+        client
+            .rename_room(&me, m, &format!("Team {i}"), &mut d.pins)
+            .await
+            .unwrap();
+    }
+    let a = &mut devices[0];
+    let s = client
+        .room(a.rooms.get_mut(&room).unwrap(), &mut a.pins)
+        .await
+        .unwrap();
+    assert_eq!(s.name, "Team 2");
+    let refused = client.delete_room(bob_kept).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::Unauthenticated),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_whose_state_write_lost_its_answer_leaves_the_room_with_admins() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, _) = team(&client, "revokelost").await;
+    admins(&client, &mut devices, room).await;
+    let bob = id(&devices[1]);
+    let bob_kept = devices[1].rooms[&room].clone();
+
+    faults.fail_nth("rooms.update_room", 1, Fault::UnavailableAfter);
+    let err = revoke(&client, &mut devices[0], room, bob)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    // Run again: the stored state is adopted with its admin key, and Carol is sent it.
+    let updates = faults.calls("rooms.update_room");
+    revoke(&client, &mut devices[0], room, bob).await.unwrap();
+    assert_eq!(
+        faults.calls("rooms.update_room"),
+        updates,
+        "not written twice"
+    );
+    the_admins_who_stay_can_change_the_room(&client, &mut devices, room, &bob_kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_whose_key_sharing_failed_is_finished_by_running_it_again() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, _) = team(&client, "revokeshare").await;
+    admins(&client, &mut devices, room).await;
+    let bob = id(&devices[1]);
+    let bob_kept = devices[1].rooms[&room].clone();
+
+    faults.fail_nth("inbox.put", 1, Fault::Unavailable);
+    let err = revoke(&client, &mut devices[0], room, bob)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    {
+        // The state is stored: Alice holds its new admin key, and can change the room.
+        let a = &mut devices[0];
+        let me = a.me.contents.identity.clone();
+        client
+            .rename_room(
+                &me,
+                a.rooms.get_mut(&room).unwrap(),
+                "Meanwhile",
+                &mut a.pins,
+            )
+            .await
+            .unwrap();
+    }
+    let puts = faults.calls("inbox.put");
+    revoke(&client, &mut devices[0], room, bob).await.unwrap();
+    assert_eq!(faults.calls("inbox.put") - puts, 1, "Carol's key, once");
+    the_admins_who_stay_can_change_the_room(&client, &mut devices, room, &bob_kept).await;
+}

@@ -484,6 +484,7 @@ impl Client {
         m: &mut Membership,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<Spine, ClientError> {
+        self.settle(m, pins).await?;
         let mut cache = KeyCache::default();
         self.sync(m, &[], pins, &mut cache, None).await?;
         Ok(m.head.spine.clone())
@@ -955,7 +956,6 @@ impl Client {
         user: UserId,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
-        self.settle_removal(me, m, pins).await?;
         let spine = self.room(m, pins).await?;
         if spine.member(user).is_none() {
             if spine.former.iter().any(|f| f.user_id == user) {
@@ -986,9 +986,9 @@ impl Client {
         users: &[UserId],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
-        self.settle_removal(me, m, pins).await?;
         // Members owed the current keys get them before a newer epoch replaces them, so
         // they can read what was posted under them.
+        self.room(m, pins).await?;
         self.share_owed_keys(me, m, pins).await?;
         let mut spine = self.room(m, pins).await?;
         let gone: Vec<SpineMember> = spine
@@ -1018,45 +1018,53 @@ impl Client {
             Ok(done) => *m = done,
             Err(e) => {
                 if !super::invites::definitive(&e) {
-                    m.unsettled = Some(Box::new(next));
+                    m.unsettled = Some(Box::new(Unsettled {
+                        next,
+                        kind: InviteKind::Rekey,
+                        by: me.user_id(),
+                    }));
                 }
                 return Err(e);
             }
         }
-        m.owed_keys = m
-            .head
-            .spine
-            .members
-            .iter()
-            .map(|x| x.user_id)
-            .filter(|u| *u != me.user_id())
-            .collect();
+        m.owed_keys = owed(&m.head.spine, InviteKind::Rekey, me.user_id());
         self.share_owed_keys(me, m, pins).await
     }
 
-    /// After a removal whose state write got no answer: reads the room with the keys that
-    /// state was sealed under. If the server stored it (the room's state at that epoch
-    /// opens under them and verifies), they become `m`'s, and every other member is owed
-    /// them; if not, they are dropped. Nothing to do if no write is in doubt.
-    async fn settle_removal(
+    /// After a removal or admin change whose state write got no answer: reads the room
+    /// with the keys that state was made with. If the server stored it (the room's newest
+    /// state opens under them and lists their capabilities), they become `m`'s, and the
+    /// members who should have them are owed them; if not, they are dropped. Nothing to
+    /// do if no write is in doubt.
+    async fn settle(
         &self,
-        me: &Identity,
         m: &mut Membership,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
-        let Some(next) = m.unsettled.take() else {
+        let Some(unsettled) = m.unsettled.take() else {
             return Ok(());
         };
+        let next = &unsettled.next;
         let (epoch, master) = next.master()?;
         let mut cache = KeyCache::default();
         if let Err(e) = self.sync(m, &[master], pins, &mut cache, None).await {
-            m.unsettled = Some(next);
+            m.unsettled = Some(unsettled);
             return Err(e);
         }
         let spine = m.head.spine.clone();
-        let stored = spine.epoch == epoch
-            && m.master_keys.get(&epoch).map(Secret32::expose) == Some(master.expose())
-            && Membership::keys_match(&spine, &next.capabilities()?);
+        let stored = match unsettled.kind {
+            // A new epoch: its state opened under the new master key, and lists the new
+            // capabilities.
+            InviteKind::Rekey => {
+                spine.epoch == epoch
+                    && m.master_keys.get(&epoch).map(Secret32::expose) == Some(master.expose())
+                    && Membership::keys_match(&spine, &next.capabilities()?)
+            }
+            // A new admin key: the state lists its capability.
+            _ => next.admin_key.as_ref().is_some_and(|k| {
+                VerifyKey::from(admin_capability(k).verifying_key()) == spine.admin_key
+            }),
+        };
         if !stored {
             return Ok(());
         }
@@ -1066,18 +1074,14 @@ impl Client {
             .filter_map(|(c, keys)| keys.get(&epoch).map(|k| (*c, k.clone())))
             .collect();
         m.install(&spine, master, &channels, next.admin_key.as_ref());
-        m.owed_keys = spine
-            .members
-            .iter()
-            .map(|x| x.user_id)
-            .filter(|u| *u != me.user_id())
-            .collect();
+        m.owed_keys = owed(&spine, unsettled.kind, unsettled.by);
         Ok(())
     }
 
     /// Sends `m`'s current keys to each member still owed them (see [`Client::kick`]),
-    /// forgetting each debt as its envelope is stored; a member no longer in the room is
-    /// owed nothing.
+    /// forgetting each debt as its envelope is stored; a member no longer in the room (or,
+    /// for the admin key, no longer an admin) is owed nothing. Once nothing is owed, an
+    /// admin key this admin kept only to hand over (it stepped down) is forgotten.
     pub(crate) async fn share_owed_keys(
         &self,
         me: &Identity,
@@ -1085,13 +1089,19 @@ impl Client {
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
         let spine = m.head.spine.clone();
-        m.owed_keys.retain(|u| spine.member(*u).is_some());
-        let owed: Vec<UserId> = m.owed_keys.iter().copied().collect();
-        for user in owed {
+        m.owed_keys.retain(|u, kind| match kind {
+            InviteKind::Admin => spine.is_admin(*u),
+            _ => spine.member(*u).is_some(),
+        });
+        let owed: Vec<(UserId, InviteKind)> = m.owed_keys.iter().map(|(u, k)| (*u, *k)).collect();
+        for (user, kind) in owed {
             let keys = self.verified_keys(user, pins.get(&user)).await?;
-            self.send_keys(me, m, &keys, InviteKind::Rekey).await?;
+            self.send_keys(me, m, &keys, kind).await?;
             pins.insert(user, keys);
             m.owed_keys.remove(&user);
+        }
+        if !spine.is_admin(me.user_id()) {
+            m.admin_key = None;
         }
         Ok(())
     }
@@ -1177,7 +1187,8 @@ impl Client {
     }
 
     /// Makes a member an admin (admins only): a signed state change, then the admin key
-    /// sealed to them.
+    /// sealed to them. Like every admin change here (and [`Client::kick`]), one that
+    /// stopped part-way is finished by running it again; one already in place does nothing.
     pub async fn grant_admin(
         &self,
         me: &Identity,
@@ -1229,7 +1240,17 @@ impl Client {
         changes: &[(UserId, bool)],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await?;
         let mut spine = self.room(m, pins).await?;
+        // Already so (an earlier run that stopped part-way, now finished above, or another
+        // admin): nothing to do.
+        if changes
+            .iter()
+            .all(|(user, admin)| spine.member(*user).is_some_and(|x| x.admin == *admin))
+        {
+            return Ok(());
+        }
         let mut revoked = false;
         for (user, admin) in changes {
             let member = spine
@@ -1250,14 +1271,25 @@ impl Client {
         if revoked {
             next.admin_key = Some(Secret32::random()?);
         }
-        let mut next = self.commit(me, m, next, spine).await?;
-        let still_admin = next.head.spine.is_admin(me.user_id());
-        self.share_keys(me, &next, InviteKind::Admin, pins).await?;
-        if !still_admin {
-            next.admin_key = None;
+        // As for a removal (see `Client::kick`): the new admin key is `m`'s as soon as the
+        // state is stored, with the admins still owed it; a write without an answer keeps
+        // it until the room shows whether it was stored. Either way nobody is left with a
+        // room whose admin key no one holds.
+        match self.commit(me, m, next.clone(), spine).await {
+            Ok(done) => *m = done,
+            Err(e) => {
+                if revoked && !super::invites::definitive(&e) {
+                    m.unsettled = Some(Box::new(Unsettled {
+                        next,
+                        kind: InviteKind::Admin,
+                        by: me.user_id(),
+                    }));
+                }
+                return Err(e);
+            }
         }
-        *m = next;
-        Ok(())
+        m.owed_keys = owed(&m.head.spine, InviteKind::Admin, me.user_id());
+        self.share_owed_keys(me, m, pins).await
     }
 
     /// Sends `m`'s current keys, at its head, to every other member (`Rekey`) or to every
@@ -1296,6 +1328,26 @@ impl Client {
         )
         .await
     }
+}
+
+/// A change whose state write got no answer: the membership it was made with, what its
+/// keys are sent as (`Rekey` after a removal, `Admin` after an admin change), and by whom.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Unsettled {
+    next: Membership,
+    kind: InviteKind,
+    by: UserId,
+}
+
+/// Who is owed `kind` keys in `spine` after `by` changed it: every other member for new
+/// room keys, every other admin for a new admin key.
+fn owed(spine: &Spine, kind: InviteKind, by: UserId) -> BTreeMap<UserId, InviteKind> {
+    spine
+        .members
+        .iter()
+        .filter(|x| x.user_id != by && (kind != InviteKind::Admin || x.admin))
+        .map(|x| (x.user_id, kind))
+        .collect()
 }
 
 /// Signs `spine` with `me`'s directory key and seals it under `keys`' current master key.
