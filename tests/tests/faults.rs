@@ -554,3 +554,59 @@ async fn a_revoke_whose_key_sharing_failed_is_finished_by_running_it_again() {
     assert_eq!(faults.calls("inbox.put") - puts, 1, "Carol's key, once");
     the_admins_who_stay_can_change_the_room(&client, &mut devices, room, &bob_kept).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_leaving_whose_re_sharing_stops_is_finished_by_leaving_again() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, general) = team(&client, "adminleave").await;
+    admins(&client, &mut devices, room).await;
+    let alice_kept = devices[0].rooms[&room].clone();
+
+    // Alice's leave re-keys for Bob, Carol and Dave; the second envelope is refused.
+    let alice_me = devices[0].me.contents.identity.clone();
+    faults.fail_nth("inbox.put", 2, Fault::Unavailable);
+    let err = {
+        let a = &mut devices[0];
+        client
+            .leave(&alice_me, &mut a.rooms, room, &mut a.pins)
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    assert!(devices[0].rooms.contains_key(&room), "kept until finished");
+    let puts = faults.calls("inbox.put");
+    {
+        let a = &mut devices[0];
+        client
+            .leave(&alice_me, &mut a.rooms, room, &mut a.pins)
+            .await
+            .unwrap();
+        assert!(!a.rooms.contains_key(&room));
+    }
+    assert_eq!(
+        faults.calls("inbox.put") - puts,
+        2,
+        "the two still owed, once each"
+    );
+
+    for d in &mut devices[1..] {
+        take(&client, d).await;
+    }
+    post(&client, &mut devices[2], room, general, "after").await;
+    for d in &mut devices[1..] {
+        assert_eq!(
+            texts(&client, d, room, general).await,
+            vec!["before", "after"]
+        );
+    }
+    let refused = client
+        .read(&alice_kept, general, 0, &mut devices[0].pins)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::Unauthenticated),
+        "{refused}"
+    );
+}

@@ -1116,7 +1116,8 @@ impl Client {
     ///   client to read its inbox removes it the same way (see [`Client::take_keys`]).
     ///
     /// Until then a dishonest leaver that kept the keys could still read; an honest one
-    /// forgets them here.
+    /// forgets them here. An admin's leave that stopped part-way (as a kick can) is
+    /// finished by leaving again: `memberships` keeps the room until then.
     pub async fn leave(
         &self,
         me: &Identity,
@@ -1129,6 +1130,13 @@ impl Client {
             .ok_or_else(|| ClientError::Input(format!("you are not in room {room}")))?;
         let spine = self.room(m, pins).await?;
         if spine.member(me.user_id()).is_none() {
+            if !m.owed_keys.is_empty() {
+                // This admin's own removal stopped part-way: finish sending the new keys
+                // to those who stay, then forget the room.
+                self.share_owed_keys(me, m, pins).await?;
+                memberships.remove(&room);
+                return Ok(());
+            }
             return Err(ClientError::Input(
                 "you are no longer a member of this room".into(),
             ));
