@@ -535,8 +535,10 @@ async fn a_revoke_whose_key_sharing_failed_is_finished_by_running_it_again() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    let puts = faults.calls("inbox.put");
     {
-        // The state is stored: Alice holds its new admin key, and can change the room.
+        // The state is stored: Alice holds its new admin key, and can change the room
+        // (her next change sends Carol the key she is owed first).
         let a = &mut devices[0];
         let me = a.me.contents.identity.clone();
         client
@@ -549,7 +551,7 @@ async fn a_revoke_whose_key_sharing_failed_is_finished_by_running_it_again() {
             .await
             .unwrap();
     }
-    let puts = faults.calls("inbox.put");
+    // Running the revoke again finds it done and nothing owed.
     revoke(&client, &mut devices[0], room, bob).await.unwrap();
     assert_eq!(faults.calls("inbox.put") - puts, 1, "Carol's key, once");
     the_admins_who_stay_can_change_the_room(&client, &mut devices, room, &bob_kept).await;
@@ -609,4 +611,43 @@ async fn an_admin_leaving_whose_re_sharing_stops_is_finished_by_leaving_again() 
         Some(ErrorCode::Unauthenticated),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_channel_whose_write_lost_its_answer_is_finished_and_usable_by_everyone() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let (mut devices, room, _) = team(&client, "channellost").await;
+    let alice_me = devices[0].me.contents.identity.clone();
+
+    faults.fail_nth("rooms.update_room", 1, Fault::UnavailableAfter);
+    let err = {
+        let a = &mut devices[0];
+        client
+            .add_channel(
+                &alice_me,
+                a.rooms.get_mut(&room).unwrap(),
+                ("random", false, 600),
+                &mut a.pins,
+            )
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+    let channel = {
+        let a = &mut devices[0];
+        let m = a.rooms.get_mut(&room).unwrap();
+        client
+            .finish_changes(&alice_me, m, &mut a.pins)
+            .await
+            .unwrap();
+        let s = client.room(m, &mut a.pins).await.unwrap();
+        assert_eq!(s.channels.len(), 2, "stored once");
+        s.channels[1].id
+    };
+    post(&client, &mut devices[0], room, channel, "in random").await;
+    for d in &mut devices[1..] {
+        take(&client, d).await;
+        assert_eq!(texts(&client, d, room, channel).await, vec!["in random"]);
+    }
 }

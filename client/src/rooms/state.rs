@@ -779,11 +779,14 @@ impl Client {
         F: FnMut(&mut Spine, &mut Membership) -> Result<(), ClientError>,
     {
         let mut attempt = 1;
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await?;
         loop {
             let mut spine = self.room(m, pins).await?;
             let mut next = m.clone();
             change(&mut spine, &mut next)?;
-            match self.commit(me, m, next, spine).await {
+            let new_keys = next.capabilities()? != m.capabilities()?;
+            match self.commit(me, m, next.clone(), spine).await {
                 Ok(done) => {
                     *m = done;
                     return Ok(());
@@ -794,9 +797,35 @@ impl Client {
                 {
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // A change that made keys (a new channel's) and got no answer: keep
+                    // them until the room shows whether it was stored (see `Client::kick`).
+                    if new_keys && !super::invites::definitive(&e) {
+                        m.unsettled = Some(Box::new(Unsettled {
+                            next,
+                            kind: InviteKind::Rekey,
+                            by: me.user_id(),
+                        }));
+                    }
+                    return Err(e);
+                }
             }
         }
+    }
+
+    /// Finishes an admin change that stopped part-way (see [`Client::kick`]): settles a
+    /// state write that got no answer, then sends the keys still owed. Running the change
+    /// itself again does the same for a kick, a leave and admin changes; this is the way
+    /// for a new channel (adding it again would make another). Nothing to do if no change
+    /// stopped.
+    pub async fn finish_changes(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await
     }
 
     /// Adds a channel (admins only).
@@ -826,8 +855,9 @@ impl Client {
         })
         .await?;
         // Everyone else needs the new channel's key: sent at the new state, it installs
-        // only because that state lists its capability.
-        self.share_keys(me, m, InviteKind::Rekey, pins).await?;
+        // only because that state lists its capability. Owed until sent.
+        m.owed_keys = owed(&m.head.spine, InviteKind::Rekey, me.user_id());
+        self.share_owed_keys(me, m, pins).await?;
         Ok(id)
     }
 
@@ -1298,31 +1328,6 @@ impl Client {
         }
         m.owed_keys = owed(&m.head.spine, InviteKind::Admin, me.user_id());
         self.share_owed_keys(me, m, pins).await
-    }
-
-    /// Sends `m`'s current keys, at its head, to every other member (`Rekey`) or to every
-    /// other admin (`Admin`), each to their verified directory key.
-    pub(crate) async fn share_keys(
-        &self,
-        me: &Identity,
-        m: &Membership,
-        kind: InviteKind,
-        pins: &mut BTreeMap<UserId, KeyBundle>,
-    ) -> Result<(), ClientError> {
-        let to: Vec<UserId> = m
-            .head
-            .spine
-            .members
-            .iter()
-            .filter(|x| x.user_id != me.user_id() && (kind != InviteKind::Admin || x.admin))
-            .map(|x| x.user_id)
-            .collect();
-        for user in to {
-            let keys = self.verified_keys(user, pins.get(&user)).await?;
-            self.send_keys(me, m, &keys, kind).await?;
-            pins.insert(user, keys);
-        }
-        Ok(())
     }
 
     /// Deletes a room (admins only). Its messages become unreachable and burn on their own.
