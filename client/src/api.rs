@@ -1,6 +1,9 @@
 //! [`Client`]: one method per endpoint. Requests that need a signature are signed with the
 //! caller's identity; a `stale_request` answer corrects for the server's clock and is
-//! retried once with a fresh nonce.
+//! retried once with a fresh nonce. A read (`GET`) answered `503 unavailable` is sent again
+//! after the server's `retry-after` plus a jittered, doubling backoff, at most
+//! [`UNAVAILABLE_RETRIES`] times; a write answered so is returned to the caller, who knows
+//! whether repeating it is safe.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -21,6 +24,19 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
 /// The most this client moves its clock to agree with a server's: a hostile server must
 /// not be able to make it think it is a day earlier, when burnt messages still look alive.
 pub const MAX_CLOCK_OFFSET_SECS: i64 = 900;
+
+/// How many times a read answered `503 unavailable` is sent again before the error is
+/// returned.
+pub const UNAVAILABLE_RETRIES: u32 = 3;
+
+/// The first backoff step after a `503`; each retry doubles it. The wait is the server's
+/// `retry-after` (at most [`MAX_RETRY_AFTER_SECS`]) plus a random part of the step, so
+/// clients turned away together do not come back together.
+const UNAVAILABLE_BACKOFF_MS: u64 = 250;
+
+/// The longest `retry-after` this client honours: a hostile or confused server must not
+/// park it for an hour.
+const MAX_RETRY_AFTER_SECS: u64 = 10;
 
 /// The session headers of a request: the token, and a re-authentication token if the
 /// request needs one.
@@ -309,8 +325,9 @@ impl Client {
             None => Vec::new(),
         };
         let mut retried = false;
+        let mut unavailable = 0u32;
         loop {
-            let (status, server_time, text) = self
+            let (status, server_time, retry_after, text) = self
                 .send(method.clone(), path, &bytes, sign_as, session)
                 .await?;
             let body = match self.decode(status, &text)? {
@@ -330,6 +347,14 @@ impl Client {
                 retried = true;
                 continue;
             }
+            if body.code == ErrorCode::Unavailable
+                && method == Method::GET
+                && unavailable < UNAVAILABLE_RETRIES
+            {
+                tokio::time::sleep(unavailable_backoff(retry_after, unavailable)?).await;
+                unavailable += 1;
+                continue;
+            }
             return Err(ClientError::Api {
                 status: status.as_u16(),
                 body,
@@ -344,7 +369,7 @@ impl Client {
         body: &[u8],
         sign_as: SignAs<'_>,
         session: Option<SessionHeaders<'_>>,
-    ) -> Result<(StatusCode, Option<i64>, Vec<u8>), ClientError> {
+    ) -> Result<(StatusCode, Option<i64>, Option<u64>, Vec<u8>), ClientError> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
@@ -393,8 +418,13 @@ impl Client {
             .get("x-cinder-server-time")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let text = response.bytes().await.map_err(|e| self.unreachable(e))?;
-        Ok((status, server_time, text.to_vec()))
+        Ok((status, server_time, retry_after, text.to_vec()))
     }
 
     /// The local clock, corrected by what `stale_request` answers taught this client
@@ -419,5 +449,118 @@ impl Client {
             reason: format!("unexpected answer: {reason}"),
             cause: None,
         }
+    }
+}
+
+/// How long to wait before retry number `attempt` (from 0) of a read answered `503`: the
+/// server's `retry-after` (capped), plus a uniformly random part of a step that doubles
+/// with each attempt ("full jitter" on the backoff).
+fn unavailable_backoff(
+    retry_after: Option<u64>,
+    attempt: u32,
+) -> Result<std::time::Duration, ClientError> {
+    let floor = retry_after.unwrap_or(0).min(MAX_RETRY_AFTER_SECS) * 1000;
+    let step = UNAVAILABLE_BACKOFF_MS << attempt.min(8);
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|_| ClientError::Randomness)?;
+    let jitter = u64::from_le_bytes(random) % (step + 1);
+    Ok(std::time::Duration::from_millis(floor + jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const BUSY: &str = r#"{"code":"unavailable","message":"the service is busy; retry after 0 s"}"#;
+
+    /// A one-route HTTP server that answers `503 unavailable` (with `retry-after: 0`) to
+    /// the first `busy` requests, then `200` with an empty key chain; counts the requests.
+    async fn server(busy: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let (status, body) = if n < busy {
+                    ("503 Service Unavailable", BUSY)
+                } else {
+                    ("200 OK", r#"{"bundles":[],"more":false}"#)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nretry-after: 0\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_read_answered_unavailable_is_retried_until_it_answers() {
+        let (url, seen) = server(UNAVAILABLE_RETRIES as usize).await;
+        let page = Client::new(&url).chain(UserId([1; 16]), 0).await.unwrap();
+        assert!(page.bundles.is_empty());
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            UNAVAILABLE_RETRIES as usize + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_unavailable_past_the_retries_returns_the_503() {
+        let (url, seen) = server(usize::MAX).await;
+        let err = Client::new(&url)
+            .chain(UserId([1; 16]), 0)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            UNAVAILABLE_RETRIES as usize + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_answered_unavailable_is_returned_at_once() {
+        let (url, seen) = server(usize::MAX).await;
+        let me = Identity::generate(Timestamp::now()).unwrap();
+        let err = Client::new(&url)
+            .drop_envelope(&me, UserId([1; 16]), vec![1], None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a write is never repeated blindly"
+        );
+    }
+
+    #[test]
+    fn the_backoff_honours_retry_after_within_its_cap_and_jitters() {
+        for attempt in 0..4 {
+            let wait = unavailable_backoff(Some(2), attempt).unwrap().as_millis() as u64;
+            assert!((2000..=2000 + (UNAVAILABLE_BACKOFF_MS << attempt)).contains(&wait));
+        }
+        let capped = unavailable_backoff(Some(3600), 0).unwrap().as_millis() as u64;
+        assert!(capped <= MAX_RETRY_AFTER_SECS * 1000 + UNAVAILABLE_BACKOFF_MS);
+        let waits: std::collections::BTreeSet<_> = (0..16)
+            .map(|_| unavailable_backoff(None, 3).unwrap())
+            .collect();
+        assert!(waits.len() > 1, "the wait is random");
     }
 }

@@ -109,6 +109,9 @@ fn describe(status: &u16, body: &ErrorBody) -> String {
         C::Forbidden => "This identity is not allowed to do that.",
         C::InvalidRotation => "The server refused the key rotation.",
         C::Internal => "The server failed; try again later.",
+        C::Unavailable => {
+            "The server is busy or its storage briefly unreachable; try again shortly."
+        }
         _ => "The server refused the request.",
     };
     format!("{lead} ({status} {}: {})", body.code, body.message)

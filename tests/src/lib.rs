@@ -5,6 +5,8 @@
 //!   process on a free 127.0.0.1 port, and fresh tables per test.
 //! - [`conformance`]: the one suite every storage implementation must pass; the
 //!   `conformance_suite!` macro turns it into tests for a given store.
+//! - [`faults`]: a store wrapper that fails chosen calls (500, 503, or a write whose
+//!   answer is lost), to test what a failure leaves behind.
 //! - [`fixtures`]: deterministic users, key bundles and signed requests.
 //! - [`router`]: driving a router in-process and reading its JSON answers.
 //! - [`server`]: every function on one store over real HTTP, for client-driven tests.
@@ -21,6 +23,7 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod faults;
 pub mod fixtures;
 pub mod lambda;
 pub mod leaving;

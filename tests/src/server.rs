@@ -67,21 +67,41 @@ pub async fn start(backend: Backend, master: &[u8]) -> TestServer {
 
 /// [`start`] with another bound on media objects.
 pub async fn start_with_max_media(backend: Backend, master: &[u8], max_media: u64) -> TestServer {
-    start_with(backend, master, max_media, Limits::default()).await
+    start_inner(backend, master, max_media, None, Limits::default()).await
 }
 
 /// [`start`] at other rate limits (the defaults are generous for a test's few users).
 pub async fn start_with_limits(backend: Backend, master: &[u8], limits: Limits) -> TestServer {
-    start_with(
+    start_inner(
         backend,
         master,
         cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES,
+        None,
         limits,
     )
     .await
 }
 
-async fn start_with(backend: Backend, master: &[u8], max_media: u64, limits: Limits) -> TestServer {
+/// Every function on SQLite, with the key directory, inboxes, rooms, messages and nonces
+/// behind a [`Faulty`](crate::faults::Faulty) store that fails as `faults` say.
+pub async fn start_faulty(master: &[u8], faults: Arc<crate::faults::Faults>) -> TestServer {
+    start_inner(
+        Backend::Sqlite,
+        master,
+        cinder_proto::media::limits::DEFAULT_MAX_MEDIA_BYTES,
+        Some(faults),
+        Limits::default(),
+    )
+    .await
+}
+
+async fn start_inner(
+    backend: Backend,
+    master: &[u8],
+    max_media: u64,
+    faults: Option<Arc<crate::faults::Faults>>,
+    limits: Limits,
+) -> TestServer {
     let (clock, time) = Clock::skewed();
     let secrets = Arc::new(ServerSecrets::from_master(master).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -102,17 +122,31 @@ async fn start_with(backend: Backend, master: &[u8], max_media: u64, limits: Lim
             let file = dir.path().join("cinder.sqlite3");
             let store = Arc::new(SqliteStore::open(&file).unwrap());
             let files = cinder_dev::media_store(dir.path(), &url, clock.clone()).unwrap();
+            let (keys_state, spine_state, shards_state) = match &faults {
+                None => (
+                    KeysState::new(store.clone(), clock.clone()),
+                    SpineState::new(store.clone(), clock.clone()),
+                    ShardsState::new(store.clone(), clock.clone(), MAX_BURN),
+                ),
+                Some(faults) => {
+                    let faulty = crate::faults::Faulty::new(store.clone(), faults.clone());
+                    (
+                        KeysState::new(faulty.clone(), clock.clone()),
+                        SpineState::new(faulty.clone(), clock.clone()),
+                        ShardsState::new(faulty, clock.clone(), MAX_BURN),
+                    )
+                }
+            };
+            let keys_state = keys_state.with_limits(limits.clone());
+            let spine_state = spine_state.with_limits(limits.clone());
+            let shards_state = shards_state.with_limits(limits.clone());
             let routes = Router::new()
-                .merge(keys::routes(
-                    KeysState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
-                ))
+                .merge(keys::routes(keys_state))
                 .merge(accounts::routes(
                     AccountsState::new(store.clone(), secrets, clock.clone())
                         .with_limits(limits.clone()),
                 ))
-                .merge(spine::routes(
-                    SpineState::new(store.clone(), clock.clone()).with_limits(limits.clone()),
-                ))
+                .merge(spine::routes(spine_state))
                 .merge(media::routes(
                     MediaState::new(store.clone(), files.clone(), clock.clone(), max_media)
                         .with_limits(limits.clone()),
@@ -127,9 +161,7 @@ async fn start_with(backend: Backend, master: &[u8], max_media: u64, limits: Lim
                     )
                     .with_limits(limits.clone()),
                 ))
-                .merge(shards::routes(
-                    ShardsState::new(store.clone(), clock, MAX_BURN).with_limits(limits.clone()),
-                ));
+                .merge(shards::routes(shards_state));
             (routes, store, Some(file), files)
         }
         Backend::Dynamo => {

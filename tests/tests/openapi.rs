@@ -259,6 +259,7 @@ fn all_error_codes() -> Vec<ErrorCode> {
         C::NumberTaken,
         C::RequestTimeout,
         C::Internal,
+        C::Unavailable,
     ];
     for code in &all {
         match code {
@@ -283,7 +284,8 @@ fn all_error_codes() -> Vec<ErrorCode> {
             | C::ReauthRequired
             | C::NumberTaken
             | C::RequestTimeout
-            | C::Internal => {}
+            | C::Internal
+            | C::Unavailable => {}
         }
     }
     all

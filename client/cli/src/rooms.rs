@@ -357,10 +357,15 @@ pub async fn channel(ctx: &mut RoomCtx<'_>, command: ChannelCommand) -> Result<(
             let me = ctx.me();
             let client = ctx.client;
             let (m, pins) = ctx.parts(id)?;
-            let channel = client
-                .add_channel(&me, m, (&name, voice, burn), pins)
-                .await?;
+            let added = client.add_channel(&me, m, (&name, voice, burn), pins).await;
+            // Saved either way, as after a kick: what a change stopped part-way needs to be
+            // finished (by this room's next admin command) is in the membership.
             ctx.save().await?;
+            let channel = added.inspect_err(|_| {
+                eprintln!(
+                    "Adding the channel stopped part-way; this room's next admin command finishes it."
+                );
+            })?;
             if ctx.json {
                 out!("{}", serde_json::json!({ "channel_id": channel }));
             } else {
@@ -1302,8 +1307,13 @@ pub async fn kick(ctx: &mut RoomCtx<'_>, room: &str, user: UserId) -> Result<(),
     let me = ctx.me();
     let client = ctx.client;
     let (m, pins) = ctx.parts(id)?;
-    client.kick(&me, m, user, pins).await?;
+    let kicked = client.kick(&me, m, user, pins).await;
+    // Saved whether or not it finished: a kick stopped part-way keeps the new keys, and
+    // whom they are still owed to, for running it again to finish.
     ctx.save().await?;
+    kicked.inspect_err(|_| {
+        eprintln!("The kick stopped part-way; run the same `cinder kick` again to finish it.");
+    })?;
     out!("Removed {user}; the room's keys are new and went to everyone who stays.");
     Ok(())
 }
@@ -1313,10 +1323,15 @@ pub async fn leave(ctx: &mut RoomCtx<'_>, room: &str) -> Result<(), ClientError>
     let (id, spine) = ctx.find(room).await?;
     let admin = spine.is_admin(ctx.me().user_id());
     let me = ctx.me();
-    ctx.client
+    let left = ctx
+        .client
         .leave(&me, &mut ctx.session.contents.memberships, id, ctx.pins)
-        .await?;
+        .await;
+    // Saved either way: an admin's leave stopped part-way is finished by leaving again.
     ctx.save().await?;
+    left.inspect_err(|_| {
+        eprintln!("Leaving stopped part-way; run the same `cinder leave` again to finish it.");
+    })?;
     if admin {
         out!(
             "Left {}; its keys are new and went to everyone who stays.",

@@ -715,6 +715,22 @@ impl Client {
                     attempt += 1;
                 }
                 Err(e) => {
+                    // No answer (a 5xx, a lost connection): the message may be stored all
+                    // the same. If it is, this post succeeded; forgetting it would make the
+                    // next message look forked from it, as if the server had replaced one.
+                    if !super::invites::definitive(&e) {
+                        match self.stored_as(m, channel, number, &post.ciphertext).await {
+                            Some(true) => {
+                                self.saw(m.room, channel, number);
+                                return Ok(number);
+                            }
+                            // Unknown: keep the count moved on. If the message was lost,
+                            // readers see one of this sender's messages missing, which it
+                            // is, rather than a fork.
+                            None => return Err(e),
+                            Some(false) => {}
+                        }
+                    }
                     match &before {
                         Some(mark) => m.sent.insert(channel, mark.clone()),
                         None => m.sent.remove(&channel),
@@ -722,6 +738,32 @@ impl Client {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// Whether the channel holds exactly `ciphertext` as message `number` (`None` if that
+    /// cannot be read now).
+    async fn stored_as(
+        &self,
+        m: &Membership,
+        channel: ChannelId,
+        number: u64,
+        ciphertext: &Blob,
+    ) -> Option<bool> {
+        let (_, key) = m.channel_key(channel).ok()?;
+        let read: Result<Shard, _> = self
+            .call_capability::<(), _>(
+                &channel_capability(key, m.room, channel),
+                Signer::Channel(m.room, channel),
+                Method::GET,
+                &format!("/messages/{}/{channel}/{number}", m.room),
+                None,
+            )
+            .await;
+        match read {
+            Ok(shard) => Some(&shard.ciphertext == ciphertext),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => Some(false),
+            Err(_) => None,
         }
     }
 
@@ -1467,6 +1509,8 @@ mod tests {
             },
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         };
         (m, channel)
     }

@@ -115,6 +115,16 @@ pub struct Membership {
     /// Avatars members asked this admin to put into the next state.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     avatar_requests: BTreeMap<cinder_proto::UserId, avatars::AvatarRef>,
+    /// After a removal or an admin change this admin stored: the members its new keys have
+    /// not yet been sent to, and as what (re-sharing stopped part-way). Running the change
+    /// again, or the next removal or admin change, sends them first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    owed_keys: BTreeMap<cinder_proto::UserId, invites::InviteKind>,
+    /// A removal or admin change whose state write got no answer (a 5xx, or no
+    /// connection): the keys that state was made with, kept until the room shows whether
+    /// the server stored it. Without them a stored state would list keys nobody holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unsettled: Option<Box<state::Unsettled>>,
 }
 
 impl std::fmt::Debug for Membership {

@@ -452,6 +452,8 @@ impl Client {
             },
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         };
         let (sealed, hash) = sign_and_seal(me, &m, &spine)?;
         m.head.hash = hash;
@@ -482,6 +484,7 @@ impl Client {
         m: &mut Membership,
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<Spine, ClientError> {
+        self.settle(m, pins).await?;
         let mut cache = KeyCache::default();
         self.sync(m, &[], pins, &mut cache, None).await?;
         Ok(m.head.spine.clone())
@@ -776,11 +779,14 @@ impl Client {
         F: FnMut(&mut Spine, &mut Membership) -> Result<(), ClientError>,
     {
         let mut attempt = 1;
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await?;
         loop {
             let mut spine = self.room(m, pins).await?;
             let mut next = m.clone();
             change(&mut spine, &mut next)?;
-            match self.commit(me, m, next, spine).await {
+            let new_keys = next.capabilities()? != m.capabilities()?;
+            match self.commit(me, m, next.clone(), spine).await {
                 Ok(done) => {
                     *m = done;
                     return Ok(());
@@ -791,9 +797,35 @@ impl Client {
                 {
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // A change that made keys (a new channel's) and got no answer: keep
+                    // them until the room shows whether it was stored (see `Client::kick`).
+                    if new_keys && !super::invites::definitive(&e) {
+                        m.unsettled = Some(Box::new(Unsettled {
+                            next,
+                            kind: InviteKind::Rekey,
+                            by: me.user_id(),
+                        }));
+                    }
+                    return Err(e);
+                }
             }
         }
+    }
+
+    /// Finishes an admin change that stopped part-way (see [`Client::kick`]): settles a
+    /// state write that got no answer, then sends the keys still owed. Running the change
+    /// itself again does the same for a kick, a leave and admin changes; this is the way
+    /// for a new channel (adding it again would make another). Nothing to do if no change
+    /// stopped.
+    pub async fn finish_changes(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await
     }
 
     /// Adds a channel (admins only).
@@ -823,8 +855,9 @@ impl Client {
         })
         .await?;
         // Everyone else needs the new channel's key: sent at the new state, it installs
-        // only because that state lists its capability.
-        self.share_keys(me, m, InviteKind::Rekey, pins).await?;
+        // only because that state lists its capability. Owed until sent.
+        m.owed_keys = owed(&m.head.spine, InviteKind::Rekey, me.user_id());
+        self.share_owed_keys(me, m, pins).await?;
         Ok(id)
     }
 
@@ -935,9 +968,17 @@ impl Client {
 
     /// Removes a member (admins only): a new epoch (new master and channel keys, and a new
     /// admin key if they were an admin), each channel's last number under the old keys
-    /// recorded, and the new keys sealed to everyone who stays. `m` holds the new keys as
-    /// soon as the state is stored, even if re-sharing then fails part-way; inviting a
-    /// member again re-sends them. To remove yourself, [`Client::leave`].
+    /// recorded, and the new keys sealed to everyone who stays. To remove yourself,
+    /// [`Client::leave`].
+    ///
+    /// A kick that fails part-way can be run again (save the enclave in between, as after
+    /// any change), and ends where one uninterrupted run would have:
+    ///
+    /// - if the state was stored and re-sharing stopped, `m` holds the new keys and the
+    ///   members still owed them; running it again sends to those only;
+    /// - if the state write got no answer (a 5xx, a lost connection), `m` keeps the keys
+    ///   it was sealed under until the room shows whether it was stored: running it again
+    ///   adopts them if it was (then re-shares), or removes the member anew if not.
     pub async fn kick(
         &self,
         me: &Identity,
@@ -947,6 +988,11 @@ impl Client {
     ) -> Result<(), ClientError> {
         let spine = self.room(m, pins).await?;
         if spine.member(user).is_none() {
+            if spine.former.iter().any(|f| f.user_id == user) {
+                // Removed already (by an earlier run that stopped part-way, or another
+                // admin): finish sending the new keys to everyone still owed them.
+                return self.share_owed_keys(me, m, pins).await;
+            }
             return Err(ClientError::Input(format!(
                 "{user} is not a member of this room"
             )));
@@ -970,6 +1016,10 @@ impl Client {
         users: &[UserId],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
+        // Members owed the current keys get them before a newer epoch replaces them, so
+        // they can read what was posted under them.
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await?;
         let mut spine = self.room(m, pins).await?;
         let gone: Vec<SpineMember> = spine
             .members
@@ -994,8 +1044,96 @@ impl Client {
         }));
         let next = m.rekeyed(gone.iter().any(|g| g.admin))?;
         self.reseal_avatars(m, &next, &mut spine).await?;
-        *m = self.commit(me, m, next, spine).await?;
-        self.share_keys(me, m, InviteKind::Rekey, pins).await
+        match self.commit(me, m, next.clone(), spine).await {
+            Ok(done) => *m = done,
+            Err(e) => {
+                if !super::invites::definitive(&e) {
+                    m.unsettled = Some(Box::new(Unsettled {
+                        next,
+                        kind: InviteKind::Rekey,
+                        by: me.user_id(),
+                    }));
+                }
+                return Err(e);
+            }
+        }
+        m.owed_keys = owed(&m.head.spine, InviteKind::Rekey, me.user_id());
+        self.share_owed_keys(me, m, pins).await
+    }
+
+    /// After a removal or admin change whose state write got no answer: reads the room
+    /// with the keys that state was made with. If the server stored it (the room's newest
+    /// state opens under them and lists their capabilities), they become `m`'s, and the
+    /// members who should have them are owed them; if not, they are dropped. Nothing to
+    /// do if no write is in doubt.
+    async fn settle(
+        &self,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let Some(unsettled) = m.unsettled.take() else {
+            return Ok(());
+        };
+        let next = &unsettled.next;
+        let (epoch, master) = next.master()?;
+        let mut cache = KeyCache::default();
+        if let Err(e) = self.sync(m, &[master], pins, &mut cache, None).await {
+            m.unsettled = Some(unsettled);
+            return Err(e);
+        }
+        let spine = m.head.spine.clone();
+        let stored = match unsettled.kind {
+            // A new epoch: its state opened under the new master key, and lists the new
+            // capabilities.
+            InviteKind::Rekey => {
+                spine.epoch == epoch
+                    && m.master_keys.get(&epoch).map(Secret32::expose) == Some(master.expose())
+                    && Membership::keys_match(&spine, &next.capabilities()?)
+            }
+            // A new admin key: the state lists its capability.
+            _ => next.admin_key.as_ref().is_some_and(|k| {
+                VerifyKey::from(admin_capability(k).verifying_key()) == spine.admin_key
+            }),
+        };
+        if !stored {
+            return Ok(());
+        }
+        let channels: BTreeMap<ChannelId, Secret32> = next
+            .channel_keys
+            .iter()
+            .filter_map(|(c, keys)| keys.get(&epoch).map(|k| (*c, k.clone())))
+            .collect();
+        m.install(&spine, master, &channels, next.admin_key.as_ref());
+        m.owed_keys = owed(&spine, unsettled.kind, unsettled.by);
+        Ok(())
+    }
+
+    /// Sends `m`'s current keys to each member still owed them (see [`Client::kick`]),
+    /// forgetting each debt as its envelope is stored; a member no longer in the room (or,
+    /// for the admin key, no longer an admin) is owed nothing. Once nothing is owed, an
+    /// admin key this admin kept only to hand over (it stepped down) is forgotten.
+    pub(crate) async fn share_owed_keys(
+        &self,
+        me: &Identity,
+        m: &mut Membership,
+        pins: &mut BTreeMap<UserId, KeyBundle>,
+    ) -> Result<(), ClientError> {
+        let spine = m.head.spine.clone();
+        m.owed_keys.retain(|u, kind| match kind {
+            InviteKind::Admin => spine.is_admin(*u),
+            _ => spine.member(*u).is_some(),
+        });
+        let owed: Vec<(UserId, InviteKind)> = m.owed_keys.iter().map(|(u, k)| (*u, *k)).collect();
+        for (user, kind) in owed {
+            let keys = self.verified_keys(user, pins.get(&user)).await?;
+            self.send_keys(me, m, &keys, kind).await?;
+            pins.insert(user, keys);
+            m.owed_keys.remove(&user);
+        }
+        if !spine.is_admin(me.user_id()) {
+            m.admin_key = None;
+        }
+        Ok(())
     }
 
     /// Leaves a room, and drops it from `memberships` (save the enclave after). What this
@@ -1008,7 +1146,8 @@ impl Client {
     ///   client to read its inbox removes it the same way (see [`Client::take_keys`]).
     ///
     /// Until then a dishonest leaver that kept the keys could still read; an honest one
-    /// forgets them here.
+    /// forgets them here. An admin's leave that stopped part-way (as a kick can) is
+    /// finished by leaving again: `memberships` keeps the room until then.
     pub async fn leave(
         &self,
         me: &Identity,
@@ -1021,6 +1160,13 @@ impl Client {
             .ok_or_else(|| ClientError::Input(format!("you are not in room {room}")))?;
         let spine = self.room(m, pins).await?;
         if spine.member(me.user_id()).is_none() {
+            if !m.owed_keys.is_empty() {
+                // This admin's own removal stopped part-way: finish sending the new keys
+                // to those who stay, then forget the room.
+                self.share_owed_keys(me, m, pins).await?;
+                memberships.remove(&room);
+                return Ok(());
+            }
             return Err(ClientError::Input(
                 "you are no longer a member of this room".into(),
             ));
@@ -1079,7 +1225,8 @@ impl Client {
     }
 
     /// Makes a member an admin (admins only): a signed state change, then the admin key
-    /// sealed to them.
+    /// sealed to them. Like every admin change here (and [`Client::kick`]), one that
+    /// stopped part-way is finished by running it again; one already in place does nothing.
     pub async fn grant_admin(
         &self,
         me: &Identity,
@@ -1131,7 +1278,17 @@ impl Client {
         changes: &[(UserId, bool)],
         pins: &mut BTreeMap<UserId, KeyBundle>,
     ) -> Result<(), ClientError> {
+        self.room(m, pins).await?;
+        self.share_owed_keys(me, m, pins).await?;
         let mut spine = self.room(m, pins).await?;
+        // Already so (an earlier run that stopped part-way, now finished above, or another
+        // admin): nothing to do.
+        if changes
+            .iter()
+            .all(|(user, admin)| spine.member(*user).is_some_and(|x| x.admin == *admin))
+        {
+            return Ok(());
+        }
         let mut revoked = false;
         for (user, admin) in changes {
             let member = spine
@@ -1152,39 +1309,25 @@ impl Client {
         if revoked {
             next.admin_key = Some(Secret32::random()?);
         }
-        let mut next = self.commit(me, m, next, spine).await?;
-        let still_admin = next.head.spine.is_admin(me.user_id());
-        self.share_keys(me, &next, InviteKind::Admin, pins).await?;
-        if !still_admin {
-            next.admin_key = None;
+        // As for a removal (see `Client::kick`): the new admin key is `m`'s as soon as the
+        // state is stored, with the admins still owed it; a write without an answer keeps
+        // it until the room shows whether it was stored. Either way nobody is left with a
+        // room whose admin key no one holds.
+        match self.commit(me, m, next.clone(), spine).await {
+            Ok(done) => *m = done,
+            Err(e) => {
+                if revoked && !super::invites::definitive(&e) {
+                    m.unsettled = Some(Box::new(Unsettled {
+                        next,
+                        kind: InviteKind::Admin,
+                        by: me.user_id(),
+                    }));
+                }
+                return Err(e);
+            }
         }
-        *m = next;
-        Ok(())
-    }
-
-    /// Sends `m`'s current keys, at its head, to every other member (`Rekey`) or to every
-    /// other admin (`Admin`), each to their verified directory key.
-    pub(crate) async fn share_keys(
-        &self,
-        me: &Identity,
-        m: &Membership,
-        kind: InviteKind,
-        pins: &mut BTreeMap<UserId, KeyBundle>,
-    ) -> Result<(), ClientError> {
-        let to: Vec<UserId> = m
-            .head
-            .spine
-            .members
-            .iter()
-            .filter(|x| x.user_id != me.user_id() && (kind != InviteKind::Admin || x.admin))
-            .map(|x| x.user_id)
-            .collect();
-        for user in to {
-            let keys = self.verified_keys(user, pins.get(&user)).await?;
-            self.send_keys(me, m, &keys, kind).await?;
-            pins.insert(user, keys);
-        }
-        Ok(())
+        m.owed_keys = owed(&m.head.spine, InviteKind::Admin, me.user_id());
+        self.share_owed_keys(me, m, pins).await
     }
 
     /// Deletes a room (admins only). Its messages become unreachable and burn on their own.
@@ -1198,6 +1341,26 @@ impl Client {
         )
         .await
     }
+}
+
+/// A change whose state write got no answer: the membership it was made with, what its
+/// keys are sent as (`Rekey` after a removal, `Admin` after an admin change), and by whom.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Unsettled {
+    next: Membership,
+    kind: InviteKind,
+    by: UserId,
+}
+
+/// Who is owed `kind` keys in `spine` after `by` changed it: every other member for new
+/// room keys, every other admin for a new admin key.
+fn owed(spine: &Spine, kind: InviteKind, by: UserId) -> BTreeMap<UserId, InviteKind> {
+    spine
+        .members
+        .iter()
+        .filter(|x| x.user_id != by && (kind != InviteKind::Admin || x.admin))
+        .map(|x| (x.user_id, kind))
+        .collect()
 }
 
 /// Signs `spine` with `me`'s directory key and seals it under `keys`' current master key.
@@ -1241,6 +1404,8 @@ impl Membership {
             head,
             sent: BTreeMap::new(),
             avatar_requests: BTreeMap::new(),
+            owed_keys: Default::default(),
+            unsettled: None,
         }
     }
 
@@ -1304,6 +1469,10 @@ impl Membership {
         }
         for (user, avatar) in other.avatar_requests {
             self.avatar_requests.entry(user).or_insert(avatar);
+        }
+        self.owed_keys.extend(other.owed_keys);
+        if self.unsettled.is_none() {
+            self.unsettled = other.unsettled;
         }
         if other.head.spine.version > self.head.spine.version {
             self.head = other.head;

@@ -61,7 +61,10 @@ fn env(tables: &cinder_aws::Tables, limits: Option<&str>) -> Vec<(&'static str, 
         ("INBOX_TABLE", tables.inbox.clone()),
         ("NONCES_TABLE", tables.nonces.clone()),
         ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
-        ("AWS_ENDPOINT_URL", cinder_tests::moto::endpoint().to_owned()),
+        (
+            "AWS_ENDPOINT_URL",
+            cinder_tests::moto::endpoint().to_owned(),
+        ),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
@@ -101,7 +104,10 @@ async fn keys_binary_serves_api_gateway_events_on_dynamodb() {
     // GIVEN the shipped binary, polling an emulated Runtime API, with its tables on moto
     let (_, tables) = cinder_tests::moto::fresh_store().await;
     let api = RuntimeApi::start().await;
-    let _function = api.spawn_function(env!("CARGO_BIN_EXE_cinder-keys").as_ref(), &env(&tables, None));
+    let _function = api.spawn_function(
+        env!("CARGO_BIN_EXE_cinder-keys").as_ref(),
+        &env(&tables, None),
+    );
     let (alice, bob) = (alice(), bob());
 
     // WHEN the events of a short session arrive, THEN each gets the documented answer

@@ -223,12 +223,40 @@ impl HttpClient for NoThrowawayConnector {
     }
 }
 
+/// Error codes AWS answers when it is throttling or briefly failing (DynamoDB's, then S3's):
+/// the SDK's standard retry mode retries these itself, with exponential backoff and jitter,
+/// so one that reaches the store has outlasted every attempt.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "InternalError",
+    "RequestTimeout",
+];
+
+/// Maps a failed call to [`StoreError::Unavailable`] if it was throttling, a transient
+/// service error, a timeout or a connection that failed (the caller may try again later),
+/// and to [`StoreError::Backend`] otherwise.
 pub(crate) fn backend<E, R>(err: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    StoreError::Backend(DisplayErrorContext(err).to_string())
+    let transient = match &err {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.is_timeout() || failure.is_io(),
+        SdkError::ServiceError(_) => err.code().is_some_and(|c| TRANSIENT_CODES.contains(&c)),
+        _ => false,
+    };
+    let text = DisplayErrorContext(err).to_string();
+    if transient {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Backend(text)
+    }
 }
 
 /// Maps a failed conditional write to [`StoreError::Conflict`], anything else to a backend error.
@@ -245,8 +273,8 @@ where
 
 /// Maps a cancelled transaction to [`StoreError::Conflict`] when it lost a conditional
 /// write: a condition failed, or a concurrent transaction on one of its items won the race,
-/// which is the same lost write to the caller (it re-reads and retries). Anything else,
-/// including throttling or validation, is a backend error.
+/// which is the same lost write to the caller (it re-reads and retries). Throttling is
+/// [`StoreError::Unavailable`]; anything else, validation included, is a backend error.
 pub(crate) fn transaction<R>(err: SdkError<TransactWriteItemsError, R>) -> StoreError
 where
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -266,6 +294,14 @@ where
                 .all(|code| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict"))
         {
             return StoreError::Conflict;
+        }
+        // Cancelled because an item's partition was throttled: nothing was written, and
+        // the same transaction may go through later.
+        if reasons
+            .iter()
+            .any(|code| matches!(*code, "ThrottlingError" | "ProvisionedThroughputExceeded"))
+        {
+            return StoreError::Unavailable(DisplayErrorContext(err).to_string());
         }
     }
     backend(err)
@@ -411,6 +447,21 @@ pub(crate) async fn remember_nonce(
     }
 }
 
+impl DynamoStore {
+    /// Deletes an envelope [`InboxStore::put`] stored and will not keep.
+    async fn take_back(&self, owner: &UserId, envelope: &Envelope) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.inbox)
+            .key("owner", s(owner))
+            .key("id", s(envelope.id))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 /// An inbox item: the envelope plus its partition key.
 #[derive(Serialize, Deserialize)]
 struct InboxItem {
@@ -426,7 +477,8 @@ impl InboxStore for DynamoStore {
     /// envelopes that stay, the one put last was counted with all the others in place, so
     /// they number at most `max`. Concurrent drops past the cap may all be turned away
     /// (each counting the others before they left), which a retry settles; none is lost
-    /// once accepted.
+    /// once accepted. If the count fails, the envelope is taken back out before the error
+    /// is returned, so a failed drop leaves nothing behind (unless that delete fails too).
     async fn put(
         &self,
         owner: &UserId,
@@ -445,17 +497,19 @@ impl InboxStore for DynamoStore {
             .send()
             .await
             .map_err(conditional)?;
-        if self.count(owner, envelope.created_at).await? <= max {
+        let over = match self.count(owner, envelope.created_at).await {
+            Ok(count) => count > max,
+            Err(e) => {
+                if let Err(undo) = self.take_back(owner, envelope).await {
+                    tracing::error!(cause = ?undo, "a failed drop's envelope stays in the inbox");
+                }
+                return Err(e);
+            }
+        };
+        if !over {
             return Ok(true);
         }
-        self.client
-            .delete_item()
-            .table_name(&self.tables.inbox)
-            .key("owner", s(owner))
-            .key("id", s(envelope.id))
-            .send()
-            .await
-            .map_err(backend)?;
+        self.take_back(owner, envelope).await?;
         Ok(false)
     }
 

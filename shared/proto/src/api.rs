@@ -86,6 +86,10 @@ pub enum ErrorCode {
     RequestTimeout,
     /// The server failed; nothing about the request is implied.
     Internal,
+    /// Storage is throttled or briefly unreachable; `retry-after` says when to try again
+    /// (seconds). Nothing about the request is implied: a write may or may not have been
+    /// stored, and is safe to send again only where the endpoint is idempotent.
+    Unavailable,
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -2,7 +2,8 @@
 //!
 //! Handlers return [`Error`]; [`IntoResponse`] below picks the status and the stable
 //! [`ErrorCode`]. Caller mistakes are 4xx and logged at debug at most; internal failures are
-//! a generic 500, logged once here with their cause, never with a body or a key.
+//! a generic 500, logged once here with their cause, never with a body or a key; storage
+//! that is throttled or busy is a 503 with `retry-after`.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -147,15 +148,28 @@ impl Error {
             Self::NoRoute => (StatusCode::NOT_FOUND, C::NoRoute),
             Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, C::RequestTimeout),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable)
+            }
             Self::Store(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
 }
 
+/// Seconds a `503 unavailable` asks the caller to wait: storage throttling on DynamoDB
+/// lasts about as long as its partition needs to catch up, and SQLite's busy wait is
+/// already spent; a second, with the client's own jitter, spreads the retries out.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Logged once with its cause, as a 500 is, but as a warning: it is expected
+            // under load, and the caller is told only to come back.
+            tracing::warn!(error = %self, cause = ?self, "storage unavailable");
+            format!("the service is busy; retry after {UNAVAILABLE_RETRY_AFTER_SECS} s")
+        } else if status.is_server_error() {
             // The cause stays in the log; the caller learns nothing from it.
             tracing::error!(error = %self, cause = ?self, "request failed");
             "the server failed to handle this request".to_owned()
@@ -192,6 +206,12 @@ impl IntoResponse for Error {
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -211,5 +231,25 @@ mod tests {
         let response =
             Error::Store(StoreError::Backend("table cinder-keys is gone".into())).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[tokio::test]
+    async fn unavailable_storage_is_a_503_with_retry_after_and_no_cause() {
+        let response = Error::Store(StoreError::Unavailable(
+            "ProvisionedThroughputExceededException on cinder-inbox".into(),
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body.code, ErrorCode::Unavailable);
+        assert!(!body.message.contains("cinder-inbox"), "{}", body.message);
     }
 }

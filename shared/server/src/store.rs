@@ -17,6 +17,11 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The database is throttling, busy or briefly unreachable, after any retries the
+    /// store makes itself: the call may succeed if made again a little later. Whether a
+    /// write that failed this way was applied is unknown (as for `Backend`).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// A stored item could not be decoded.
     #[error("stored item is corrupt: {0}")]
     Corrupt(String),

@@ -467,8 +467,21 @@ fn sweep_expired(c: &Connection, table: &str, now: i64) -> Result<(), StoreError
     .map_err(backend)
 }
 
+/// SQLite's busy and locked answers (another connection held the lock past the busy
+/// timeout) are [`StoreError::Unavailable`]: the call may go through a moment later.
+/// Anything else is the backend's.
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 /// A uniqueness violation is a lost conditional write; anything else is the backend's.
@@ -1472,6 +1485,24 @@ mod tests {
                 .unwrap();
             store.update_room(&room(3)).await.unwrap();
             assert_eq!(store.room(&id).await.unwrap(), Some(room(3)));
+        }
+
+        /// Another process holding the file's write lock past the busy timeout makes a
+        /// write `Unavailable` (a 503), not a `Backend` failure (a 500), and changes nothing.
+        #[tokio::test]
+        async fn a_write_locked_out_past_the_busy_timeout_is_unavailable() {
+            let (dir, store) = file_store(1);
+            store.create_room(&room(1)).await.unwrap();
+            let other = Connection::open(dir.path().join("db.sqlite3")).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let write = store.update_room(&room(2)).await;
+            assert!(
+                matches!(write, Err(StoreError::Unavailable(_))),
+                "{write:?}"
+            );
+            other.execute_batch("ROLLBACK").unwrap();
+            assert_eq!(store.room(&RoomId([1; 16])).await.unwrap(), Some(room(1)));
+            store.update_room(&room(2)).await.unwrap();
         }
 
         #[tokio::test]
