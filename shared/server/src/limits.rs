@@ -351,11 +351,6 @@ impl Limiter {
         self.store.clone()
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Spends one request from the bucket `name:who` of the limit `name` (nothing if it
     /// is off); refuses with [`Error::RateLimited`] and the whole seconds to wait.
     pub async fn check(&self, name: &str, who: &str, now_ms: u64) -> Result<()> {
@@ -472,6 +467,94 @@ mod tests {
         assert!(Limits::parse("post_per_capability").is_err());
         assert!(Limits::parse("post_per_capability=fast").is_err());
         assert_eq!(Limits::parse(" , ").unwrap(), limits);
+    }
+
+    #[test]
+    fn days_parse_and_off_turns_every_limit_off() {
+        assert_eq!(
+            Rate::parse("3/2d").unwrap(),
+            Some(Rate::per(3, Duration::from_secs(172_800)))
+        );
+        let off = Limits::off();
+        for (name, _, _) in TABLE {
+            assert_eq!(off.rate(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bucket_is_kept_until_its_time_has_passed() {
+        // The second after the bucket's time (rounded up), never before it.
+        assert_eq!(forget_at(1), 2);
+        assert_eq!(forget_at(1_000), 2);
+        assert_eq!(forget_at(1_001), 3);
+        assert_eq!(forget_at(1_800_000_000_500), 1_800_000_002);
+    }
+
+    #[test]
+    fn an_unknown_address_has_one_bucket_and_a_known_one_its_own() {
+        assert_eq!(addr_bucket(None), UNKNOWN_ADDR);
+        let v4 = ClientAddr("192.0.2.1".parse().unwrap());
+        assert_eq!(addr_bucket(Some(v4)), "192.0.2.1");
+    }
+
+    /// Buckets in memory, by the same rule every store applies.
+    #[derive(Default)]
+    struct Buckets(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+    #[async_trait::async_trait]
+    impl RateLimitStore for Buckets {
+        async fn take(
+            &self,
+            key: &str,
+            rate: Rate,
+            now_ms: u64,
+        ) -> Result<Option<u64>, crate::StoreError> {
+            let mut buckets = self.0.lock().unwrap();
+            match gcra(buckets.get(key).copied(), rate, now_ms) {
+                Decision::Allow { tat } => {
+                    buckets.insert(key.to_owned(), tat);
+                    Ok(None)
+                }
+                Decision::Wait { ms } => Ok(Some(ms)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_limiter_refuses_past_the_burst_with_whole_seconds_to_wait() {
+        let limits = Limits::parse("login_per_login=2/3s, register_per_address=off").unwrap();
+        let limiter = Limiter::new(Arc::new(Buckets::default()), limits);
+        limiter.check("login_per_login", "carol", 0).await.unwrap();
+        limiter.check("login_per_login", "carol", 0).await.unwrap();
+        // The next token is 1.5 s away: the answer rounds up, to 2.
+        let refused = limiter.check("login_per_login", "carol", 0).await;
+        assert!(
+            matches!(refused, Err(Error::RateLimited { retry_after: 2 })),
+            "{refused:?}"
+        );
+        // Another caller, and a limit that is off, are not refused.
+        limiter.check("login_per_login", "dave", 0).await.unwrap();
+        for _ in 0..10 {
+            limiter
+                .check("register_per_address", "carol", 0)
+                .await
+                .unwrap();
+        }
+        // A wait under a second is still one second.
+        limiter
+            .check("login_per_login", "carol", 1_500)
+            .await
+            .unwrap();
+        limiter
+            .check("login_per_login", "carol", 3_400)
+            .await
+            .unwrap();
+        // The bucket's time is now 6,000 ms; at 4,000 it lets one through at 4,500.
+        let refused = limiter.check("login_per_login", "carol", 4_000).await;
+        assert!(
+            matches!(refused, Err(Error::RateLimited { retry_after: 1 })),
+            "{refused:?}"
+        );
     }
 
     #[test]
