@@ -303,6 +303,33 @@ async fn registration_finish(
     .await
 }
 
+/// The client's side of an OPAQUE login answered by `answer`: the password stretched with
+/// the answer's Argon2id parameters (checked against the bounds first) off the executor.
+async fn login_finish(
+    state: ClientLogin<ClientSuite>,
+    password: &[u8],
+    answer: &LoginStartResponse,
+) -> Result<opaque_ke::ClientLoginFinishResult<ClientSuite>, ClientError> {
+    let argon = argon2(&answer.ksf)?;
+    let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
+        .map_err(|_| malformed("response"))?;
+    let password = Zeroizing::new(password.to_vec());
+    off_executor(move || {
+        state
+            .finish(
+                &password,
+                response,
+                ClientLoginFinishParameters::new(
+                    Some(CONTEXT),
+                    Identifiers::default(),
+                    Some(&argon),
+                ),
+            )
+            .map_err(|_| ClientError::LoginFailed)
+    })
+    .await
+}
+
 /// Runs CPU-heavy work (Argon2id) on tokio's blocking pool, so an app's other tasks keep
 /// running while a password is stretched.
 async fn off_executor<T, F>(work: F) -> Result<T, ClientError>
@@ -391,25 +418,7 @@ impl Client {
                 None,
             )
             .await?;
-        let argon = argon2(&answer.ksf)?;
-        let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
-            .map_err(|_| malformed("response"))?;
-        let password = Zeroizing::new(password.to_vec());
-        let state = start.state;
-        let finish = off_executor(move || {
-            state
-                .finish(
-                    &password,
-                    response,
-                    ClientLoginFinishParameters::new(
-                        Some(CONTEXT),
-                        Identifiers::default(),
-                        Some(&argon),
-                    ),
-                )
-                .map_err(|_| ClientError::LoginFailed)
-        })
-        .await?;
+        let finish = login_finish(start.state, password, &answer).await?;
         let server_key = Blob(finish.server_s_pk.serialize().to_vec());
         if pinned_server_key.is_some_and(|pinned| pinned != &server_key) {
             return Err(ClientError::Verification(
@@ -545,25 +554,7 @@ impl Client {
                 "the server asked for other Argon2id parameters than the account's".into(),
             ));
         }
-        let argon = argon2(&answer.ksf)?;
-        let response = CredentialResponse::<ClientSuite>::deserialize(&answer.response.0)
-            .map_err(|_| malformed("response"))?;
-        let password = Zeroizing::new(password.to_vec());
-        let state = start.state;
-        let finish = off_executor(move || {
-            state
-                .finish(
-                    &password,
-                    response,
-                    ClientLoginFinishParameters::new(
-                        Some(CONTEXT),
-                        Identifiers::default(),
-                        Some(&argon),
-                    ),
-                )
-                .map_err(|_| ClientError::LoginFailed)
-        })
-        .await?;
+        let finish = login_finish(start.state, password, &answer).await?;
         if Blob(finish.server_s_pk.serialize().to_vec()) != session.server_key {
             return Err(ClientError::Verification(
                 "the server's OPAQUE key changed since this session logged in".into(),
