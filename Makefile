@@ -81,8 +81,8 @@ deploy: deploy-deps ## Build with SAM and deploy to your AWS account, guided (do
 
 # The real function binaries, on moto, under `cargo lambda watch`: moto is started unless
 # something already answers on MOTO_PORT (and stopped again on exit if this started it),
-# the tables, bucket and secret are created from shared/aws/src/schema.rs, and every
-# function gets deploy/env.local.json's variables. Each function answers under
+# the tables and bucket are created from shared/aws/src/schema.rs, and every
+# function gets deploy/env.local.json's variables (its local-only secrets too). Each function answers under
 # http://127.0.0.1:$(WATCH_PORT)/lambda-url/<binary>/…; docs/DEPLOY.md says how to call them.
 watch: build-deps ## Run the real Lambda binaries under cargo lambda watch, on moto (docs/DEPLOY.md)
 	@set -e; mkdir -p .cinder; \

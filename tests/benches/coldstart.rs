@@ -2,8 +2,8 @@
 //! "hello world" (`tests/hello`, `cinder-hello`) built the same way.
 //!
 //! The bench builds the functions and the baseline in release (`cargo build --release`),
-//! starts moto (`tests/moto_serial.py`, as every test does), makes the tables, the media
-//! bucket and the master secret, and seeds what each function's request reads. Then it
+//! starts moto (`tests/moto_serial.py`, as every test does), makes the tables and the media
+//! bucket, and seeds what each function's request reads. Then it
 //! starts each binary [`STARTS`] times under the Runtime API emulator (`tests/src/lambda.rs`),
 //! taking the binaries in turn so drift on the machine hits all of them alike, and measures:
 //!
@@ -310,14 +310,12 @@ async fn subjects() -> Vec<Subject> {
     // per-login limits never answer instead. Every start comes from the event's one source
     // address, so that address's own bucket (30 per 15 minutes) is off here.
     let (_, account_tables) = moto::fresh_accounts_store().await;
-    let secret =
-        moto::create_secret(&format!("{}master", moto::unique_prefix()), &random_hex(32)).await;
     let mut env = aws_env();
     env.extend([
         ("ACCOUNTS_TABLE", account_tables.accounts.clone()),
         ("RATE_LIMITS_TABLE", account_tables.rate_limits.clone()),
         ("NONCES_TABLE", account_tables.nonces.clone()),
-        ("MASTER_SECRET_ID", secret),
+        ("MASTER_SECRET", random_hex(32)),
         ("CINDER_LIMITS", "login_per_address=off".into()),
     ]);
     let enclave = Subject {
@@ -484,13 +482,11 @@ async fn subjects() -> Vec<Subject> {
     };
 
     // calls: TURN credentials for the channel (a room read, a nonce write, a relay scan);
-    // its TURN secret is read from Secrets Manager at start, as the enclave's is.
+    // its TURN secret comes in its environment, as the enclave's master secret does.
     let (_, relays_table) = moto::fresh_relays_store().await;
-    let turn_secret =
-        moto::create_secret(&format!("{}turn", moto::unique_prefix()), &random_hex(32)).await;
     env.extend([
         ("RELAYS_TABLE", relays_table),
-        ("TURN_SECRET_ID", turn_secret),
+        ("TURN_SECRET", random_hex(32)),
     ]);
     let c = caps.clone();
     let calls = Subject {

@@ -1018,11 +1018,6 @@ impl Deployment {
         let (_, keys) = crate::moto::fresh_store().await;
         let (_, accounts) = crate::moto::fresh_accounts_store().await;
         let (_, rooms) = crate::moto::fresh_rooms_store().await;
-        let secret = crate::moto::create_secret(
-            &format!("{}master", crate::moto::unique_prefix()),
-            "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR",
-        )
-        .await;
         let aws = |mut env: Vec<(&'static str, String)>| {
             env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
             env.extend([
@@ -1050,7 +1045,10 @@ impl Deployment {
                     ("ACCOUNTS_TABLE", accounts.accounts.clone()),
                     ("RATE_LIMITS_TABLE", accounts.rate_limits.clone()),
                     ("NONCES_TABLE", accounts.nonces.clone()),
-                    ("MASTER_SECRET_ID", secret),
+                    (
+                        "MASTER_SECRET",
+                        "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR".into(),
+                    ),
                 ]),
             ),
             ("cinder-spine", rooms_env.clone()),

@@ -122,27 +122,6 @@ pub async fn fresh_accounts_store() -> (
     )
 }
 
-/// Creates a Secrets Manager secret on moto and returns its ARN.
-pub async fn create_secret(name: &str, value: &str) -> String {
-    use aws_sdk_secretsmanager::config::{
-        BehaviorVersion as Bv, Credentials as Creds, Region as Reg,
-    };
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(Bv::latest())
-        .region(Reg::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Creds::new("test", "test", None, None, "moto"))
-        .build();
-    let out = aws_sdk_secretsmanager::Client::from_conf(config)
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .expect("creating a secret on moto");
-    out.arn.expect("moto returns an ARN")
-}
-
 /// The spine, shards and media functions' store on fresh tables, and a fresh media bucket
 /// beside them ([`media_bucket`], [`media_objects`]).
 pub async fn fresh_rooms_store() -> (

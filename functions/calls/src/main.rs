@@ -2,15 +2,14 @@
 //! once, serve the router. Call media never passes through it: it hands out TURN
 //! credentials and records where the relays are.
 //!
-//! The TURN secret is read (one Secrets Manager round trip) before the function asks for
-//! its first event, as the enclave reads its master secret: an instance that cannot read
-//! it fails its start rather than its requests. It is never logged.
+//! The TURN secret comes in the function's environment (`TURN_SECRET`), as the enclave's
+//! master secret does: no network call before the first event, and an instance without a
+//! usable secret fails its start rather than its requests. It is never logged.
 
 use std::sync::Arc;
 
 use cinder_aws::calls::{CallsConfig, DynamoRelays};
 use cinder_aws::rooms::{DynamoRooms, RoomTables};
-use cinder_aws::secrets::secret_bytes;
 use cinder_server::Clock;
 use cinder_server::calls::{CallsState, TurnSecret, router};
 
@@ -21,10 +20,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let tables = RoomTables::from_env()?;
     let config = CallsConfig::from_env()?;
+    let secret = Arc::new(TurnSecret::new(config.turn_secret.bytes().to_vec())?);
+    drop(config.turn_secret);
     let sdk = cinder_aws::sdk_config().await?;
-    let secret = Arc::new(TurnSecret::new(
-        secret_bytes(&sdk, &config.turn_secret_id).await?,
-    )?);
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let rooms = DynamoRooms::new(client.clone(), tables);
     let relays = DynamoRelays::new(client, config.relays_table);

@@ -1,7 +1,7 @@
 //! The shipped `cinder-calls` binary (two instances taking turns) behind the API Gateway
-//! stand-in, on DynamoDB and Secrets Manager (moto); the spine function runs in-process on
-//! the same tables to create the room. A relay announces itself under the shared secret
-//! read from Secrets Manager, a channel's capability gets credentials naming it, and
+//! stand-in, on DynamoDB (moto); the spine function runs in-process on the same tables to
+//! create the room. A relay announces itself under the shared secret the function reads
+//! from its environment (`TURN_SECRET`), a channel's capability gets credentials naming it, and
 //! every refusal holds through the binary: another capability, a forged announcement.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,13 +35,12 @@ async fn announce(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_binary_hands_out_credentials_for_announced_relays() {
-    // GIVEN two calls processes on moto's tables and secret, and the spine routes in-process
+    // GIVEN two calls processes on moto's tables with one TURN secret, and the spine routes in-process
     let (rooms_store, tables) = moto::fresh_rooms_store().await;
     let (_, relays_table) = moto::fresh_relays_store().await;
-    let secret_arn = moto::create_secret(&format!("{}turn", moto::unique_prefix()), SECRET).await;
     let mut env = rooms_env(&tables);
     env.push(("RELAYS_TABLE", relays_table));
-    env.push(("TURN_SECRET_ID", secret_arn));
+    env.push(("TURN_SECRET", SECRET.into()));
     env.push(("TURN_CREDENTIAL_SECS", "600".into()));
     let binary = env!("CARGO_BIN_EXE_cinder-calls");
     let (a, b) = (
@@ -73,7 +72,7 @@ async fn calls_binary_hands_out_credentials_for_announced_relays() {
     .await;
     assert_eq!(status, 201, "{created}");
 
-    // WHEN a relay announces itself under the secret in Secrets Manager
+    // WHEN a relay announces itself under the functions' secret
     let url = "turn:203.0.113.7:3478?transport=udp";
     let expires = Timestamp::now().plus(180);
     let body = json!({ "urls": [url], "expires_at": expires });

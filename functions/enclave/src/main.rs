@@ -1,14 +1,15 @@
 //! Lambda entry point for accounts and the enclave: read config and the master secret
 //! once, derive the server secrets once, then serve the shared router.
 //!
-//! The master secret is read (one Secrets Manager round trip) before the function asks for
-//! its first event, so an instance that cannot read it fails its start, which Lambda reports
-//! and retries, rather than its requests; and an instance Lambda starts ahead of traffic has
-//! it before its first request. The secret is never logged.
+//! The master secret comes in the function's environment (`MASTER_SECRET`: the template
+//! resolves it from Secrets Manager at deploy, and Lambda keeps it encrypted under the
+//! stack's KMS key until the instance starts), so a cold start makes no network call
+//! before its first event; an instance without a usable secret fails its start, which
+//! Lambda reports and retries, rather than its requests. The secret is never logged.
 
 use std::sync::Arc;
 
-use cinder_aws::accounts::{AccountsConfig, DynamoAccounts, master_secret};
+use cinder_aws::accounts::{AccountsConfig, DynamoAccounts};
 use cinder_server::Clock;
 use cinder_server::accounts::{AccountsState, ServerSecrets, router};
 use cinder_server::limits::{Limits, with_source_addr};
@@ -20,9 +21,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = AccountsConfig::from_env()?;
     let limits = Limits::from_env()?;
+    let secrets = ServerSecrets::from_master(config.master_secret.bytes())?;
+    drop(config.master_secret);
     let sdk = cinder_aws::sdk_config().await?;
-    let secrets =
-        ServerSecrets::from_master(&master_secret(&sdk, &config.master_secret_id).await?)?;
     let store = DynamoAccounts::new(aws_sdk_dynamodb::Client::new(&sdk), config.tables);
     let state =
         AccountsState::new(Arc::new(store), Arc::new(secrets), Clock::system()).with_limits(limits);

@@ -1,5 +1,5 @@
 //! The `cinder-enclave` binary, exactly as it ships, behind an API Gateway stand-in, on
-//! DynamoDB and Secrets Manager (moto): the reference client registers, logs in, edits its
+//! DynamoDB (moto): the reference client registers, logs in, edits its
 //! enclave, changes its password and deletes its account. Two function processes take
 //! turns answering, so a login started on one instance is finished on another.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -16,19 +16,17 @@ use cinder_tests::moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
-    // GIVEN two enclave processes sharing tables and a master secret on moto
+    // GIVEN two enclave processes sharing tables and a master secret, on moto
     let (keys_store, _) = moto::fresh_store().await;
     let (_, tables) = moto::fresh_accounts_store().await;
-    let secret = moto::create_secret(
-        &format!("{}master", moto::unique_prefix()),
-        "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR",
-    )
-    .await;
     let env = [
         ("ACCOUNTS_TABLE", tables.accounts.clone()),
         ("RATE_LIMITS_TABLE", tables.rate_limits.clone()),
         ("NONCES_TABLE", tables.nonces.clone()),
-        ("MASTER_SECRET_ID", secret),
+        (
+            "MASTER_SECRET",
+            "x7Gq2v9LwP4sN8kR1tY6uB3mZ5cH0jDfA2eQ9oWsVxLpK4nR".into(),
+        ),
         ("AWS_ENDPOINT_URL", moto::endpoint().to_owned()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -124,4 +122,40 @@ async fn enclave_binary_serves_the_account_life_cycle_statelessly() {
         .err()
         .unwrap();
     assert!(matches!(gone, ClientError::LoginFailed), "{gone}");
+}
+
+#[test]
+fn an_enclave_without_a_usable_master_secret_fails_its_start_without_printing_it() {
+    // GIVEN the enclave's configuration with the master secret missing, empty or too short
+    let tables = [
+        ("ACCOUNTS_TABLE", "accounts"),
+        ("RATE_LIMITS_TABLE", "rate-limits"),
+        ("NONCES_TABLE", "nonces"),
+    ];
+    let short = "tooShortToDeriveFrom";
+    for (secret, names) in [
+        (None, "MASTER_SECRET"),
+        (Some(""), "MASTER_SECRET"),
+        (Some(short), "at least 32 bytes"),
+    ] {
+        let mut start = std::process::Command::new(env!("CARGO_BIN_EXE_cinder-enclave"));
+        start
+            .env_clear()
+            .envs(tables)
+            // No Runtime API: a binary that got past its configuration would fail here
+            // instead, with an error about the API, not the secret.
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9");
+        if let Some(value) = secret {
+            start.env("MASTER_SECRET", value);
+        }
+
+        // WHEN it starts
+        let out = start.output().unwrap();
+
+        // THEN it exits before asking for an event, naming what is wrong, and never the value
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{secret:?} started");
+        assert!(stderr.contains(names), "{secret:?}: {stderr}");
+        assert!(!stderr.contains(short), "the secret was printed: {stderr}");
+    }
 }

@@ -13,6 +13,7 @@ use cinder_server::store::{
 use serde::{Deserialize, Serialize};
 
 use crate::limits::DynamoLimits;
+use crate::secrets::SecretValue;
 use crate::{ConfigError, backend, conditional, from_item, n, remember_nonce, s, to_item};
 
 /// The enclave function's tables.
@@ -38,16 +39,16 @@ impl AccountTables {
 }
 
 /// The enclave function's configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AccountsConfig {
     /// Where each record lives.
     pub tables: AccountTables,
-    /// The Secrets Manager secret (ARN or name) holding the master secret.
-    pub master_secret_id: String,
+    /// The master secret the server secrets derive from.
+    pub master_secret: SecretValue,
 }
 
 impl AccountsConfig {
-    /// Reads `ACCOUNTS_TABLE`, `RATE_LIMITS_TABLE`, `NONCES_TABLE` and `MASTER_SECRET_ID`.
+    /// Reads `ACCOUNTS_TABLE`, `RATE_LIMITS_TABLE`, `NONCES_TABLE` and `MASTER_SECRET`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         Ok(Self {
@@ -56,13 +57,10 @@ impl AccountsConfig {
                 rate_limits: var("RATE_LIMITS_TABLE")?,
                 nonces: var("NONCES_TABLE")?,
             },
-            master_secret_id: var("MASTER_SECRET_ID")?,
+            master_secret: SecretValue::from_env("MASTER_SECRET")?,
         })
     }
 }
-
-/// Reads the master secret's string value (CloudFormation generates it; see template.yaml).
-pub use crate::secrets::{SecretError, secret_bytes as master_secret};
 
 /// Accounts, rate limits and spent login states on DynamoDB.
 #[derive(Debug, Clone)]

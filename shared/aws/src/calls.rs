@@ -11,6 +11,7 @@ use cinder_proto::Timestamp;
 use cinder_server::store::{Relay, RelayStore, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::SecretValue;
 use crate::{ConfigError, backend, conditional, from_item, n, to_item};
 
 /// Relays on one table.
@@ -28,18 +29,18 @@ impl DynamoRelays {
 }
 
 /// The calls function's configuration, read once at start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CallsConfig {
     /// The relays table.
     pub relays_table: String,
-    /// The Secrets Manager secret (ARN or name) shared with the TURN relays.
-    pub turn_secret_id: String,
+    /// The secret shared with the TURN relays.
+    pub turn_secret: SecretValue,
     /// How long credentials live: 60 to 3600 seconds, default 3600.
     pub credential_secs: u64,
 }
 
 impl CallsConfig {
-    /// Reads `RELAYS_TABLE`, `TURN_SECRET_ID` and `TURN_CREDENTIAL_SECS` (optional).
+    /// Reads `RELAYS_TABLE`, `TURN_SECRET` and `TURN_CREDENTIAL_SECS` (optional).
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         let max = cinder_proto::calls::limits::MAX_CREDENTIAL_SECS;
@@ -53,7 +54,7 @@ impl CallsConfig {
         };
         Ok(Self {
             relays_table: var("RELAYS_TABLE")?,
-            turn_secret_id: var("TURN_SECRET_ID")?,
+            turn_secret: SecretValue::from_env("TURN_SECRET")?,
             credential_secs,
         })
     }

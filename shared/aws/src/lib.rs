@@ -10,7 +10,7 @@
 //! - `burn` (feature `burn`): which objects a change to the shards table dooms, and the
 //!   burn function's handling of a stream batch.
 //! - `calls` (feature `calls`): where the TURN relays are (the relays table).
-//! - `secrets` (feature `secrets`): a secret read from Secrets Manager at start.
+//! - `secrets` (feature `secrets`): a function's long-term secret, read from its environment.
 //! - [`limits`]: rate-limit buckets, shared by every function that limits an action.
 //! - [`schema`]: each table's key schema, TTL attribute and stream, the same as
 //!   `template.yaml`'s, for test harnesses and local tooling that create tables.

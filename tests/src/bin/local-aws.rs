@@ -1,9 +1,10 @@
-//! `make watch`'s set-up: the stack's tables (the live and relays tables too), media bucket,
-//! master secret and TURN secret on a local AWS stand-in (moto), named as `deploy/env.local.json` names them.
+//! `make watch`'s set-up: the stack's tables (the live and relays tables too) and media
+//! bucket on a local AWS stand-in (moto), named as `deploy/env.local.json` names them. (The
+//! master and TURN secrets come in the functions' environment, from that file.)
 //!
 //! The tables come from `cinder_aws::schema`, the one description of them outside
 //! `template.yaml`, so this creates exactly what the tests create. Safe to run again: what
-//! already exists is left as it is (a second run keeps moto's data and secret).
+//! already exists is left as it is (a second run keeps moto's data).
 //!
 //! Usage: `local-aws [ENDPOINT] [PREFIX]` (default `http://127.0.0.1:5050` and `local-`).
 
@@ -28,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .endpoint_url(&endpoint)
-            .credentials_provider(credentials.clone())
+            .credentials_provider(credentials)
             .build(),
     );
     let keys = Tables::prefixed(&prefix);
@@ -80,35 +81,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("bucket {bucket}");
     }
 
-    let secrets = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(credentials)
-            .build(),
-    );
-    // The enclave's master secret and the secret the calls function shares with relays.
-    for secret in [
-        format!("{prefix}master-secret"),
-        format!("{prefix}turn-secret"),
-    ] {
-        let found = secrets.describe_secret().secret_id(&secret).send().await;
-        if found.is_ok() {
-            println!("secret {secret} (exists)");
-        } else {
-            // 64 hex characters (256 random bits); the template generates alphanumerics.
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
-            let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            secrets
-                .create_secret()
-                .name(&secret)
-                .secret_string(value)
-                .send()
-                .await?;
-            println!("secret {secret}");
-        }
-    }
     Ok(())
 }
