@@ -1,9 +1,9 @@
 //! [`Client`]: one method per endpoint. Requests that need a signature are signed with the
 //! caller's identity; a `stale_request` answer corrects for the server's clock and is
-//! retried once with a fresh nonce. A read (`GET`) answered `503 unavailable` is sent again
-//! after the server's `retry-after` plus a jittered, doubling backoff, at most
-//! [`UNAVAILABLE_RETRIES`] times; a write answered so is returned to the caller, who knows
-//! whether repeating it is safe.
+//! retried once with a fresh nonce. A read (a `GET`, or the key lookup, a `POST` that
+//! changes nothing) answered `503 unavailable` is sent again after the server's
+//! `retry-after` plus a jittered, doubling backoff, at most [`UNAVAILABLE_RETRIES`] times; a
+//! write answered so is returned to the caller, who knows whether repeating it is safe.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -348,7 +348,7 @@ impl Client {
                 continue;
             }
             if body.code == ErrorCode::Unavailable
-                && method == Method::GET
+                && is_read(&method, path)
                 && unavailable < UNAVAILABLE_RETRIES
             {
                 tokio::time::sleep(unavailable_backoff(retry_after, unavailable)?).await;
@@ -452,6 +452,12 @@ impl Client {
     }
 }
 
+/// Whether a request only reads, so sending it again after a `503` is safe: every `GET`,
+/// and `POST /keys/lookup` (a `POST` only because its list of ids would not fit a URL).
+fn is_read(method: &Method, path: &str) -> bool {
+    *method == Method::GET || (*method == Method::POST && path == "/keys/lookup")
+}
+
 /// How long to wait before retry number `attempt` (from 0) of a read answered `503`: the
 /// server's `retry-after` (capped), plus a uniformly random part of a step that doubles
 /// with each attempt ("full jitter" on the backoff).
@@ -496,7 +502,7 @@ mod tests {
                 let (status, body) = if n < busy {
                     ("503 Service Unavailable", BUSY)
                 } else {
-                    ("200 OK", r#"{"bundles":[],"more":false}"#)
+                    ("200 OK", r#"{"bundles":[],"more":false,"missing":[]}"#)
                 };
                 let answer = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nretry-after: 0\r\n\
@@ -514,6 +520,17 @@ mod tests {
         let (url, seen) = server(UNAVAILABLE_RETRIES as usize).await;
         let page = Client::new(&url).chain(UserId([1; 16]), 0).await.unwrap();
         assert!(page.bundles.is_empty());
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            UNAVAILABLE_RETRIES as usize + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_lookup_answered_unavailable_is_retried_as_a_read() {
+        let (url, seen) = server(UNAVAILABLE_RETRIES as usize).await;
+        let found = Client::new(&url).lookup(vec![UserId([1; 16])]).await.unwrap();
+        assert!(found.bundles.is_empty() && found.missing.is_empty());
         assert_eq!(
             seen.load(Ordering::SeqCst),
             UNAVAILABLE_RETRIES as usize + 1
