@@ -529,7 +529,10 @@ mod tests {
     #[tokio::test]
     async fn a_key_lookup_answered_unavailable_is_retried_as_a_read() {
         let (url, seen) = server(UNAVAILABLE_RETRIES as usize).await;
-        let found = Client::new(&url).lookup(vec![UserId([1; 16])]).await.unwrap();
+        let found = Client::new(&url)
+            .lookup(vec![UserId([1; 16])])
+            .await
+            .unwrap();
         assert!(found.bundles.is_empty() && found.missing.is_empty());
         assert_eq!(
             seen.load(Ordering::SeqCst),

@@ -651,3 +651,32 @@ async fn a_new_channel_whose_write_lost_its_answer_is_finished_and_usable_by_eve
         assert_eq!(texts(&client, d, room, channel).await, vec!["in random"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_stored_with_its_answer_lost_is_created_not_orphaned() {
+    let (s, faults) = server().await;
+    let client = s.client();
+    let mut ann = register(&client, "orphan-ann").await;
+    let me = ann.me.contents.identity.clone();
+    let channels = [("general".to_owned(), false, 3600)];
+
+    // The room is stored, but its answer is lost: the client reads it back and keeps it.
+    faults.fail_nth("rooms.create_room", 1, Fault::UnavailableAfter);
+    let (m, spine) = client
+        .create_room(&me, "ann", "Kept", &channels)
+        .await
+        .unwrap();
+    assert_eq!(faults.calls("rooms.create_room"), 1, "stored once, not again");
+    let (room, general) = (m.room, spine.channels[0].id);
+    ann.rooms.insert(room, m);
+    post(&client, &mut ann, room, general, "mine").await;
+    assert_eq!(texts(&client, &mut ann, room, general).await, ["mine"]);
+
+    // A create that failed before anything was stored is reported as the error it got.
+    faults.fail_nth("rooms.create_room", 1, Fault::Unavailable);
+    let err = client
+        .create_room(&me, "ann", "Never", &channels)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unavailable), "{err}");
+}

@@ -387,6 +387,11 @@ pub(crate) fn check_successor(
 impl Client {
     /// Creates a room with the given channels (name, voice, burn seconds); the creator is
     /// its only member and admin. Returns the membership to keep in the enclave.
+    ///
+    /// A create that gets no answer (a 5xx, a lost connection) may have been stored all
+    /// the same; the room is then read back, and if the server holds exactly the state
+    /// sent, the room is this one (its id is fresh and random) and is returned, rather than
+    /// left on the server with nobody holding its keys.
     pub async fn create_room(
         &self,
         me: &Identity,
@@ -464,7 +469,7 @@ impl Client {
             member_key: caps.member,
             channels: caps.channels,
         };
-        let _: Room = self
+        let created: Result<Room, _> = self
             .call_capability(
                 &m.admin()?,
                 Signer::Admin(room),
@@ -472,8 +477,43 @@ impl Client {
                 "/rooms",
                 Some(&body),
             )
-            .await?;
-        Ok((m, spine))
+            .await;
+        match created {
+            Ok(_) => Ok((m, spine)),
+            Err(e)
+                if !super::invites::definitive(&e) && self.stored_as_created(&m, &body).await =>
+            {
+                Ok((m, spine))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the server holds `created` as the room's first state, under the keys it was
+    /// created with (false also if that cannot be read now). Taking the server's word here
+    /// gives it nothing: a room it claims but does not hold fails the creator's next
+    /// request, and every later state is still checked against the one sent.
+    async fn stored_as_created(&self, m: &Membership, created: &CreateRoom) -> bool {
+        let Some(master) = m.master_keys.get(&1) else {
+            return false;
+        };
+        let stored: Result<Room, _> = self
+            .call_capability::<(), _>(
+                &member_capability(master, m.room),
+                Signer::Member(m.room),
+                Method::GET,
+                &format!("/rooms/{}", m.room),
+                None,
+            )
+            .await;
+        stored.is_ok_and(|r| {
+            r.room_id == created.room_id
+                && r.version == 1
+                && r.spine == created.spine
+                && r.admin_key == created.admin_key
+                && r.member_key == created.member_key
+                && r.channels == created.channels
+        })
     }
 
     /// Brings `m` up to the newest state the server has, verifying every version along the
