@@ -666,7 +666,11 @@ async fn a_room_stored_with_its_answer_lost_is_created_not_orphaned() {
         .create_room(&me, "ann", "Kept", &channels)
         .await
         .unwrap();
-    assert_eq!(faults.calls("rooms.create_room"), 1, "stored once, not again");
+    assert_eq!(
+        faults.calls("rooms.create_room"),
+        1,
+        "stored once, not again"
+    );
     let (room, general) = (m.room, spine.channels[0].id);
     ann.rooms.insert(room, m);
     post(&client, &mut ann, room, general, "mine").await;

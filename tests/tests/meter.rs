@@ -386,3 +386,47 @@ async fn s3_calls_are_named_and_told_apart_by_who_makes_them() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_bucket_in_use_is_spent_with_one_write_and_a_stale_guess_with_two() {
+    use cinder_aws::limits::DynamoLimits;
+    use cinder_server::limits::Rate;
+    use cinder_server::store::RateLimitStore;
+
+    // GIVEN a rate-limits table on moto reached through the meter, and a bucket of 3
+    let meter = Meter::on_moto().await;
+    let table = format!("{}buckets", moto::unique_prefix());
+    cinder_aws::schema::create(&moto::client(), &table, cinder_aws::schema::RATE_LIMITS)
+        .await
+        .unwrap();
+    let limits = DynamoLimits::new(client_through(&meter), table.clone());
+    let rate = Rate::per(3, std::time::Duration::from_secs(3600));
+    let now = 1_000_000_000;
+    let writes = |mark| -> Vec<u16> {
+        calls(&meter.since(mark))
+            .iter()
+            .filter(|c| c.operation == "UpdateItem")
+            .map(|c| c.status)
+            .collect()
+    };
+
+    // WHEN one instance spends the bucket three times and a fourth is refused
+    let mark = meter.mark();
+    for _ in 0..3 {
+        assert_eq!(limits.take("b", rate, now).await.unwrap(), None);
+    }
+    let refused = limits.take("b", rate, now).await.unwrap();
+
+    // THEN each spend was one write that succeeded, and the refusal one failed condition
+    assert!(refused.is_some());
+    assert_eq!(writes(mark), [200, 200, 200, 400]);
+
+    // AND an instance that has not seen the bucket in use guesses "at rest" once, and
+    // learns from the lost condition (two writes, then one)
+    let later = now + 1_200_000 * 2; // two tokens back
+    let other = DynamoLimits::new(client_through(&meter), table);
+    let mark = meter.mark();
+    assert_eq!(other.take("b", rate, later).await.unwrap(), None);
+    assert_eq!(other.take("b", rate, later).await.unwrap(), None);
+    assert_eq!(writes(mark), [400, 200, 200]);
+}

@@ -6,12 +6,23 @@
 //! now plus one interval; a bucket in use is moved on by one interval if it stays within
 //! the tolerance. A lost condition answers the bucket's item, which says whether the bucket
 //! is empty (the wait is returned) or was in the other case (tried once more). Concurrent
-//! spenders never both take the last token, and each costs one write and no read.
+//! spenders never both take the last token.
+//!
+//! Which case to try first is a guess, and a wrong guess costs a second write (a failed
+//! condition is billed as a write). The first guess for a bucket is "at rest"; after that
+//! an instance remembers each bucket's time as its last spend left it (answered by the
+//! update itself, at no extra cost), so a caller who acts again while the bucket is still
+//! in use (every burst, every active sender) pays one write, not two. The remembered time
+//! only picks the first try: the conditions decide, so a stale one (another instance spent
+//! the bucket since) costs the second write and nothing else.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use cinder_server::limits::{self, Decision, Rate};
 use cinder_server::store::{RateLimitStore, StoreError};
 
@@ -20,11 +31,17 @@ use crate::{ConfigError, backend, n, s};
 /// Tries before a bucket that keeps changing case under a caller counts as busy.
 const ROUNDS: usize = 4;
 
+/// How many buckets' times an instance remembers; past that it forgets them all and
+/// starts again (a guess lost costs one write, never a wrong decision).
+const REMEMBERED: usize = 4096;
+
 /// Rate-limit buckets in one table (partition `id`, TTL `expires_at`).
 #[derive(Debug, Clone)]
 pub struct DynamoLimits {
     client: Client,
     table: String,
+    /// Each bucket's time as this instance last saw it: which case to try first.
+    seen: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl DynamoLimits {
@@ -33,6 +50,7 @@ impl DynamoLimits {
         Self {
             client,
             table: table.into(),
+            seen: Arc::default(),
         }
     }
 
@@ -44,6 +62,20 @@ impl DynamoLimits {
     }
 
     /// The bucket's stored time, read consistently (when a lost condition did not say).
+    /// The bucket's time as this instance last saw it.
+    fn last_seen(&self, key: &str) -> Option<u64> {
+        self.seen.lock().ok()?.get(key).copied()
+    }
+
+    fn saw(&self, key: &str, tat: u64) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= REMEMBERED && !seen.contains_key(key) {
+                seen.clear();
+            }
+            seen.insert(key.to_owned(), tat);
+        }
+    }
+
     async fn stored(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let out = self
             .client
@@ -74,13 +106,14 @@ impl RateLimitStore for DynamoLimits {
         // over at now; a bucket in use moves on by one interval, atomically, as long as it
         // stays within the tolerance. Neither needs the exact stored time, so concurrent
         // spenders of one bucket each get through in one write until it is empty.
-        let mut at_rest = true;
+        let mut at_rest = self.last_seen(key).is_none_or(|t| t <= now_ms);
         for _ in 0..ROUNDS {
             let request = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("id", s(key))
+                .return_values(ReturnValue::UpdatedNew)
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -104,7 +137,12 @@ impl RateLimitStore for DynamoLimits {
                     .expression_attribute_values(":exp", n(limits::forget_at(latest)))
             };
             match request.send().await {
-                Ok(_) => return Ok(None),
+                Ok(out) => {
+                    if let Some(tat) = out.attributes.as_ref().and_then(|a| tat_of(a).ok()) {
+                        self.saw(key, tat);
+                    }
+                    return Ok(None);
+                }
                 Err(err) => {
                     let Some(UpdateItemError::ConditionalCheckFailedException(lost)) =
                         err.as_service_error()
@@ -115,6 +153,9 @@ impl RateLimitStore for DynamoLimits {
                         Some(item) => Some(tat_of(item)?),
                         None => self.stored(key).await?,
                     };
+                    if let Some(tat) = stored {
+                        self.saw(key, tat);
+                    }
                     match limits::gcra(stored, rate, now_ms) {
                         Decision::Wait { ms } => return Ok(Some(ms)),
                         // Absent or at rest after all (TTL removed it, or it was never
