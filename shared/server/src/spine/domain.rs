@@ -156,8 +156,11 @@ mod tests {
 
     /// Rooms and their spine logs in memory, with the store's contract: an update takes
     /// exactly the next version, the log keeps every version's spine and outlives the room.
+    /// Live rooms, and every logged spine by (room, version).
+    type Held = (HashMap<RoomId, Room>, BTreeMap<(RoomId, u64), Blob>);
+
     #[derive(Default)]
-    struct Rooms(Mutex<(HashMap<RoomId, Room>, BTreeMap<(RoomId, u64), Blob>)>);
+    struct Rooms(Mutex<Held>);
 
     #[async_trait]
     impl RoomStore for Rooms {
