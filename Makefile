@@ -16,7 +16,7 @@ MOTO_HOST  ?= 127.0.0.1
 MOTO_PORT  ?= 5050
 WATCH_PORT ?= 9000
 
-.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench bench-turn turn-static fuzz clean-dev
+.PHONY: help dev test test-deps lint lint-rust lint-template fmt build build-deps package deploy deploy-deps watch bench bench-turn turn-static fuzz mutants clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -149,6 +149,39 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashed:$$failed (inputs in fuzz/artifacts/)"; exit 1; fi; \
 	echo "fuzz: every target ran $(FUZZ_SECS)s without a crash"
+
+# Mutation testing (docs/MUTANTS.md), apart from `make test`: cargo-mutants over each slice
+# with the tests the report measured it with. The mutants the report lists as harmless are
+# excluded (-E), so a run fails exactly when a mutant no test notices is new. Runs every
+# slice, then fails if any missed one. In place (the tree is mutated and restored; build
+# nothing else meanwhile); results under mutants.out/<slice>/. MUTANTS_ARGS goes to every
+# run (e.g. --shard 0/4, or --list). Installs cargo-mutants if missing; the rooms slice's
+# integration tests start moto (test-deps). cargo-mutants 27.1 builds its unmutated baseline
+# for the mutated package only, where `--test=rooms_api` names nothing, so that slice runs
+# its baseline itself and skips cargo-mutants' (the -C arguments reach every cargo call;
+# `--package=cinder-server` adds the crate's own unit tests to the integration tests).
+MUTANTS_ARGS ?=
+MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message and call rules, the client's key directory and enclave
+	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
+		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
+	run limits -f shared/server/src/limits.rs --test-package cinder-server \
+		-E 'impl fmt::Debug for (Rate|Limiter)>::fmt|with_source_addr|Limits::from_env' -- --lib; \
+	run auth -f shared/server/src/auth.rs -f shared/server/src/extract.rs --test-package cinder-server -- --lib; \
+	if cargo test -q -p cinder-server -p cinder-tests --lib --test rooms_api --test rooms_capabilities >/dev/null 2>&1; \
+	then run rooms -f shared/server/src/spine/domain.rs -f shared/server/src/shards/domain.rs --baseline skip \
+		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=rooms_api -C=--test=rooms_capabilities; \
+	else echo "rooms: the unmutated tests fail"; failed="$$failed rooms"; fi; \
+	if cargo test -q -p cinder-server -p cinder-tests --lib --test calls_api --test calls_dev >/dev/null 2>&1; \
+	then run calls -f shared/server/src/calls/domain.rs --baseline skip \
+		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=calls_api -C=--test=calls_dev; \
+	else echo "calls: the unmutated tests fail"; failed="$$failed calls"; fi; \
+	run client -f client/src/directory.rs -f client/src/account.rs \
+		-F 'directory\.rs|account\.rs.*(EnclaveKey|in aad| aad ->|argon2)' \
+		-E 'replace \|\| with && in Client::verified_keys' --test-package cinder-client -- --lib; \
+	if [ -n "$$failed" ]; then echo "mutants: missed in:$$failed (mutants.out/<slice>/mutants.out/missed.txt)"; exit 1; fi; \
+	echo "mutants: every slice's mutants caught, unviable or listed as harmless"
 
 clean-dev: ## Delete the dev server's data folder
 	rm -rf $(DATA_DIR)

@@ -773,4 +773,54 @@ mod tests {
             .is_err()
         );
     }
+
+    #[test]
+    fn the_version_is_bound_twice_by_the_associated_data_and_inside() {
+        let key = EnclaveKey::from_export_key(&[7; 64]);
+        let json =
+            |version| crate::secret::exposing(|| serde_json::to_vec(&contents(version))).unwrap();
+        let stored = |ciphertext, version| StoredEnclave {
+            ciphertext,
+            version,
+        };
+        // Contents that say version 4, sealed under version 3's associated data and
+        // offered as version 4: the inner check alone would pass it, the AEAD refuses it.
+        let relabelled = key.seal_bytes(3, &json(4)).unwrap();
+        let err = key.open(&stored(relabelled, 4), 0).err();
+        assert!(
+            matches!(&err, Some(ClientError::Verification(m)) if m.contains("does not decrypt")),
+            "{err:?}"
+        );
+        // Sealed as version 5 with contents that say 4: decrypts, and the inner version
+        // disagrees.
+        let inner = key.seal_bytes(5, &json(4)).unwrap();
+        let err = key.open(&stored(inner, 5), 0).err();
+        assert!(
+            matches!(&err, Some(ClientError::Verification(m)) if m.contains("inner version")),
+            "{err:?}"
+        );
+        // The newest version seen is still accepted; a shorter blob than a nonce is not.
+        let sealed = key.seal(&contents(6)).unwrap();
+        assert_eq!(key.open(&stored(sealed, 6), 6).unwrap().version, 6);
+        assert!(key.open(&stored(Blob(vec![1; 11]), 6), 0).is_err());
+    }
+
+    #[test]
+    fn an_enclave_key_round_trips_through_its_blob_and_only_at_32_bytes() {
+        let key = EnclaveKey::from_export_key(&[7; 64]);
+        let back = EnclaveKey::from_blob(&key.to_blob()).unwrap();
+        let sealed = key.seal(&contents(2)).unwrap();
+        let stored = StoredEnclave {
+            ciphertext: sealed,
+            version: 2,
+        };
+        assert_eq!(back.open(&stored, 0).unwrap().version, 2);
+        assert!(EnclaveKey::from_blob(&Blob(vec![1; 31])).is_none());
+        assert!(EnclaveKey::try_from(Blob(vec![1; 33])).is_err());
+        // Different export keys give different enclave keys.
+        assert_ne!(
+            key.to_blob(),
+            EnclaveKey::from_export_key(&[8; 64]).to_blob()
+        );
+    }
 }

@@ -177,4 +177,92 @@ mod tests {
         let stranger = Identity::generate(Timestamp(1)).unwrap();
         assert!(verify_chain(Some(&stranger.bundle), &all[1..]).is_err());
     }
+
+    /// A dev server on the embedded store, and that store, to plant key versions in
+    /// without the rotation limit.
+    async fn directory() -> (Client, std::sync::Arc<cinder_sqlite::SqliteStore>) {
+        use cinder_server::Clock;
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let store = cinder_dev::open_store(dir.path()).unwrap();
+        let secrets = std::sync::Arc::new(cinder_dev::master_secret(dir.path()).unwrap());
+        let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let objects = cinder_dev::media_store(dir.path(), &url, Clock::system()).unwrap();
+        let app = cinder_dev::app(store.clone(), secrets, Clock::system(), objects);
+        tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
+        (Client::new(&url), store)
+    }
+
+    /// `n` versions of one user's keys, oldest first, all stored; and the last identity.
+    async fn versions(store: &cinder_sqlite::SqliteStore, n: u64) -> (Vec<KeyBundle>, Identity) {
+        use cinder_server::store::KeyStore;
+        let mut id = Identity::generate(Timestamp(1_000)).unwrap();
+        let mut all = vec![id.bundle.clone()];
+        for v in 2..=n {
+            id = id.rotated(Timestamp(1_000 + v)).unwrap();
+            all.push(id.bundle.clone());
+        }
+        for bundle in &all {
+            store.insert(bundle).await.unwrap();
+        }
+        (all, id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_longer_than_a_page_is_walked_to_the_current_keys() {
+        let (client, store) = directory().await;
+        let page = cinder_proto::api::limits::MAX_CHAIN_PAGE as u64;
+        let (all, _) = versions(&store, page + 2).await;
+        let (first, current) = (&all[0], all.last().unwrap());
+        let user = first.user_id;
+        // From scratch and from a pin on the first page, the walk takes every page.
+        assert_eq!(&client.verified_keys(user, None).await.unwrap(), current);
+        assert_eq!(
+            &client.verified_keys(user, Some(first)).await.unwrap(),
+            current
+        );
+        // An old version, through the cache: the whole chain, which ends at the current
+        // keys; a version's key is superseded when the next was made.
+        let (mut cache, mut pins) = (KeyCache::default(), BTreeMap::new());
+        let v1 = cache.key(&client, &mut pins, user, 1).await.unwrap();
+        assert_eq!(v1.key, first.sign_key);
+        assert_eq!(v1.superseded_at, Some(all[1].created_at));
+        let last = cache.key(&client, &mut pins, user, page + 2).await.unwrap();
+        assert_eq!((last.key, last.superseded_at), (current.sign_key, None));
+        assert_eq!(pins.get(&user), Some(current));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pinned_current_version_needs_no_history() {
+        use cinder_server::store::KeyStore;
+        let (client, store) = directory().await;
+        // The server keeps only version 2 (its history lost, or withheld); this device
+        // pinned version 2 before.
+        let v1 = Identity::generate(Timestamp(1_000)).unwrap();
+        let v2 = v1.rotated(Timestamp(1_001)).unwrap();
+        store.insert(&v2.bundle).await.unwrap();
+        let user = v2.user_id();
+        let mut pins = BTreeMap::from([(user, v2.bundle.clone())]);
+        let mut cache = KeyCache::default();
+        let key = cache.key(&client, &mut pins, user, 2).await.unwrap();
+        assert_eq!((key.key, key.superseded_at), (v2.bundle.sign_key, None));
+        // Version 1 needs the chain from scratch, which the server cannot give.
+        assert_eq!(cache.key(&client, &mut pins, user, 1).await, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_old_version_counts_only_on_a_chain_ending_at_the_keys_verified_first() {
+        use cinder_server::store::KeyStore;
+        let (client, store) = directory().await;
+        let (all, last) = versions(&store, 2).await;
+        let user = all[0].user_id;
+        let (mut cache, mut pins) = (KeyCache::default(), BTreeMap::new());
+        let v2 = cache.key(&client, &mut pins, user, 2).await.unwrap();
+        assert_eq!(v2.key, all[1].sign_key);
+        // The keys rotate after this operation verified version 2: the chain from scratch
+        // now ends at version 3, not at what the operation checks signatures against.
+        let v3 = last.rotated(Timestamp(2_000)).unwrap();
+        store.insert(&v3.bundle).await.unwrap();
+        assert_eq!(cache.key(&client, &mut pins, user, 1).await, None);
+    }
 }

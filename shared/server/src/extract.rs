@@ -209,3 +209,128 @@ where
         Ok(Self(body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn request(body: &'static [u8], declared: Option<usize>) -> Request {
+        let mut builder = Request::builder().method("POST").uri("/x");
+        if let Some(n) = declared {
+            builder = builder.header(axum::http::header::CONTENT_LENGTH, n);
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_up_to_the_limit_is_read_whole() {
+        for declared in [None, Some(4)] {
+            let (parts, bytes) = read_body(request(b"abcd", declared), 4).await.unwrap();
+            assert_eq!(&bytes[..], b"abcd");
+            assert_eq!(parts.uri, "/x");
+        }
+        let (_, bytes) = read_body(request(b"ab", Some(2)), 4).await.unwrap();
+        assert_eq!(&bytes[..], b"ab");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_refused_declared_or_not() {
+        // Declared too long: refused on the header alone, whatever follows.
+        let err = read_body(request(b"ab", Some(5)), 4).await;
+        assert!(
+            matches!(err, Err(Error::BodyTooLarge { limit: 4 })),
+            "{err:?}"
+        );
+        // Not declared (or declared short): refused while reading.
+        for declared in [None, Some(3)] {
+            let err = read_body(request(b"abcde", declared), 4).await;
+            assert!(
+                matches!(err, Err(Error::BodyTooLarge { limit: 4 })),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Body2 {
+        n: u32,
+        inner: Inner,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Inner {
+        s: String,
+    }
+
+    #[test]
+    fn json_parses_into_the_type_and_an_empty_body_is_null() {
+        let got: Body2 = parse_json(br#"{"n": 7, "inner": {"s": "x"}}"#).unwrap();
+        assert_eq!(
+            got,
+            Body2 {
+                n: 7,
+                inner: Inner { s: "x".into() }
+            }
+        );
+        parse_json::<()>(b"").unwrap();
+        let none: Option<u32> = parse_json(b"").unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_field_and_broken_json_is_malformed() {
+        let err = parse_json::<Body2>(br#"{"n": 7, "inner": {"s": 5}}"#);
+        assert!(
+            matches!(&err, Err(Error::InvalidBody { field, .. }) if field == "inner.s"),
+            "{err:?}"
+        );
+        for broken in [
+            &br#"{"n": 7"#[..],
+            b"{n}",
+            br#"{"n": 7, "inner": {"s": "x"}} x"#,
+        ] {
+            let err = parse_json::<Body2>(broken);
+            assert!(matches!(err, Err(Error::MalformedJson(_))), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn signature_headers_need_all_four_well_formed() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let sig = RequestSignature::sign(
+            &key,
+            Signer::User(cinder_proto::UserId([2; 16])),
+            "POST",
+            "/x",
+            b"",
+            cinder_proto::Timestamp(10),
+            cinder_proto::Nonce([3; 16]),
+        );
+        let mut headers = HeaderMap::new();
+        for (name, value) in sig.headers() {
+            headers.insert(name, value.parse().unwrap());
+        }
+        assert_eq!(signature_headers(&headers).unwrap(), sig);
+        for name in [
+            SIGNER_HEADER,
+            TIMESTAMP_HEADER,
+            NONCE_HEADER,
+            SIGNATURE_HEADER,
+        ] {
+            let mut missing = headers.clone();
+            missing.remove(name);
+            assert!(matches!(
+                signature_headers(&missing),
+                Err(Error::Unauthenticated)
+            ));
+            let mut bad = headers.clone();
+            bad.insert(name, "not-it".parse().unwrap());
+            assert!(matches!(
+                signature_headers(&bad),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
+}

@@ -129,3 +129,93 @@ pub async fn announce(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use cinder_proto::calls::relay_mac;
+    use cinder_proto::{ChannelId, RoomId};
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    /// Relays as given, served back without any filtering of their own: what the domain
+    /// does with a relay at the edge of its expiry is then the domain's alone.
+    #[derive(Default)]
+    struct Relays(Mutex<Vec<Relay>>);
+
+    #[async_trait]
+    impl RelayStore for Relays {
+        async fn announce(&self, relay: &Relay) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(relay.clone());
+            Ok(())
+        }
+        async fn relays(&self, _: Timestamp) -> Result<Vec<Relay>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    fn secret() -> TurnSecret {
+        TurnSecret::new(b"sixteen byte key and more".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let shown = format!("{:?}", secret());
+        assert_eq!(shown, "TurnSecret(..)");
+        assert!(!shown.contains("sixteen"));
+    }
+
+    #[tokio::test]
+    async fn credentials_name_only_relays_whose_announcement_runs_past_now() {
+        let relays = Relays::default();
+        for (id, expires_at) in [("lapsing", NOW), ("live", NOW.plus(1))] {
+            relays.0.lock().unwrap().push(Relay {
+                relay_id: id.into(),
+                urls: vec![format!("turn:{id}.example:3478")],
+                expires_at,
+            });
+        }
+        let (room, channel) = (RoomId([1; 16]), ChannelId([2; 16]));
+        let creds = credentials(
+            &relays,
+            &secret(),
+            Signer::Channel(room, channel),
+            ChannelRef { room, channel },
+            (NOW, 600),
+        )
+        .await
+        .unwrap();
+        assert_eq!(creds.urls, ["turn:live.example:3478"]);
+        assert_eq!(creds.expires_at, NOW.plus(600));
+    }
+
+    #[tokio::test]
+    async fn an_announcement_may_reach_exactly_the_longest_expiry() {
+        let relays = Relays::default();
+        let secret = secret();
+        let announce_until = |expires_at: Timestamp| {
+            let body = serde_json::to_vec(&RelayAnnouncement {
+                urls: vec!["turn:relay.example:3478".into()],
+                expires_at,
+            })
+            .unwrap();
+            let mac = relay_mac(secret.expose(), "r1", &body);
+            (body, mac)
+        };
+        let (body, mac) = announce_until(NOW.plus(limits::MAX_ANNOUNCEMENT_SECS));
+        announce(&relays, &secret, "r1", (&body, Some(&mac)), NOW)
+            .await
+            .unwrap();
+        assert_eq!(relays.0.lock().unwrap().len(), 1);
+        for expires_at in [NOW.plus(limits::MAX_ANNOUNCEMENT_SECS + 1), NOW] {
+            let (body, mac) = announce_until(expires_at);
+            let r = announce(&relays, &secret, "r1", (&body, Some(&mac)), NOW).await;
+            assert!(matches!(r, Err(Error::InvalidParameter(_))), "{r:?}");
+        }
+        assert_eq!(relays.0.lock().unwrap().len(), 1);
+    }
+}

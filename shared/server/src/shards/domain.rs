@@ -240,3 +240,198 @@ pub fn delete_hash_of(secret: &[u8]) -> Blob {
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use cinder_proto::{ChannelId, MediaId, RoomId};
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+    const HORIZON: u64 = 86_400;
+
+    /// The channel's messages and holds in memory, with the store's contract: numbers
+    /// only grow, `post_next` takes exactly one past the highest, burnt messages are
+    /// never served.
+    #[derive(Default)]
+    struct Shards(Mutex<Channel>);
+
+    #[derive(Default)]
+    struct Channel {
+        taken: u64,
+        holds: BTreeMap<u64, (Vec<u8>, Timestamp)>,
+        posted: BTreeMap<u64, Shard>,
+    }
+
+    #[async_trait]
+    impl ShardStore for Shards {
+        async fn reserve(
+            &self,
+            _: &ChannelRef,
+            hold: &[u8],
+            expires_at: Timestamp,
+        ) -> Result<u64, StoreError> {
+            let mut c = self.0.lock().unwrap();
+            c.taken += 1;
+            let n = c.taken;
+            c.holds.insert(n, (hold.to_vec(), expires_at));
+            Ok(n)
+        }
+        async fn reserved(&self, _: &ChannelRef) -> Result<u64, StoreError> {
+            Ok(self.0.lock().unwrap().taken)
+        }
+        async fn post_next(&self, _: &ChannelRef, shard: &Shard) -> Result<(), StoreError> {
+            let mut c = self.0.lock().unwrap();
+            if shard.number != c.taken + 1 {
+                return Err(StoreError::Conflict);
+            }
+            c.taken = shard.number;
+            c.posted.insert(shard.number, shard.clone());
+            Ok(())
+        }
+        async fn fill_hold(
+            &self,
+            _: &ChannelRef,
+            shard: &Shard,
+            hold: &[u8],
+            now: Timestamp,
+        ) -> Result<(), StoreError> {
+            let mut c = self.0.lock().unwrap();
+            match c.holds.get(&shard.number) {
+                Some((h, expires)) if h == hold && now < *expires => {}
+                _ => return Err(StoreError::Conflict),
+            }
+            c.holds.remove(&shard.number);
+            c.posted.insert(shard.number, shard.clone());
+            Ok(())
+        }
+        async fn shards(
+            &self,
+            _: &ChannelRef,
+            after: u64,
+            limit: usize,
+            now: Timestamp,
+        ) -> Result<Vec<Shard>, StoreError> {
+            let c = self.0.lock().unwrap();
+            Ok(c.posted
+                .range(after + 1..)
+                .map(|(_, s)| s)
+                .filter(|s| s.burn_at > now)
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+        async fn shard(
+            &self,
+            _: &ChannelRef,
+            number: u64,
+            now: Timestamp,
+        ) -> Result<Option<Shard>, StoreError> {
+            let c = self.0.lock().unwrap();
+            Ok(c.posted.get(&number).filter(|s| s.burn_at > now).cloned())
+        }
+        async fn delete_shard(&self, _: &ChannelRef, number: u64) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().posted.remove(&number).is_some())
+        }
+    }
+
+    const CHANNEL: ChannelRef = ChannelRef {
+        room: RoomId([1; 16]),
+        channel: ChannelId([2; 16]),
+    };
+    const CAP: Signer = Signer::Channel(RoomId([1; 16]), ChannelId([2; 16]));
+
+    fn message(bytes: usize) -> PostShard {
+        PostShard {
+            ciphertext: Blob(vec![7; bytes]),
+            burn_at: NOW.plus(60),
+            delete_hash: None,
+            media: Vec::new(),
+            hold: None,
+        }
+    }
+
+    async fn post_as(store: &Shards, number: u64, req: PostShard) -> Result<Shard> {
+        post(store, CAP, CHANNEL, number, req, NOW, HORIZON).await
+    }
+
+    fn is_limit(r: &Result<impl std::fmt::Debug>, name: &str) -> bool {
+        matches!(r, Err(Error::LimitExceeded { field: Some(f), .. }) if *f == name)
+    }
+
+    #[test]
+    fn numbers_up_to_the_largest_stored_integer_are_in_range() {
+        assert!(check_number(i64::MAX as u64).is_ok());
+        assert!(matches!(
+            check_number(i64::MAX as u64 + 1),
+            Err(Error::InvalidParameter(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_message_of_exactly_the_bounds_is_stored_and_one_past_is_refused() {
+        let store = Shards::default();
+        let full = post_as(&store, 1, message(limits::MAX_SHARD_BYTES))
+            .await
+            .unwrap();
+        assert_eq!(full.ciphertext.len(), limits::MAX_SHARD_BYTES);
+        assert_eq!(full.posted_at, NOW);
+        let r = post_as(&store, 2, message(limits::MAX_SHARD_BYTES + 1)).await;
+        assert!(is_limit(&r, "ciphertext"), "{r:?}");
+        let r = post_as(&store, 2, message(0)).await;
+        assert!(is_limit(&r, "ciphertext"), "{r:?}");
+    }
+    #[tokio::test]
+    async fn a_message_links_up_to_the_most_objects_each_once() {
+        let max = cinder_proto::media::limits::MAX_MEDIA_PER_MESSAGE;
+        let ids = |n: usize| (0..n).map(|i| MediaId([i as u8; 16])).collect::<Vec<_>>();
+        let store = Shards::default();
+        let most = PostShard {
+            media: ids(max),
+            ..message(1)
+        };
+        assert_eq!(post_as(&store, 1, most).await.unwrap().media, ids(max));
+        let too_many = PostShard {
+            media: ids(max + 1),
+            ..message(1)
+        };
+        let r = post_as(&store, 2, too_many).await;
+        assert!(is_limit(&r, "media"), "{r:?}");
+        let twice = PostShard {
+            media: vec![MediaId([1; 16]), MediaId([2; 16]), MediaId([1; 16])],
+            ..message(1)
+        };
+        let r = post_as(&store, 2, twice).await;
+        assert!(is_limit(&r, "media"), "{r:?}");
+        // Nothing refused was stored.
+        assert_eq!(store.0.lock().unwrap().posted.len(), 1);
+    }
+    #[tokio::test]
+    async fn a_page_is_one_to_the_most_messages_and_names_the_next_when_full() {
+        let store = Shards::default();
+        for n in 1..=3 {
+            post_as(&store, n, message(1)).await.unwrap();
+        }
+        let page = |limit| list(&store, CAP, CHANNEL, 0, limit, NOW);
+        for bad in [0, limits::MAX_SHARD_PAGE + 1] {
+            let r = page(Some(bad)).await;
+            assert!(is_limit(&r, "limit"), "{bad}: {r:?}");
+        }
+        let most = page(Some(limits::MAX_SHARD_PAGE)).await.unwrap();
+        assert_eq!((most.shards.len(), most.next), (3, None));
+        let two = page(Some(2)).await.unwrap();
+        assert_eq!(
+            two.shards.iter().map(|s| s.number).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(two.next, Some(2));
+        let one = page(Some(1)).await.unwrap();
+        assert_eq!((one.shards.len(), one.next), (1, Some(1)));
+        let rest = list(&store, CAP, CHANNEL, 2, None, NOW).await.unwrap();
+        assert_eq!((rest.shards.len(), rest.next), (1, None));
+    }
+}

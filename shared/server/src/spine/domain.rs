@@ -143,3 +143,150 @@ pub async fn delete(rooms: &dyn RoomStore, signer: Signer, room: RoomId) -> Resu
         Err(Error::NotFound("room"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use cinder_proto::rooms::SpineEntry;
+
+    use super::*;
+
+    /// Rooms and their spine logs in memory, with the store's contract: an update takes
+    /// exactly the next version, the log keeps every version's spine and outlives the room.
+    /// Live rooms, and every logged spine by (room, version).
+    type Held = (HashMap<RoomId, Room>, BTreeMap<(RoomId, u64), Blob>);
+
+    #[derive(Default)]
+    struct Rooms(Mutex<Held>);
+
+    #[async_trait]
+    impl RoomStore for Rooms {
+        async fn create_room(&self, room: &Room) -> Result<(), StoreError> {
+            let mut s = self.0.lock().unwrap();
+            if s.0.contains_key(&room.room_id) {
+                return Err(StoreError::Conflict);
+            }
+            s.0.insert(room.room_id, room.clone());
+            s.1.insert((room.room_id, room.version), room.spine.clone());
+            Ok(())
+        }
+        async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
+            Ok(self.0.lock().unwrap().0.get(id).cloned())
+        }
+        async fn update_room(&self, room: &Room) -> Result<(), StoreError> {
+            let mut s = self.0.lock().unwrap();
+            match s.0.get(&room.room_id) {
+                Some(old) if old.version + 1 == room.version => {}
+                _ => return Err(StoreError::Conflict),
+            }
+            s.0.insert(room.room_id, room.clone());
+            s.1.insert((room.room_id, room.version), room.spine.clone());
+            Ok(())
+        }
+        async fn spines(
+            &self,
+            id: &RoomId,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<SpineEntry>, StoreError> {
+            let s = self.0.lock().unwrap();
+            Ok(s.1
+                .range((*id, after + 1)..=(*id, u64::MAX))
+                .take(limit)
+                .map(|(&(_, version), spine)| SpineEntry {
+                    version,
+                    spine: spine.clone(),
+                })
+                .collect())
+        }
+        async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().0.remove(id).is_some())
+        }
+    }
+
+    const ROOM: RoomId = RoomId([1; 16]);
+
+    fn key(seed: u8) -> VerifyKey {
+        VerifyKey::from(ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key())
+    }
+
+    fn channels(n: usize) -> BTreeMap<ChannelId, VerifyKey> {
+        (0..n).map(|i| (ChannelId([i as u8; 16]), key(9))).collect()
+    }
+
+    fn creation(spine: usize, channel_count: usize) -> CreateRoom {
+        CreateRoom {
+            room_id: ROOM,
+            spine: Blob(vec![1; spine]),
+            admin_key: key(1),
+            member_key: key(2),
+            channels: channels(channel_count),
+        }
+    }
+
+    fn update_to(expected_version: u64, spine: usize, channel_count: usize) -> UpdateRoom {
+        UpdateRoom {
+            expected_version,
+            spine: Blob(vec![2; spine]),
+            admin_key: key(3),
+            member_key: key(4),
+            channels: channels(channel_count),
+        }
+    }
+
+    fn is_limit(r: &Result<impl std::fmt::Debug>, name: &str) -> bool {
+        matches!(r, Err(Error::LimitExceeded { field: Some(f), .. }) if *f == name)
+    }
+
+    #[tokio::test]
+    async fn a_room_of_exactly_the_bounds_is_created_and_updated_and_one_past_is_refused() {
+        let rooms = Rooms::default();
+        let (max_spine, max_channels) = (limits::MAX_SPINE_BYTES, limits::MAX_CHANNELS);
+        for (spine, count, field) in [
+            (max_spine + 1, 0, "spine"),
+            (0, 0, "spine"),
+            (1, max_channels + 1, "channels"),
+        ] {
+            let r = create(&rooms, creation(spine, count)).await;
+            assert!(is_limit(&r, field), "{spine} {count}: {r:?}");
+            let r = update(
+                &rooms,
+                Signer::Admin(ROOM),
+                ROOM,
+                update_to(1, spine, count),
+            )
+            .await;
+            assert!(is_limit(&r, field), "{spine} {count}: {r:?}");
+        }
+        let room = create(&rooms, creation(max_spine, max_channels))
+            .await
+            .unwrap();
+        assert_eq!((room.version, room.channels.len()), (1, max_channels));
+        let next = update(
+            &rooms,
+            Signer::Admin(ROOM),
+            ROOM,
+            update_to(1, max_spine, max_channels),
+        )
+        .await
+        .unwrap();
+        assert_eq!((next.version, next.admin_key), (2, key(3)));
+        assert_eq!(rooms.room(&ROOM).await.unwrap(), Some(next));
+    }
+    #[tokio::test]
+    async fn the_log_is_read_after_any_stored_version_and_no_further() {
+        let rooms = Rooms::default();
+        let room = create(&rooms, creation(1, 0)).await.unwrap();
+        let reader = (Signer::Member(ROOM), Some(&room));
+        let all = spines(&rooms, reader, ROOM, 0).await.unwrap();
+        assert_eq!(all.entries.len(), 1);
+        // The largest version a store holds is a cursor past everything, not an error.
+        let past = spines(&rooms, reader, ROOM, i64::MAX as u64).await.unwrap();
+        assert_eq!((past.entries.len(), past.next), (0, None));
+        let r = spines(&rooms, reader, ROOM, i64::MAX as u64 + 1).await;
+        assert!(matches!(r, Err(Error::InvalidParameter(_))), "{r:?}");
+    }
+}
