@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message and call rules, the client's key directory and enclave
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call and key rules, the client's key directory and enclave
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -177,6 +177,10 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message and 
 	then run calls -f shared/server/src/calls/domain.rs --baseline skip \
 		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=calls_api -C=--test=calls_dev; \
 	else echo "calls: the unmutated tests fail"; failed="$$failed calls"; fi; \
+	if cargo test -q -p cinder-server -p cinder-tests --lib --test keys_api >/dev/null 2>&1; \
+	then run keys -f shared/server/src/keys/domain.rs --baseline skip \
+		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=keys_api; \
+	else echo "keys: the unmutated tests fail"; failed="$$failed keys"; fi; \
 	run client -f client/src/directory.rs -f client/src/account.rs \
 		-F 'directory\.rs|account\.rs.*(EnclaveKey|in aad| aad ->|argon2)' \
 		-E 'replace \|\| with && in Client::verified_keys' --test-package cinder-client -- --lib; \

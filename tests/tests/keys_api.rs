@@ -943,3 +943,70 @@ async fn storage_failures_are_a_generic_500() {
         "no backend detail leaks"
     );
 }
+
+/// Every bound is inclusive: exactly the limit is served (and `more`/`next` say "full" only
+/// when the page is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_limit_admits_exactly_its_bound_and_pages_say_full_only_when_full() {
+    use cinder_proto::api::limits;
+    for b in backends().await {
+        let (alice, bob) = (User::new(1, T0), User::new(2, T0));
+        publish(&b.app, &alice).await;
+        publish(&b.app, &bob).await;
+
+        // A lookup of exactly MAX_LOOKUP users.
+        let ids: Vec<UserId> = (0..limits::MAX_LOOKUP)
+            .map(|i| UserId([i as u8; 16]))
+            .collect();
+        let found = send(
+            &b.app,
+            "POST",
+            "/keys/lookup",
+            &[],
+            body(&json!({ "user_ids": ids })),
+        )
+        .await;
+        assert_eq!(found.status, 200, "{}: {:?}", b.name, found.json);
+
+        // A chain page of exactly its limit is not "more"; the last cursor a store can
+        // hold gives an empty page of a known user, not an unknown user.
+        let chain = format!("/keys/{}/chain", alice.id());
+        let one = send(
+            &b.app,
+            "GET",
+            &format!("{chain}?after=0&limit=1"),
+            &[],
+            vec![],
+        )
+        .await;
+        assert_eq!(one.status, 200, "{}", b.name);
+        assert_eq!(one.json["bundles"].as_array().unwrap().len(), 1);
+        assert_eq!(one.json["more"], json!(false), "{}", b.name);
+        let last = format!("{chain}?after={}", i64::MAX);
+        let past = send(&b.app, "GET", &last, &[], vec![]).await;
+        assert_eq!(
+            (past.status.as_u16(), &past.json),
+            (200, &json!({ "bundles": [], "more": false })),
+            "{}",
+            b.name
+        );
+
+        // An envelope of exactly MAX_ENVELOPE_BYTES, kept exactly MAX_ENVELOPE_TTL.
+        let inbox = format!("/inbox/{}", alice.id());
+        let mut full = drop_body(limits::MAX_ENVELOPE_BYTES);
+        full["ttl"] = json!(limits::MAX_ENVELOPE_TTL);
+        let dropped = signed(&b.app, &bob, "POST", &inbox, Some(full), T0).await;
+        assert_eq!(dropped.status, 201, "{}: {:?}", b.name, dropped.json);
+        assert_eq!(
+            dropped.json["expires_at"],
+            json!(T0.0 + limits::MAX_ENVELOPE_TTL)
+        );
+
+        // An inbox page names a next cursor only when it is full.
+        let page = |limit| format!("{inbox}?limit={limit}");
+        let filled = signed(&b.app, &alice, "GET", &page(1), None, T0).await;
+        assert_eq!(filled.json["next"], dropped.json["id"], "{}", b.name);
+        let roomy = signed(&b.app, &alice, "GET", &page(2), None, T0).await;
+        assert_eq!(roomy.json["next"], Value::Null, "{}", b.name);
+    }
+}
