@@ -161,12 +161,13 @@ pub fn media_bucket(tables: &cinder_aws::rooms::RoomTables) -> String {
 
 /// The object store on the media bucket of a [`fresh_rooms_store`] call.
 pub fn media_objects(tables: &cinder_aws::rooms::RoomTables) -> Arc<S3Objects> {
-    Arc::new(S3Objects::on_endpoint(endpoint(), media_bucket(tables)))
+    Arc::new(S3Objects::on_endpoint(endpoint(), media_bucket(tables)).expect("moto's endpoint"))
 }
 
 /// Creates an S3 bucket on moto.
 pub async fn create_bucket(name: &str) {
     S3Objects::on_endpoint(endpoint(), name.to_owned())
+        .expect("moto's endpoint")
         .client()
         .create_bucket()
         .bucket(name)

@@ -6,7 +6,7 @@
 
 use cinder_proto::media::{ObjectKey, limits};
 use cinder_proto::{ChannelId, MediaId, RoomId, Timestamp};
-use cinder_server::store::{ObjectStore, Presigned};
+use cinder_server::store::{MediaUrls, ObjectStore, Presigned};
 
 fn attachment(number: u64, media: u8) -> ObjectKey {
     ObjectKey::Attachment {

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem, Update};
 use cinder_server::Clock;
-use cinder_server::store::ObjectStore;
+use cinder_server::store::{MediaUrls, ObjectStore};
 use cinder_tests::lambda::{Gateway, Target};
 use cinder_tests::meter::{
     self, AwsCall, Event, Kind, Meter, Service, Tally, item_size, number_size, read_units,
@@ -348,7 +348,7 @@ async fn s3_calls_are_named_and_told_apart_by_who_makes_them() {
     let meter = Meter::on_moto().await;
     let bucket = format!("{}media", moto::unique_prefix());
     moto::create_bucket(&bucket).await;
-    let objects = cinder_aws::media::S3Objects::on_endpoint(&meter.url, bucket);
+    let objects = cinder_aws::media::S3Objects::on_endpoint(&meter.url, bucket).unwrap();
     let key = cinder_proto::media::ObjectKey::Avatar {
         room: cinder_proto::RoomId([1; 16]),
         media: cinder_proto::MediaId([2; 16]),

@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let media = MediaConfig::from_env()?;
     let sdk = cinder_aws::sdk_config().await?;
-    let objects = &S3Objects::from_sdk(&sdk, media.bucket);
+    let objects = &S3Objects::from_sdk(&sdk, media.bucket)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         burn(&event.payload, objects)
             .await

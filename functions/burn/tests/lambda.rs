@@ -11,7 +11,7 @@ use cinder_aws::media::S3Objects;
 use cinder_proto::media::{ObjectKey, limits};
 use cinder_proto::rooms::Shard;
 use cinder_proto::{Blob, ChannelId, MediaId, RoomId, Timestamp};
-use cinder_server::store::{ChannelRef, ObjectStore, ShardStore};
+use cinder_server::store::{ChannelRef, MediaUrls, ShardStore};
 use cinder_tests::lambda::{RuntimeApi, rooms_env};
 use cinder_tests::moto;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cinder_aws::media::{MediaConfig, S3Objects};
+use cinder_aws::media::{MediaConfig, S3Presigner};
 use cinder_aws::rooms::{DynamoRooms, RoomTables};
 use cinder_server::Clock;
 use cinder_server::media::{MediaState, router};
@@ -18,7 +18,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let limits = cinder_server::limits::Limits::from_env()?;
     let sdk = cinder_aws::sdk_config().await?;
     let store = DynamoRooms::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
-    let objects = S3Objects::from_sdk(&sdk, media.bucket);
+    // Presigning is all it does with S3: no S3 client (cinder_aws::media::S3Presigner).
+    let objects = S3Presigner::from_sdk(&sdk, &media.bucket)?;
     let state = MediaState::new(
         Arc::new(store),
         Arc::new(objects),

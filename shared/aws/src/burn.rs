@@ -169,8 +169,6 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use cinder_proto::Timestamp;
-    use cinder_server::store::Presigned;
     use serde_json::json;
 
     use super::*;
@@ -315,25 +313,6 @@ mod tests {
 
     #[async_trait]
     impl ObjectStore for Objects {
-        async fn upload_url(
-            &self,
-            _: &ObjectKey,
-            _: u64,
-            _: Timestamp,
-            _: u64,
-        ) -> Result<Presigned, StoreError> {
-            unreachable!("the burn never uploads")
-        }
-
-        async fn download_url(
-            &self,
-            _: &ObjectKey,
-            _: Timestamp,
-            _: u64,
-        ) -> Result<Presigned, StoreError> {
-            unreachable!("the burn never downloads")
-        }
-
         async fn delete(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
             if keys
                 .iter()

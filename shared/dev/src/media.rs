@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cinder_proto::Timestamp;
 use cinder_proto::media::ObjectKey;
-use cinder_server::store::{ObjectStore, Presigned, StoreError};
+use cinder_server::store::{MediaUrls, ObjectStore, Presigned, StoreError};
 use cinder_server::{Clock, Error};
 use cinder_sqlite::SqliteStore;
 use futures::StreamExt;
@@ -100,7 +100,7 @@ impl FileObjects {
 }
 
 #[async_trait]
-impl ObjectStore for FileObjects {
+impl MediaUrls for FileObjects {
     async fn upload_url(
         &self,
         key: &ObjectKey,
@@ -125,7 +125,10 @@ impl ObjectStore for FileObjects {
             headers: Default::default(),
         })
     }
+}
 
+#[async_trait]
+impl ObjectStore for FileObjects {
     async fn delete(&self, keys: &[ObjectKey]) -> Result<(), StoreError> {
         for key in keys {
             match tokio::fs::remove_file(self.path(key)).await {

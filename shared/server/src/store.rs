@@ -357,10 +357,11 @@ pub struct Presigned {
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
-/// Where media ciphertexts live: S3 in AWS, files under `make dev`. The server never moves
-/// bytes; it hands out short-lived URLs for one object each, and deletes objects.
+/// Where media ciphertexts are fetched and sent: short-lived URLs for one object each (S3
+/// presigned URLs in AWS, the dev server's own under `make dev`). The server never moves
+/// bytes.
 #[async_trait]
-pub trait ObjectStore: Send + Sync {
+pub trait MediaUrls: Send + Sync {
     /// A URL that accepts one `PUT` of exactly `size` bytes to `key` until `now + ttl`.
     async fn upload_url(
         &self,
@@ -377,7 +378,12 @@ pub trait ObjectStore: Send + Sync {
         now: Timestamp,
         ttl_secs: u64,
     ) -> Result<Presigned, StoreError>;
+}
 
+/// Where media ciphertexts live, S3 in AWS and files under `make dev`, as the burn sees
+/// them: objects to delete.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
     /// Deletes objects; absent ones are not an error.
     async fn delete(&self, keys: &[cinder_proto::media::ObjectKey]) -> Result<(), StoreError>;
 }

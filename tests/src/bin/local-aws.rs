@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let bucket = format!("{prefix}media");
-    let s3 = S3Objects::on_endpoint(&endpoint, bucket.clone());
+    let s3 = S3Objects::on_endpoint(&endpoint, bucket.clone())?;
     if s3
         .client()
         .head_bucket()

@@ -4,7 +4,7 @@ use cinder_proto::media::{DownloadGrant, ObjectKey, UploadGrant, limits};
 use cinder_proto::{MediaId, RoomId, Signer, Timestamp};
 
 use crate::shards::domain::require_channel;
-use crate::store::{ChannelRef, ObjectStore, ShardStore};
+use crate::store::{ChannelRef, MediaUrls, ShardStore};
 use crate::{Error, Result};
 
 /// A fresh object id: the server picks it, so no client can aim at another's object.
@@ -32,7 +32,7 @@ fn require_member(signer: Signer, room: RoomId) -> Result<()> {
 }
 
 async fn upload(
-    objects: &dyn ObjectStore,
+    objects: &dyn MediaUrls,
     key: ObjectKey,
     media: MediaId,
     size: u64,
@@ -54,7 +54,7 @@ async fn upload(
 #[tracing::instrument(skip_all)]
 pub async fn upload_attachment(
     shards: &dyn ShardStore,
-    objects: &dyn ObjectStore,
+    objects: &dyn MediaUrls,
     signer: Signer,
     (channel, number): (ChannelRef, u64),
     size: u64,
@@ -81,7 +81,7 @@ pub async fn upload_attachment(
 #[tracing::instrument(skip_all)]
 pub async fn download_attachment(
     shards: &dyn ShardStore,
-    objects: &dyn ObjectStore,
+    objects: &dyn MediaUrls,
     signer: Signer,
     (channel, number, media): (ChannelRef, u64, MediaId),
     now: Timestamp,
@@ -113,7 +113,7 @@ pub async fn download_attachment(
 /// An upload URL for an avatar sealed for this room (member capability).
 #[tracing::instrument(skip_all)]
 pub async fn upload_avatar(
-    objects: &dyn ObjectStore,
+    objects: &dyn MediaUrls,
     signer: Signer,
     room: RoomId,
     size: u64,
@@ -128,7 +128,7 @@ pub async fn upload_avatar(
 /// A download URL for an avatar of this room (member capability).
 #[tracing::instrument(skip_all)]
 pub async fn download_avatar(
-    objects: &dyn ObjectStore,
+    objects: &dyn MediaUrls,
     signer: Signer,
     (room, media): (RoomId, MediaId),
     now: Timestamp,

@@ -15,7 +15,7 @@ use axum::extract::FromRef;
 pub use routes::{router, routes};
 
 use crate::limits::{Limiter, Limits};
-use crate::store::{NonceStore, ObjectStore, RateLimitStore, RoomStore, ShardStore};
+use crate::store::{MediaUrls, NonceStore, RateLimitStore, RoomStore, ShardStore};
 use crate::{Auth, Clock};
 
 /// What the media function's handlers need.
@@ -24,7 +24,7 @@ pub struct MediaState {
     /// Messages: an attachment is served only while the message linking it lives.
     pub shards: Arc<dyn ShardStore>,
     /// Where the bytes are.
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn MediaUrls>,
     /// Capability authentication (reads rooms for channel and member keys).
     pub auth: Auth,
     /// The per-action limits.
@@ -35,12 +35,7 @@ pub struct MediaState {
 
 impl MediaState {
     /// State over one store holding rooms, shards and nonces, and an object store.
-    pub fn new<S>(
-        store: Arc<S>,
-        objects: Arc<dyn ObjectStore>,
-        clock: Clock,
-        max_bytes: u64,
-    ) -> Self
+    pub fn new<S>(store: Arc<S>, objects: Arc<dyn MediaUrls>, clock: Clock, max_bytes: u64) -> Self
     where
         S: RoomStore + ShardStore + NonceStore + RateLimitStore + 'static,
     {
