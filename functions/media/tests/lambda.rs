@@ -95,3 +95,61 @@ async fn attachments_through_the_media_lambda_on_s3() {
     let (status, answer) = signed_http(&http, base, chan, "GET", &download, None).await;
     assert_eq!((status, &answer["code"]), (404, &json!("not_found")));
 }
+
+#[test]
+fn a_media_function_that_cannot_address_its_bucket_fails_its_start() {
+    // GIVEN the media function's configuration on AWS's own endpoints (no endpoint URL), with
+    // a bucket name or a region its presigned URLs cannot address, or an unusable endpoint URL
+    let base = [
+        ("ROOMS_TABLE", "rooms"),
+        ("SPINES_TABLE", "spines"),
+        ("SHARDS_TABLE", "shards"),
+        ("NONCES_TABLE", "nonces"),
+        ("RATE_LIMITS_TABLE", "rate-limits"),
+        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+        // No Runtime API: a binary that got past its configuration would fail here instead,
+        // with an error about the API, not the setting.
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+    ];
+    for (setting, env) in [
+        (
+            "MEDIA_BUCKET",
+            [
+                ("MEDIA_BUCKET", "Media.Bucket"),
+                ("AWS_REGION", "eu-west-1"),
+            ],
+        ),
+        (
+            "AWS_REGION",
+            [
+                ("MEDIA_BUCKET", "media-bucket"),
+                ("AWS_REGION", "us-iso-east-1"),
+            ],
+        ),
+        (
+            "AWS_ENDPOINT_URL",
+            [
+                ("MEDIA_BUCKET", "media/bucket"),
+                ("AWS_REGION", "us-east-1"),
+            ],
+        ),
+    ] {
+        let mut start = std::process::Command::new(env!("CARGO_BIN_EXE_cinder-media"));
+        start.env_clear().envs(base).envs(env);
+        if setting == "AWS_ENDPOINT_URL" {
+            start.env("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9");
+        }
+
+        // WHEN it starts
+        let out = start.output().unwrap();
+
+        // THEN it exits before asking for an event, naming the setting
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{setting} started");
+        assert!(stderr.contains(setting), "{setting}: {stderr}");
+    }
+}
