@@ -155,7 +155,7 @@ impl Client {
     pub async fn lookup(&self, user_ids: Vec<UserId>) -> Result<LookupResponse, ClientError> {
         self.call(
             Method::POST,
-            "/keys/lookup",
+            LOOKUP_PATH,
             Some(&LookupRequest { user_ids }),
             None,
         )
@@ -452,10 +452,13 @@ impl Client {
     }
 }
 
+/// The key lookup's path: a read sent as a `POST` (see [`is_read`]).
+const LOOKUP_PATH: &str = "/keys/lookup";
+
 /// Whether a request only reads, so sending it again after a `503` is safe: every `GET`,
 /// and `POST /keys/lookup` (a `POST` only because its list of ids would not fit a URL).
 fn is_read(method: &Method, path: &str) -> bool {
-    *method == Method::GET || (*method == Method::POST && path == "/keys/lookup")
+    *method == Method::GET || (*method == Method::POST && path == LOOKUP_PATH)
 }
 
 /// How long to wait before retry number `attempt` (from 0) of a read answered `503`: the
