@@ -45,7 +45,7 @@ use rand_core::OsRng;
 use serde_json::{Value, json};
 
 /// Cold starts per binary.
-const STARTS: usize = 20;
+const STARTS: usize = 60;
 /// The goal: each function's median init at most this many times the hello world's.
 const GOAL: f64 = 1.3;
 /// The baseline's package (and binary) name.
