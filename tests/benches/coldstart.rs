@@ -16,10 +16,9 @@
 //! The event is queued before the process starts, as on Lambda, where a cold start happens
 //! because an event is waiting. Every binary is started once, untimed, before the rounds, so
 //! all are measured with their pages in the page cache, and first each is dropped from the
-//! cache and read back ([`as_deployed`]): a binary the linker has just written sits in the
-//! cache as it was written, in small pieces, and starts measurably slower (about 0.3 ms here)
-//! than the same file read from storage, which is how Lambda's and every deployed binary's
-//! pages arrive. Figures, never timed assertions.
+//! cache and read back ([`as_deployed`]): a binary the linker has just written starts
+//! measurably slower (about 0.3 ms here) than the same file read from storage, which is how
+//! Lambda's and every deployed binary's pages arrive. Figures, never timed assertions.
 //!
 //! `COLDSTART_STARTS=N` changes the number of starts per binary; `COLDSTART_BINARIES=DIR`
 //! skips the build and measures the binaries in `DIR` (to compare two builds; a function
@@ -161,11 +160,11 @@ async fn run(bin_dir: &Path, starts: usize) {
 
 /// Puts `binary` in the page cache as a deployed binary is: read from storage. Its pages
 /// are written out, dropped from the cache, and read back in one sequential pass, so the
-/// cache holds them in the large pieces read-ahead makes; a file the linker has just
-/// written is cached in the small pieces it was written in, and each of them costs a start
-/// its own page fault. Without this, a function built in this run would be measured against
-/// a hello world built (and re-read) long ago, and ratios moved by 0.1 to 0.2 from one
-/// sitting to the next with nothing changed.
+/// cache holds them as read-ahead makes them (large pieces); a file the linker has just
+/// written through a mapping is held as it was written, and starts measurably slower
+/// (docs/PERFORMANCE.md, "The page cache"). Without this, a function built in this run was
+/// measured against a hello world built (and re-read) long ago, and ratios moved by 0.1 to
+/// 0.2 from one sitting to the next with nothing changed.
 fn as_deployed(binary: &Path) {
     let mut file = std::fs::File::open(binary).unwrap();
     // Only clean pages can be dropped.
