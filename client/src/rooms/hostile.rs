@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cinder_proto::rooms::{Room, Shard};
-use cinder_proto::{ChannelId, KeyBundle, RoomId, Timestamp, UserId};
+use cinder_proto::{ChannelId, ErrorCode, KeyBundle, RoomId, Timestamp, UserId, VerifyKey};
 use cinder_server::Clock;
 use cinder_server::store::{ChannelRef, InboxStore, RoomStore, ShardStore};
 use cinder_sqlite::SqliteStore;
@@ -2095,4 +2095,153 @@ async fn a_sender_deletes_a_message_sent_before_a_key_rotation() {
         .await
         .unwrap();
     assert_eq!(bob.read(&w, room, general).await.messages, vec![]);
+}
+
+/// A layer for [`world_behind`]: every `POST /rooms` gets a `503` answer, after `create`
+/// decides what the server does with it (pass it on, so the room is stored, or drop it), and
+/// every answer to `GET /rooms/{room}` goes through `read_back` first.
+fn lost_create_answer(
+    app: axum::Router,
+    forward_create: bool,
+    read_back: impl Fn(Option<Room>, &cinder_proto::rooms::CreateRoom) -> Option<Room>
+    + Clone
+    + Send
+    + Sync
+    + 'static,
+) -> axum::Router {
+    use axum::response::IntoResponse;
+
+    let created: Arc<std::sync::Mutex<Option<cinder_proto::rooms::CreateRoom>>> = Arc::default();
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let (created, read_back) = (created.clone(), read_back.clone());
+            async move {
+                let method = request.method().clone();
+                let path = request.uri().path().to_owned();
+                let unavailable = || {
+                    cinder_server::Error::Store(cinder_server::store::StoreError::Unavailable(
+                        "the answer was lost".into(),
+                    ))
+                    .into_response()
+                };
+                if method == axum::http::Method::POST && path == "/rooms" {
+                    let (parts, body) = request.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                    *created.lock().unwrap() = serde_json::from_slice(&bytes).ok();
+                    if forward_create {
+                        let stored = next
+                            .run(axum::extract::Request::from_parts(parts, bytes.into()))
+                            .await;
+                        assert!(stored.status().is_success(), "{}", stored.status());
+                    }
+                    return unavailable();
+                }
+                let create = created.lock().unwrap().clone();
+                match create {
+                    Some(create)
+                        if method == axum::http::Method::GET
+                            && path == format!("/rooms/{}", create.room_id) =>
+                    {
+                        let answer = next.run(request).await;
+                        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+                            .await
+                            .unwrap();
+                        match read_back(serde_json::from_slice(&bytes).ok(), &create) {
+                            Some(room) => axum::Json(room).into_response(),
+                            None => unavailable(),
+                        }
+                    }
+                    _ => next.run(request).await,
+                }
+            }
+        },
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_loses_a_creates_answer_cannot_hand_back_another_room() {
+    // GIVEN a server that stores a new room, answers its create with a 503, and answers the
+    // creator's read-back with that room changed: each field in turn
+    let other = VerifyKey::from(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key());
+    let edits: Vec<fn(&mut Room, VerifyKey)> = vec![
+        |r, k| r.admin_key = k,
+        |r, k| r.member_key = k,
+        |r, k| {
+            let first = *r.channels.keys().next().unwrap();
+            r.channels.insert(first, k);
+        },
+        |r, _| r.spine.0[0] ^= 1,
+        |r, _| r.version = 2,
+        |r, _| r.room_id = RoomId([7; 16]),
+    ];
+    for (n, edit) in edits.into_iter().enumerate() {
+        let w = world_behind(Clock::system(), move |app| {
+            lost_create_answer(app, true, move |stored, _| {
+                let mut room = stored.expect("the room was stored");
+                edit(&mut room, other);
+                Some(room)
+            })
+        })
+        .await;
+        let ann = User::new(&w).await;
+
+        // WHEN Ann creates a room
+        let created = w
+            .client
+            .create_room(&ann.me, "ann", "Team", &[("general".into(), false, 3600)])
+            .await;
+
+        // THEN she does not take the room the server describes for hers: the create fails
+        // with the error it got
+        let err = created.err().unwrap_or_else(|| panic!("edit {n}: adopted"));
+        assert_eq!(err.code(), Some(ErrorCode::Unavailable), "edit {n}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_claims_a_create_it_dropped_costs_a_failed_request_not_a_wrong_state() {
+    // GIVEN a server that drops a create, answers it with a 503, and on the read-back claims
+    // to hold exactly the room sent (it saw the request, so it can)
+    let w = world_behind(Clock::system(), |app| {
+        lost_create_answer(app, false, |stored, create| {
+            assert!(stored.is_none(), "nothing was stored");
+            Some(Room {
+                room_id: create.room_id,
+                version: 1,
+                spine: create.spine.clone(),
+                admin_key: create.admin_key,
+                member_key: create.member_key,
+                channels: create.channels.clone(),
+            })
+        })
+    })
+    .await;
+    let mut ann = User::new(&w).await;
+
+    // WHEN Ann creates a room, and then posts in it
+    let (m, spine) = w
+        .client
+        .create_room(&ann.me, "ann", "Team", &[("general".into(), false, 3600)])
+        .await
+        .unwrap();
+    let (room, general) = (m.room, spine.channels[0].id);
+    ann.rooms.insert(room, m);
+    let sent = w
+        .client
+        .send_message(
+            &ann.me,
+            ann.rooms.get_mut(&room).unwrap(),
+            general,
+            "hello",
+            600,
+        )
+        .await;
+
+    // THEN the lie costs her that request, which fails as any request to a room the server
+    // does not hold (no capability key to check it against); the state she holds is the
+    // one she made, and the server holds no room at all
+    let err = sent.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
+    assert_eq!(ann.rooms[&room].head.spine, spine);
+    assert!(w.store.room(&room).await.unwrap().is_none());
 }
