@@ -152,4 +152,21 @@ fn a_media_function_that_cannot_address_its_bucket_fails_its_start() {
         assert!(!out.status.success(), "{setting} started");
         assert!(stderr.contains(setting), "{setting}: {stderr}");
     }
+
+    // An endpoint the SDK is told to ignore is ignored: the bucket is then addressed on AWS,
+    // where this name cannot be a host name.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinder-media"))
+        .env_clear()
+        .envs(base)
+        .envs([
+            ("MEDIA_BUCKET", "Media.Bucket"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started");
+    assert!(stderr.contains("MEDIA_BUCKET"), "{stderr}");
 }

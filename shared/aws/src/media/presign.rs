@@ -108,16 +108,19 @@ impl S3Presigner {
 
     /// A presigner configured the way a Lambda is: region, credentials, endpoint, FIPS and
     /// dual-stack from the SDK's settings (its environment), `AWS_ENDPOINT_URL_S3` before
-    /// `AWS_ENDPOINT_URL`.
+    /// `AWS_ENDPOINT_URL`, neither if `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true` (as
+    /// the SDK has it).
     pub fn from_sdk(sdk: &aws_config::SdkConfig, bucket: &str) -> Result<Self, ConfigError> {
         let region = sdk.region().ok_or(ConfigError::Missing("AWS_REGION"))?;
         let credentials = sdk
             .credentials_provider()
             .ok_or(ConfigError::Missing("AWS_ACCESS_KEY_ID"))?;
-        let endpoint = match std::env::var("AWS_ENDPOINT_URL_S3")
+        let ignore_endpoints = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let s3_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .ok()
-            .or_else(|| sdk.endpoint_url().map(str::to_owned))
-        {
+            .filter(|_| !ignore_endpoints);
+        let endpoint = match s3_endpoint.or_else(|| sdk.endpoint_url().map(str::to_owned)) {
             Some(url) => S3Endpoint::PathStyle(url),
             None => S3Endpoint::Aws {
                 fips: sdk.use_fips().unwrap_or(false),
