@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call and key rules, the client's key directory and enclave
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key and account rules, the client's key directory and enclave
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -181,6 +181,11 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 	then run keys -f shared/server/src/keys/domain.rs --baseline skip \
 		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=keys_api; \
 	else echo "keys: the unmutated tests fail"; failed="$$failed keys"; fi; \
+	if cargo test -q -p cinder-server -p cinder-tests --lib --test accounts_api >/dev/null 2>&1; \
+	then run accounts -f shared/server/src/accounts/domain.rs --baseline skip \
+		-E 'accounts/domain\.rs:494:9: replace \|\| with && in reauth_finish' \
+		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=accounts_api; \
+	else echo "accounts: the unmutated tests fail"; failed="$$failed accounts"; fi; \
 	run client -f client/src/directory.rs -f client/src/account.rs \
 		-F 'directory\.rs|account\.rs.*(EnclaveKey|in aad| aad ->|argon2)' \
 		-E 'replace \|\| with && in Client::verified_keys' --test-package cinder-client -- --lib; \
