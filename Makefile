@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key and account rules, the client's key directory and enclave
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory and enclave
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -186,6 +186,7 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 		-E 'accounts/domain\.rs:494:9: replace \|\| with && in reauth_finish' \
 		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=accounts_api; \
 	else echo "accounts: the unmutated tests fail"; failed="$$failed accounts"; fi; \
+	run media -f shared/server/src/media/domain.rs --test-package cinder-server -- --lib; \
 	run client -f client/src/directory.rs -f client/src/account.rs \
 		-F 'directory\.rs|account\.rs.*(EnclaveKey|in aad| aad ->|argon2)' \
 		-E 'replace \|\| with && in Client::verified_keys' --test-package cinder-client -- --lib; \
