@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call and key rules, the client's key directory and enclave
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave and room-chain checks
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -181,9 +181,18 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 	then run keys -f shared/server/src/keys/domain.rs --baseline skip \
 		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=keys_api; \
 	else echo "keys: the unmutated tests fail"; failed="$$failed keys"; fi; \
+	if cargo test -q -p cinder-server -p cinder-tests --lib --test accounts_api >/dev/null 2>&1; \
+	then run accounts -f shared/server/src/accounts/domain.rs --baseline skip \
+		-E 'accounts/domain\.rs:494:9: replace \|\| with && in reauth_finish' \
+		--test-package cinder-tests -C=--package=cinder-server -C=--lib -C=--test=accounts_api; \
+	else echo "accounts: the unmutated tests fail"; failed="$$failed accounts"; fi; \
+	run media -f shared/server/src/media/domain.rs --test-package cinder-server -- --lib; \
 	run client -f client/src/directory.rs -f client/src/account.rs \
 		-F 'directory\.rs|account\.rs.*(EnclaveKey|in aad| aad ->|argon2)' \
 		-E 'replace \|\| with && in Client::verified_keys' --test-package cinder-client -- --lib; \
+	run client-state -f client/src/rooms/state.rs \
+		-F 'state\.rs.*(check_genesis|spine_aad|open_entry|Client::verify_signed|Client::verify_successor|Client::anchor|Membership::keys_match)' \
+		--test-package cinder-client -- --lib; \
 	if [ -n "$$failed" ]; then echo "mutants: missed in:$$failed (mutants.out/<slice>/mutants.out/missed.txt)"; exit 1; fi; \
 	echo "mutants: every slice's mutants caught, unviable or listed as harmless"
 

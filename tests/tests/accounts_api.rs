@@ -15,6 +15,7 @@ use cinder_server::Clock;
 use cinder_server::accounts::{AccountsState, ServerSecrets};
 use cinder_server::clock::ManualTime;
 use cinder_server::keys::KeysState;
+use cinder_server::store::AccountStore;
 use cinder_sqlite::SqliteStore;
 use cinder_tests::router::{Answer, send, send_from};
 use cinder_tests::server::{Backend, TestServer, start};
@@ -234,13 +235,35 @@ async fn login_attempts_are_limited_per_address_so_a_stranger_cannot_lock_the_ow
 /// A login driven by hand up to its finish: the body of `POST /accounts/login/finish`, with
 /// the sealed state of a login start for `who` made now and the client's proof of `password`.
 async fn login_by_hand(app: &Router, who: &str, password: &[u8]) -> Vec<u8> {
+    proof_by_hand(app, "/accounts/login/start", &[], Some(who), password).await
+}
+
+/// The same for a re-authentication started in the session of `token`: the body of
+/// `POST /accounts/reauth/finish`.
+async fn reauth_by_hand(app: &Router, token: &Blob, password: &[u8]) -> Vec<u8> {
+    let session = [("x-cinder-session", encode(&token.0))];
+    proof_by_hand(app, "/accounts/reauth/start", &session, None, password).await
+}
+
+/// A start at `path` (naming `who` for a login) and the client's proof of `password`
+/// against its answer, as a finish's body.
+async fn proof_by_hand(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, String)],
+    who: Option<&str>,
+    password: &[u8],
+) -> Vec<u8> {
     let start_msg = ClientLogin::<ClientSuite>::start(&mut OsRng, password).unwrap();
-    let body = json!({ "login": who, "request": encode(&start_msg.message.serialize()) });
+    let mut body = json!({ "request": encode(&start_msg.message.serialize()) });
+    if let Some(who) = who {
+        body["login"] = json!(who);
+    }
     let started = send(
         app,
         "POST",
-        "/accounts/login/start",
-        &[],
+        path,
+        headers,
         serde_json::to_vec(&body).unwrap(),
     )
     .await;
@@ -723,6 +746,8 @@ struct ManualServer {
     app: Router,
     time: ManualTime,
     start: Timestamp,
+    /// The accounts store, for tests that rewrite what it holds.
+    accounts: Arc<dyn AccountStore>,
 }
 
 async fn manual_servers() -> Vec<ManualServer> {
@@ -749,6 +774,7 @@ async fn manual_servers() -> Vec<ManualServer> {
                 ),
             ),
         };
+        let store = accounts.accounts.clone();
         let app = cinder_server::routing::finish(
             Router::new()
                 .merge(cinder_server::keys::routes(keys))
@@ -764,6 +790,7 @@ async fn manual_servers() -> Vec<ManualServer> {
             app,
             time,
             start,
+            accounts: store,
         });
     }
     servers
@@ -1363,5 +1390,241 @@ async fn sessions_are_listed_and_end_one_by_one_or_all_at_once() {
             .await
             .unwrap();
         assert_eq!(client.sessions(&d).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_at_the_first_of_its_tokens_end_and_its_listed_end() {
+    for m in manual_servers().await {
+        let t0 = m.start;
+        let key = server_login_key("uma");
+        m.client
+            .register(&login("uma"), b"uma's pw", profile("Uma"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        m.time.set(t0.plus(10));
+        let mut b = m
+            .client
+            .login(&login("uma"), b"uma's pw", 1, None)
+            .await
+            .unwrap();
+        // GIVEN the first session's last second, both are listed; at its end, only b
+        m.time.set(t0.plus(3599));
+        assert_eq!(
+            m.client.sessions(&b).await.unwrap().len(),
+            2,
+            "{:?}",
+            m.backend
+        );
+        m.time.set(t0.plus(3600));
+        let listed: Vec<String> = m
+            .client
+            .sessions(&b)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(listed, [b.session_id.clone()], "{:?}", m.backend);
+        // AND a login at that second keeps it off the stored list too
+        let mut c = m
+            .client
+            .login(&login("uma"), b"uma's pw", 1, None)
+            .await
+            .unwrap();
+        let stored = m.accounts.account(&key).await.unwrap().unwrap().sessions;
+        let stored_ids: Vec<String> = stored.open.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(
+            stored_ids,
+            [b.session_id.clone(), c.session_id.clone()],
+            "{:?}",
+            m.backend
+        );
+        // WHEN the list says b lasts longer than its token, and c shorter
+        let mut open = stored.open.clone();
+        open[0].expires_at = t0.plus(9999);
+        open[1].expires_at = t0.plus(3700);
+        m.accounts
+            .put_sessions(&key, &open, stored.version)
+            .await
+            .unwrap();
+        // THEN each ends at the earlier of the two, to the second
+        m.time.set(t0.plus(3609));
+        m.client.refresh_enclave(&mut b).await.unwrap();
+        m.time.set(t0.plus(3610));
+        let err = m.client.refresh_enclave(&mut b).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}: b outlived its token",
+            m.backend
+        );
+        m.time.set(t0.plus(3699));
+        m.client.refresh_enclave(&mut c).await.unwrap();
+        m.time.set(t0.plus(3700));
+        let err = m.client.refresh_enclave(&mut c).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(ErrorCode::Unauthenticated),
+            "{:?}: c outlived its listing",
+            m.backend
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reauthentication_token_lasts_five_minutes_to_the_second() {
+    for m in manual_servers().await {
+        let t0 = m.start;
+        let me = m
+            .client
+            .register(&login("vic"), b"vic's pw", profile("Vic"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        let delete = |reauth: &Blob| {
+            let app = m.app.clone();
+            let headers = [
+                ("x-cinder-session", encode(&me.token.0)),
+                ("x-cinder-reauth", encode(&reauth.0)),
+            ];
+            async move { send(&app, "DELETE", "/accounts/me", &headers, Vec::new()).await }
+        };
+        // A token made at t0 is refused at t0 + 300, and the account stays
+        let late = m.client.reauthenticate(&me, b"vic's pw").await.unwrap();
+        assert_eq!(late.expires_at, t0.plus(300));
+        m.time.set(t0.plus(300));
+        let refused = delete(&late.token).await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.code()),
+            (403, "reauth_required"),
+            "{:?}: a token outlived its five minutes",
+            m.backend
+        );
+        // AND one made at t0 + 300 still works at t0 + 599
+        let on_time = m.client.reauthenticate(&me, b"vic's pw").await.unwrap();
+        m.time.set(t0.plus(599));
+        assert_eq!(delete(&on_time.token).await.status, 204, "{:?}", m.backend);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reauthentication_finishes_only_in_the_session_that_started_it() {
+    for s in servers().await {
+        let client = s.client();
+        let me = client
+            .register(&login("wes"), b"wes's pw", profile("Wes"), KsfParams::FLOOR)
+            .await
+            .unwrap();
+        let other = client
+            .login(&login("wes"), b"wes's pw", 1, None)
+            .await
+            .unwrap();
+        let finish_in = |token: &Blob, body: Vec<u8>| {
+            let app = s.app.clone();
+            let session = [("x-cinder-session", encode(&token.0))];
+            async move { send(&app, "POST", "/accounts/reauth/finish", &session, body).await }
+        };
+        // A login's state, proven with the right password, is not a re-authentication
+        let login_state = login_by_hand(&s.app, "wes", b"wes's pw").await;
+        assert_eq!(
+            status_and_json(&finish_in(&me.token, login_state).await),
+            login_failed(),
+            "{:?}",
+            s.backend
+        );
+        // AND one started in the other session does not finish in this one
+        let others = reauth_by_hand(&s.app, &other.token, b"wes's pw").await;
+        assert_eq!(
+            status_and_json(&finish_in(&me.token, others).await),
+            login_failed(),
+            "{:?}",
+            s.backend
+        );
+        // AND a re-authentication's state is not a login
+        let reauth_state = reauth_by_hand(&s.app, &me.token, b"wes's pw").await;
+        assert_eq!(
+            status_and_json(&finish_login(&s.app, reauth_state).await),
+            login_failed(),
+            "{:?}",
+            s.backend
+        );
+        // THEN one started and finished in its own session gets its token
+        let own = reauth_by_hand(&s.app, &me.token, b"wes's pw").await;
+        let answer = finish_in(&me.token, own).await;
+        assert_eq!(answer.status, 200, "{:?}: {:?}", s.backend, answer.json);
+        assert!(answer.json["token"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enclave_of_exactly_the_most_bytes_is_saved_and_no_version_past_the_stores() {
+    for s in servers().await {
+        let me = s
+            .client()
+            .register(
+                &login("xena"),
+                b"xena's pw",
+                profile("Xena"),
+                KsfParams::FLOOR,
+            )
+            .await
+            .unwrap();
+        let put = |ciphertext: Vec<u8>, expected_version: u64| {
+            let app = s.app.clone();
+            let session = [("x-cinder-session", encode(&me.token.0))];
+            let body =
+                json!({ "ciphertext": encode(&ciphertext), "expected_version": expected_version });
+            async move {
+                send(
+                    &app,
+                    "PUT",
+                    "/accounts/enclave",
+                    &session,
+                    serde_json::to_vec(&body).unwrap(),
+                )
+                .await
+            }
+        };
+        // Versions no store can hold and count on from are a conflict, as any stale one is,
+        // and store nothing
+        for version in [i64::MAX as u64, u64::MAX] {
+            let answer = put(b"sealed".to_vec(), version).await;
+            assert_eq!(
+                (answer.status.as_u16(), answer.code()),
+                (409, "version_conflict"),
+                "{:?}: {version}",
+                s.backend
+            );
+        }
+        // An empty enclave is refused; one of exactly 256 KiB is kept whole
+        let empty = put(Vec::new(), 1).await;
+        assert_eq!(
+            (
+                empty.status.as_u16(),
+                empty.code(),
+                empty.json["field"].as_str()
+            ),
+            (422, "limit_exceeded", Some("ciphertext")),
+            "{:?}",
+            s.backend
+        );
+        let most = vec![7u8; 256 * 1024];
+        let saved = put(most.clone(), 1).await;
+        assert_eq!(saved.status, 200, "{:?}: {:?}", s.backend, saved.json);
+        assert_eq!(saved.json["version"], 2);
+        let stored = s
+            .accounts
+            .account(&server_login_key("xena"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.enclave.ciphertext.0, most);
+        let over = put(vec![7u8; 256 * 1024 + 1], 2).await;
+        assert_eq!(
+            (over.status.as_u16(), over.json["field"].as_str()),
+            (422, Some("ciphertext")),
+            "{:?}",
+            s.backend
+        );
     }
 }

@@ -13,8 +13,11 @@ use cinder_server::Clock;
 use cinder_server::store::{ChannelRef, InboxStore, RoomStore, ShardStore};
 use cinder_sqlite::SqliteStore;
 
+use super::capabilities::{member_capability, spine_key};
 use super::invites::InviteKind;
-use super::state::{Head, sign_and_seal};
+use super::state::{
+    Head, SIGN_DOMAIN, SignedSpine, check_genesis, open_entry, sign_and_seal, spine_aad,
+};
 use super::*;
 use crate::{Client, ClientError, Identity};
 
@@ -2244,4 +2247,246 @@ async fn a_server_that_claims_a_create_it_dropped_costs_a_failed_request_not_a_w
     assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
     assert_eq!(ann.rooms[&room].head.spine, spine);
     assert!(w.store.room(&room).await.unwrap().is_none());
+
+/// A verification key of the key pair with this seed.
+fn seeded_key(seed: u8) -> cinder_proto::VerifyKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+        .verifying_key()
+        .into()
+}
+
+/// A first version as `creator` makes it: one member, an admin, one channel, epoch 1.
+fn genesis_of(room: RoomId, creator: UserId, member_key: cinder_proto::VerifyKey) -> Spine {
+    let channel = ChannelId([3; 16]);
+    Spine {
+        room,
+        version: 1,
+        prev: cinder_proto::Blob(vec![0; 32]),
+        epoch: 1,
+        name: "Team".into(),
+        members: vec![SpineMember {
+            user_id: creator,
+            name: "alice".into(),
+            status: String::new(),
+            admin: true,
+            avatar: None,
+        }],
+        former: Vec::new(),
+        channels: vec![ChannelInfo {
+            id: channel,
+            name: "general".into(),
+            voice: false,
+            burn_secs: 600,
+            since_epoch: 1,
+            cutoffs: BTreeMap::new(),
+            burn_history: Vec::new(),
+        }],
+        admin_key: seeded_key(4),
+        member_key,
+        channel_keys: BTreeMap::from([(channel, seeded_key(6))]),
+    }
+}
+
+#[test]
+fn a_first_version_is_a_room_its_signer_created_and_nothing_else() {
+    let creator = UserId([2; 16]);
+    let genesis = genesis_of(RoomId([1; 16]), creator, seeded_key(5));
+    assert!(check_genesis(&genesis, creator).is_ok());
+    let with = |f: &dyn Fn(&mut Spine)| {
+        let mut s = genesis.clone();
+        f(&mut s);
+        s
+    };
+    let other = UserId([7; 16]);
+    let refused = [
+        // a later version,
+        with(&|s| s.version = 2),
+        // one that names a version before it,
+        with(&|s| s.prev = cinder_proto::Blob(vec![9; 32])),
+        // a later key epoch,
+        with(&|s| s.epoch = 2),
+        // someone already removed,
+        with(&|s| {
+            s.former.push(FormerMember {
+                user_id: other,
+                name: "mallory".into(),
+                last_epoch: 1,
+            })
+        }),
+        // a second member,
+        with(&|s| {
+            s.members.push(SpineMember {
+                user_id: other,
+                name: "mallory".into(),
+                status: String::new(),
+                admin: false,
+                avatar: None,
+            })
+        }),
+        // a creator who is not an admin,
+        with(&|s| s.members[0].admin = false),
+        // a channel from a later epoch,
+        with(&|s| s.channels[0].since_epoch = 2),
+        // or with a cut-off or a burn history it cannot have yet.
+        with(&|s| {
+            s.channels[0].cutoffs.insert(1, 10);
+        }),
+        with(&|s| {
+            s.channels[0].burn_history.push(BurnChange {
+                up_to: 10,
+                burn_secs: 3600,
+            })
+        }),
+    ];
+    for (i, s) in refused.iter().enumerate() {
+        assert!(
+            matches!(check_genesis(s, creator), Err(ClientError::Verification(_))),
+            "case {i} must be refused"
+        );
+    }
+    // Signed by anyone but its only member, it is not theirs.
+    assert!(check_genesis(&genesis, other).is_err());
+}
+
+#[test]
+fn a_stored_version_opens_only_as_the_room_and_version_it_was_sealed_for() {
+    let room = RoomId([1; 16]);
+    let other_room = RoomId([9; 16]);
+    let master = Secret32::from_bytes([8; 32]);
+    let member = member_capability(&master, room).verifying_key().into();
+    let mut state = genesis_of(room, UserId([2; 16]), member);
+    state.version = 5;
+    // The state sealed under the room's key, with the associated data of `(aad_room,
+    // aad_version)`, stored as `version`.
+    let stored = |s: &Spine, (aad_room, aad_version): (RoomId, u64), version: u64| {
+        let signed = SignedSpine {
+            state: cinder_proto::Blob(serde_json::to_vec(s).unwrap()),
+            signer: UserId([2; 16]),
+            key_version: 1,
+            signature: cinder_proto::Signature([0; 64]),
+        };
+        let sealed = seal(
+            &spine_key(&master, room),
+            &serde_json::to_vec(&signed).unwrap(),
+            &spine_aad(aad_room, aad_version),
+        )
+        .unwrap();
+        cinder_proto::rooms::SpineEntry {
+            version,
+            spine: sealed,
+        }
+    };
+    let opened = open_entry(room, [&master], &stored(&state, (room, 5), 5)).unwrap();
+    assert_eq!(opened.spine, state);
+    assert!(opened.master == master);
+    // Sealed for another version or room, though the state inside says this one's
+    assert!(open_entry(room, [&master], &stored(&state, (room, 4), 5)).is_none());
+    assert!(open_entry(room, [&master], &stored(&state, (other_room, 5), 5)).is_none());
+    // Sealed for this version but naming another room, another version, or a member key
+    // the master key does not derive
+    let mut elsewhere = state.clone();
+    elsewhere.room = other_room;
+    assert!(open_entry(room, [&master], &stored(&elsewhere, (room, 5), 5)).is_none());
+    let mut later = state.clone();
+    later.version = 6;
+    assert!(open_entry(room, [&master], &stored(&later, (room, 5), 5)).is_none());
+    let mut rekeyed = state.clone();
+    rekeyed.member_key = seeded_key(5);
+    assert!(open_entry(room, [&master], &stored(&rekeyed, (room, 5), 5)).is_none());
+    // And another master key does not open it at all.
+    let wrong = Secret32::from_bytes([7; 32]);
+    assert!(open_entry(room, [&wrong], &stored(&state, (room, 5), 5)).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_in_an_admins_name_needs_that_admins_signature() {
+    let w = world().await;
+    let (alice, mut bob, carol, room, _) = team(&w).await;
+    let before = bob.rooms[&room].clone();
+
+    // GIVEN Carol, a member, seals a next version naming Alice (an admin) as its signer,
+    // signed with her own key
+    let carol_m = carol.rooms[&room].clone();
+    let mut spine = next_state(&carol_m);
+    spine.name = "Carol's now".into();
+    let state = serde_json::to_vec(&spine).unwrap();
+    let signed = SignedSpine {
+        state: cinder_proto::Blob(state.clone()),
+        signer: alice.id(),
+        key_version: alice.me.bundle.version,
+        signature: cinder_proto::Signature(
+            ed25519_dalek::Signer::sign(&carol.me.signing_key(), &[SIGN_DOMAIN, &state].concat())
+                .to_bytes(),
+        ),
+    };
+    let (_, master) = carol_m.master().unwrap();
+    let sealed = seal(
+        &spine_key(master, room),
+        &serde_json::to_vec(&signed).unwrap(),
+        &spine_aad(room, spine.version),
+    )
+    .unwrap();
+    plant_sealed(&w, room, sealed).await;
+
+    // THEN Bob refuses it and keeps what he verified
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("bad signature")),
+        "{refused}"
+    );
+    assert_eq!(bob.rooms[&room].head_hash(), before.head_hash());
+    assert_eq!(bob.rooms[&room].spine().name, "Team");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_from_an_admin_to_a_member_of_the_version_it_names() {
+    let w = world().await;
+    let (mut alice, _bob, carol, room, _) = team(&w).await;
+    let mut dave = User::new(&w).await;
+    // Alice adds Dave to the state; the version before does not list him
+    let before = alice.rooms[&room].clone();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let mut spine = m.spine().clone();
+    spine.members.push(SpineMember {
+        user_id: dave.id(),
+        name: "dave".into(),
+        status: String::new(),
+        admin: false,
+        avatar: None,
+    });
+    let next = m.clone();
+    *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
+    let keys = alice.rooms[&room].clone();
+    // GIVEN Carol, a member but no admin, sends Dave the keys at that version
+    let from_carol = seal_invite(
+        &carol.me,
+        &dave.me.bundle,
+        &invite_body(&keys, &carol.me, &dave.me),
+        None,
+    );
+    w.client
+        .drop_envelope(&carol.me, dave.id(), from_carol, None)
+        .await
+        .unwrap();
+    // THEN Dave joins nothing
+    assert_eq!(dave.accept(&w).await, Vec::<RoomId>::new());
+    // AND nor with Alice's keys at the version before he was added
+    let too_early = seal_invite(
+        &alice.me,
+        &dave.me.bundle,
+        &invite_body(&before, &alice.me, &dave.me),
+        None,
+    );
+    w.client
+        .drop_envelope(&alice.me, dave.id(), too_early, None)
+        .await
+        .unwrap();
+    assert_eq!(dave.accept(&w).await, Vec::<RoomId>::new());
+    assert!(dave.rooms.is_empty());
+    // while Alice's at the version that lists him works
+    w.client
+        .send_keys(&alice.me, &keys, &dave.me.bundle, InviteKind::Join)
+        .await
+        .unwrap();
+    assert_eq!(dave.accept(&w).await, vec![room]);
 }
