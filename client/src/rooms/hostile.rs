@@ -2247,6 +2247,7 @@ async fn a_server_that_claims_a_create_it_dropped_costs_a_failed_request_not_a_w
     assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
     assert_eq!(ann.rooms[&room].head.spine, spine);
     assert!(w.store.room(&room).await.unwrap().is_none());
+}
 
 /// A verification key of the key pair with this seed.
 fn seeded_key(seed: u8) -> cinder_proto::VerifyKey {
