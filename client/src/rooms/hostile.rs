@@ -13,7 +13,7 @@ use cinder_server::Clock;
 use cinder_server::store::{ChannelRef, InboxStore, RoomStore, ShardStore};
 use cinder_sqlite::SqliteStore;
 
-use super::capabilities::{member_capability, spine_key};
+use super::capabilities::{admin_capability, member_capability, spine_key};
 use super::invites::InviteKind;
 use super::state::{
     Head, SIGN_DOMAIN, SignedSpine, check_genesis, open_entry, sign_and_seal, spine_aad,
@@ -2490,4 +2490,31 @@ async fn an_invitation_is_from_an_admin_to_a_member_of_the_version_it_names() {
         .await
         .unwrap();
     assert_eq!(dave.accept(&w).await, vec![room]);
+}
+
+#[test]
+fn only_the_rooms_current_admin_key_is_installed() {
+    let room = RoomId([1; 16]);
+    let master = Secret32::from_bytes([8; 32]);
+    let current = Secret32::from_bytes([10; 32]);
+    let stale = Secret32::from_bytes([11; 32]);
+    let member = member_capability(&master, room).verifying_key().into();
+    let mut spine = genesis_of(room, UserId([2; 16]), member);
+    spine.admin_key = admin_capability(&current).verifying_key().into();
+    let head = Head {
+        spine: spine.clone(),
+        hash: cinder_proto::Blob(vec![1; 32]),
+    };
+    let mut m = Membership::joined(room, head, master.clone());
+    let no_channels = BTreeMap::new();
+    // An admin key that is not the state's is not taken, and nothing is new
+    assert!(!m.install(&spine, &master, &no_channels, Some(&stale)));
+    assert!(m.admin_key.is_none());
+    // The state's own is, once
+    assert!(m.install(&spine, &master, &no_channels, Some(&current)));
+    assert!(m.admin_key == Some(current.clone()));
+    assert!(!m.install(&spine, &master, &no_channels, Some(&current)));
+    // and a stale one handed over later does not replace it.
+    assert!(!m.install(&spine, &master, &no_channels, Some(&stale)));
+    assert!(m.admin_key == Some(current));
 }
