@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave and room-chain checks
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave, room-chain and media checks
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -194,6 +194,8 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 		-F 'state\.rs.*(check_genesis|spine_aad|open_entry|Client::verify_signed|Client::verify_successor|Client::anchor|Membership::keys_match)' \
 		-F 'state\.rs.*(burn_history_extends|ChannelInfo::burn_secs_for|Membership::install)' \
 		--test-package cinder-client -- --lib; \
+	run client-media -f client/src/media.rs -F 'media\.rs.*( aad -> |Opener::finish)' \
+		-E 'replace \|\| with && in Opener::finish' --test-package cinder-client -- --lib; \
 	if [ -n "$$failed" ]; then echo "mutants: missed in:$$failed (mutants.out/<slice>/mutants.out/missed.txt)"; exit 1; fi; \
 	echo "mutants: every slice's mutants caught, unviable or listed as harmless"
 
