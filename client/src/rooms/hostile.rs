@@ -135,6 +135,29 @@ async fn team(w: &World) -> (User, User, User, RoomId, ChannelId) {
     (alice, bob, carol, room, general)
 }
 
+/// `admin` adds `who` to the room's state as a member, and sends them no keys; returns the
+/// admin's membership at the new version.
+async fn add_to_state(
+    w: &World,
+    admin: &mut User,
+    room: RoomId,
+    who: &User,
+    name: &str,
+) -> Membership {
+    let m = admin.rooms.get_mut(&room).unwrap();
+    let mut spine = m.spine().clone();
+    spine.members.push(SpineMember {
+        user_id: who.id(),
+        name: name.into(),
+        status: String::new(),
+        admin: false,
+        avatar: None,
+    });
+    let next = m.clone();
+    *m = w.client.commit(&admin.me, m, next, spine).await.unwrap();
+    m.clone()
+}
+
 /// The server stores `spine`, signed by `signer` and sealed under `keys`' master key, as the
 /// room's next version, with the capability keys `keys` make: so `keys` "verify" at the
 /// server, exactly as a server that accepts an attacker's capabilities would have it.
@@ -726,18 +749,7 @@ async fn invitations_must_be_signed_by_their_sender_for_their_recipient() {
     let mut dave = User::new(&w).await;
     let mallory = User::new(&w).await;
     // Alice adds Dave to the state, but the server hands Dave envelopes of its own making:
-    let m = alice.rooms.get_mut(&room).unwrap();
-    let mut spine = m.spine().clone();
-    spine.members.push(SpineMember {
-        user_id: dave.id(),
-        name: "dave".into(),
-        status: String::new(),
-        admin: false,
-        avatar: None,
-    });
-    let next = m.clone();
-    *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
-    let keys = alice.rooms[&room].clone();
+    let keys = add_to_state(&w, &mut alice, room, &dave, "dave").await;
     // one claiming to be from Alice but dropped (and signed) by Mallory,
     let mut body = invite_body(&keys, &alice.me, &dave.me);
     let forged = seal_invite(&mallory.me, &dave.me.bundle, &body, None);
@@ -2446,18 +2458,7 @@ async fn an_invitation_is_from_an_admin_to_a_member_of_the_version_it_names() {
     let mut dave = User::new(&w).await;
     // Alice adds Dave to the state; the version before does not list him
     let before = alice.rooms[&room].clone();
-    let m = alice.rooms.get_mut(&room).unwrap();
-    let mut spine = m.spine().clone();
-    spine.members.push(SpineMember {
-        user_id: dave.id(),
-        name: "dave".into(),
-        status: String::new(),
-        admin: false,
-        avatar: None,
-    });
-    let next = m.clone();
-    *m = w.client.commit(&alice.me, m, next, spine).await.unwrap();
-    let keys = alice.rooms[&room].clone();
+    let keys = add_to_state(&w, &mut alice, room, &dave, "dave").await;
     // GIVEN Carol, a member but no admin, sends Dave the keys at that version
     let from_carol = seal_invite(
         &carol.me,
