@@ -188,13 +188,7 @@ impl Content {
                     .ok()
                     .and_then(|k| k.kind)
                     .unwrap_or_default();
-                if kind.len() > MAX_KIND_BYTES {
-                    let mut end = MAX_KIND_BYTES;
-                    while !kind.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    kind.truncate(end);
-                }
+                kind.truncate(kind.floor_char_boundary(MAX_KIND_BYTES));
                 Self::Unknown { kind }
             }
         }
@@ -1793,6 +1787,74 @@ mod tests {
                 Content::text("hi"),
             ]
         );
+    }
+
+    #[test]
+    fn continuity_tells_a_withheld_message_from_a_replaced_or_replayed_one() {
+        let (alice, bob) = (UserId([1; 16]), UserId([2; 16]));
+        // Message `number` of `sender`, her `seq`th, naming `prev` and hashing to `hash`.
+        let msg = |sender, number, seq, prev: u8, hash: u8| Received {
+            number,
+            sender,
+            sender_name: None,
+            sent_at: Timestamp(0),
+            burn_at: Timestamp(0),
+            content: Content::text("hi"),
+            seq,
+            hash: Blob(vec![hash; 32]),
+            prev: Blob(vec![prev; 32]),
+        };
+        let forked = |sender, number| Some(Break::Forked { sender, number });
+        let mut c = Continuity::default();
+        // The first seen is the baseline, and the next that names it follows on.
+        assert_eq!(c.observe(&msg(alice, 10, 4, 0, 4)), None);
+        assert_eq!(c.observe(&msg(alice, 11, 5, 4, 5)), None);
+        // Another sender keeps a sequence of her own.
+        assert_eq!(c.observe(&msg(bob, 12, 1, 0, 21)), None);
+        // The next count naming another previous message was replaced,
+        assert_eq!(c.observe(&msg(alice, 13, 6, 9, 6)), forked(alice, 13));
+        // and one whose count is not past the last is a replay,
+        assert_eq!(c.observe(&msg(alice, 14, 6, 5, 66)), forked(alice, 14));
+        assert_eq!(c.observe(&msg(alice, 15, 2, 1, 2)), forked(alice, 15));
+        // which moves the baseline no further back: the next after the last one seen
+        // follows on.
+        assert_eq!(c.observe(&msg(alice, 16, 7, 6, 7)), None);
+        // A gap in the count is that many messages missing.
+        assert_eq!(
+            c.observe(&msg(alice, 20, 10, 9, 10)),
+            Some(Break::Missing {
+                sender: alice,
+                count: 2,
+                number: 20
+            })
+        );
+        assert_eq!(c.observe(&msg(alice, 21, 11, 10, 11)), None);
+        assert_eq!(c.observe(&msg(bob, 22, 2, 21, 22)), None);
+    }
+
+    #[test]
+    fn an_unknown_kinds_name_is_cut_to_its_bound_on_a_character_boundary() {
+        let parse = |kind: &str| {
+            let raw = RawValue::from_string(serde_json::json!({ "kind": kind }).to_string());
+            match Content::parse(&raw.unwrap()) {
+                Content::Unknown { kind } => kind,
+                other => panic!("{other:?} is not a placeholder"),
+            }
+        };
+        // A name within the bound is kept whole, one past it is cut to the bound,
+        assert_eq!(
+            parse(&"k".repeat(MAX_KIND_BYTES)),
+            "k".repeat(MAX_KIND_BYTES)
+        );
+        assert_eq!(
+            parse(&"k".repeat(MAX_KIND_BYTES + 1)),
+            "k".repeat(MAX_KIND_BYTES)
+        );
+        // and a two-byte character across the bound is dropped whole, never split.
+        let across = format!("{}é", "k".repeat(MAX_KIND_BYTES - 1));
+        assert_eq!(parse(&across), "k".repeat(MAX_KIND_BYTES - 1));
+        let long = "é".repeat(MAX_KIND_BYTES);
+        assert_eq!(parse(&long), "é".repeat(MAX_KIND_BYTES / 2));
     }
 
     #[test]
