@@ -1914,6 +1914,7 @@ mod accounts;
 mod calls;
 mod leaving;
 mod live;
+mod successor;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_edit_someone_elses_message() {
