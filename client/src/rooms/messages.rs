@@ -1833,6 +1833,42 @@ mod tests {
     }
 
     #[test]
+    fn a_page_spliced_from_two_of_a_senders_devices_shows_as_a_fork() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        // GIVEN Alice's first message, then one from each of two devices that both think
+        // they write her second, and the second device's third
+        let first = shard(&alice, &mut m, channel, 1);
+        let mut other = m.clone();
+        let second = shard(&alice, &mut m, channel, 2);
+        let other_second = shard(&alice, &mut other, channel, 3);
+        let other_third = shard(&alice, &mut other, channel, 4);
+        // WHEN the server withholds the other device's second
+        let page = take(&m, channel, &[first, second, other_third], &[&alice]);
+        assert_eq!(page.refused, vec![]);
+        // THEN each message names the hash of the one before it from the same device,
+        let [one, two, three] = &page.messages[..] else {
+            panic!("{page:?}")
+        };
+        assert_eq!(two.prev, one.hash);
+        assert_ne!(three.prev, two.hash);
+        // and the reader sees that the third does not follow the second she was shown.
+        let mut c = Continuity::default();
+        assert_eq!(c.observe(one), None);
+        assert_eq!(c.observe(two), None);
+        assert_eq!(
+            c.observe(three),
+            Some(Break::Forked {
+                sender: alice.user_id(),
+                number: 4
+            })
+        );
+        // Shown the message withheld, she sees it follows the first.
+        let page = take(&other, channel, &[other_second], &[&alice]);
+        assert_eq!(page.messages[0].prev, one.hash);
+    }
+
+    #[test]
     fn an_unknown_kinds_name_is_cut_to_its_bound_on_a_character_boundary() {
         let parse = |kind: &str| {
             let raw = RawValue::from_string(serde_json::json!({ "kind": kind }).to_string());
