@@ -1448,7 +1448,7 @@ mod tests {
 
     use super::*;
     use crate::rooms::SpineMember;
-    use crate::rooms::state::Head;
+    use crate::rooms::state::{FormerMember, Head};
 
     /// A room held offline, with `members` in it and one text channel burning in an hour.
     fn room(members: &[&Identity]) -> (Membership, ChannelId) {
@@ -1830,6 +1830,138 @@ mod tests {
         );
         assert_eq!(c.observe(&msg(alice, 21, 11, 10, 11)), None);
         assert_eq!(c.observe(&msg(bob, 22, 2, 21, 22)), None);
+    }
+
+    #[test]
+    fn an_opened_message_verifies_under_its_senders_key_only() {
+        let (alice, bob) = (
+            Identity::generate(Timestamp::now()).unwrap(),
+            Identity::generate(Timestamp::now()).unwrap(),
+        );
+        let (mut m, channel) = room(&[&alice, &bob]);
+        let served = shard(&alice, &mut m, channel, 1);
+        let opened = open_message(&m, channel, &served).ok().unwrap();
+        assert!(opened.verify(&alice.bundle.sign_key));
+        assert!(!opened.verify(&bob.bundle.sign_key));
+    }
+
+    #[test]
+    fn send_and_burn_times_are_refused_just_past_the_clock_allowance() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        let sent = Timestamp::now();
+        let post = seal_message(&alice, &mut m, channel, 1, "hi", sent, sent.plus(600)).unwrap();
+        let served = [Shard {
+            number: 1,
+            ciphertext: post.ciphertext,
+            burn_at: post.burn_at,
+            posted_at: sent,
+            delete_hash: post.delete_hash,
+            media: post.media,
+        }];
+        let read_at = |now: u64| {
+            let page =
+                open_page(&m, channel, 0, &served, Timestamp(now)).verify(keys_of(&[&alice]));
+            match (&page.messages[..], &page.refused[..]) {
+                ([shown], []) => Ok(shown.number),
+                ([], [(_, why)]) => Err(*why),
+                _ => panic!("{page:?}"),
+            }
+        };
+        let allowance = CLOCK_ALLOWANCE_SECS;
+        // A reader whose clock is behind the sender's by the allowance shows it, one a
+        // second further behind sees it sent in the future;
+        assert_eq!(read_at(sent.0 - allowance), Ok(1));
+        assert_eq!(read_at(sent.0 - allowance - 1), Err(Refusal::BadTimes));
+        // one whose clock is the allowance past the burn time shows it, a second more and
+        // it has burnt.
+        assert_eq!(read_at(sent.0 + 600 + allowance), Ok(1));
+        assert_eq!(read_at(sent.0 + 600 + allowance + 1), Err(Refusal::Burnt));
+    }
+
+    #[test]
+    fn a_stranger_is_no_member_because_someone_else_was_one_then() {
+        let [alice, dave, eve] = [(); 3].map(|()| Identity::generate(Timestamp::now()).unwrap());
+        // GIVEN a room from which Dave was removed after epoch 1
+        let (mut m, channel) = room(&[&alice]);
+        m.head.spine.former.push(FormerMember {
+            user_id: dave.user_id(),
+            name: "dave".into(),
+            last_epoch: 1,
+        });
+        // WHEN Dave and Eve, who never was a member, post under epoch 1's key
+        let shards = [
+            shard(&dave, &mut m, channel, 1),
+            shard(&eve, &mut m, channel, 2),
+        ];
+        let page = take(&m, channel, &shards, &[&dave, &eve]);
+        // THEN Dave's shows, marked removed, and Eve's is refused
+        assert_eq!(page.refused, vec![(2, Refusal::NotAMember)]);
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(
+            page.messages[0].sender_name.as_deref(),
+            Some("dave (removed)")
+        );
+    }
+
+    #[test]
+    fn signatures_under_a_weak_key_are_refused_though_a_batch_would_pass_them() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        // GIVEN Alice's directory key served as the identity point (of small order), and
+        // her messages signed with R = s·B for any s, which that key's batch equation takes
+        let identity = curve25519_dalek::edwards::EdwardsPoint::default().compress();
+        let weak: VerifyKey = VerifyingKey::from_bytes(identity.as_bytes())
+            .unwrap()
+            .into();
+        let entries: Vec<_> = (1..=3)
+            .map(|n| {
+                let served = shard(&alice, &mut m, channel, n);
+                let mut o = open_message(&m, channel, &served).ok().unwrap();
+                let s = curve25519_dalek::Scalar::from_bytes_mod_order([n as u8 + 7; 32]);
+                let r = curve25519_dalek::EdwardsPoint::mul_base(&s).compress();
+                o.signature = Signature([r.to_bytes(), s.to_bytes()].concat().try_into().unwrap());
+                (n, Ok(o))
+            })
+            .collect();
+        let signed: Vec<_> = entries
+            .iter()
+            .map(|(_, o): &(u64, Result<Opened, Refusal>)| o.as_ref().ok().unwrap())
+            .collect();
+        assert!(
+            ed25519_dalek::verify_batch(
+                &signed
+                    .iter()
+                    .map(|o| o.signed.as_slice())
+                    .collect::<Vec<_>>(),
+                &signed
+                    .iter()
+                    .map(|o| ed25519_dalek::Signature::from_bytes(&o.signature.0))
+                    .collect::<Vec<_>>(),
+                &[VerifyingKey::from_bytes(identity.as_bytes()).unwrap(); 3],
+            )
+            .is_ok()
+        );
+        drop(signed);
+        let page = OpenedPage {
+            spine: m.spine(),
+            entries,
+            last: Some(3),
+        };
+        // THEN a reader refuses every one, as strict verification does
+        let page = page.verify(|_, _| {
+            Some(SignerKey {
+                key: weak,
+                superseded_at: None,
+            })
+        });
+        assert_eq!(page.messages, vec![]);
+        assert_eq!(
+            page.refused,
+            (1..=3)
+                .map(|n| (n, Refusal::BadSignature))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
