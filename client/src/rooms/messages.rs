@@ -1880,6 +1880,37 @@ mod tests {
     }
 
     #[test]
+    fn a_key_signs_until_the_allowance_past_its_replacement() {
+        let alice = Identity::generate(Timestamp::now()).unwrap();
+        let (mut m, channel) = room(&[&alice]);
+        let sent = Timestamp::now();
+        let post = seal_message(&alice, &mut m, channel, 1, "hi", sent, sent.plus(600)).unwrap();
+        let served = [Shard {
+            number: 1,
+            ciphertext: post.ciphertext,
+            burn_at: post.burn_at,
+            posted_at: sent,
+            delete_hash: post.delete_hash,
+            media: post.media,
+        }];
+        // Alice's key as the directory shows it, replaced `before` seconds before she wrote.
+        let read_with_key_replaced = |before: u64| {
+            let page = open_page(&m, channel, 0, &served, sent).verify(|_, _| {
+                Some(SignerKey {
+                    key: alice.bundle.sign_key,
+                    superseded_at: Some(Timestamp(sent.0 - before)),
+                })
+            });
+            (page.messages.len(), page.refused)
+        };
+        assert_eq!(read_with_key_replaced(CLOCK_ALLOWANCE_SECS), (1, vec![]));
+        assert_eq!(
+            read_with_key_replaced(CLOCK_ALLOWANCE_SECS + 1),
+            (0, vec![(1, Refusal::RetiredKey)])
+        );
+    }
+
+    #[test]
     fn a_stranger_is_no_member_because_someone_else_was_one_then() {
         let [alice, dave, eve] = [(); 3].map(|()| Identity::generate(Timestamp::now()).unwrap());
         // GIVEN a room from which Dave was removed after epoch 1
