@@ -998,6 +998,36 @@ async fn a_state_that_does_not_extend_the_pinned_one_is_refused_even_from_an_adm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_from_another_branch_is_refused_though_it_names_its_own_parent() {
+    let w = world().await;
+    let (alice, mut bob, _carol, room, _) = team(&w).await;
+    let base = bob.rooms[&room].clone();
+    // GIVEN two admin-signed next versions of Bob's state, on two branches,
+    let mut left = next_state(&base);
+    left.name = "Left".into();
+    let mut right = next_state(&base);
+    right.name = "Right".into();
+    let (_, right_hash) = sign_and_seal(&alice.me, &alice.rooms[&room], &right).unwrap();
+    // and Bob shown the left one
+    plant_state(&w, &alice.me, &alice.rooms[&room], &left).await;
+    bob.sync(&w, room).await.unwrap();
+    assert_eq!(bob.rooms[&room].spine().name, "Left");
+    // WHEN the server serves, as the version after it, one that honestly extends the right
+    let mut on_right = right.clone();
+    on_right.version += 1;
+    on_right.prev = right_hash;
+    on_right.name = "Right, again".into();
+    plant_state(&w, &alice.me, &alice.rooms[&room], &on_right).await;
+    // THEN Bob refuses it and keeps the branch he is on
+    let refused = bob.sync(&w, room).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Verification(why) if why.contains("does not extend")),
+        "{refused}"
+    );
+    assert_eq!(bob.rooms[&room].spine().name, "Left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
     let w = world().await;
     let (mut alice, mut bob, _carol, room, _) = team(&w).await;
