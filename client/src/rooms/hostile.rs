@@ -1028,6 +1028,47 @@ async fn a_version_from_another_branch_is_refused_though_it_names_its_own_parent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_page_that_promises_more_ends_a_sync_rather_than_looping() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (lying, asked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (lie, count) = (lying.clone(), asked.clone());
+    // GIVEN a server that, once told to, answers every read of a room's versions with an
+    // empty page and a cursor for more
+    let w = world_behind(Clock::system(), move |app| {
+        app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (lie, count) = (lie.clone(), count.clone());
+                async move {
+                    if lie.load(Ordering::SeqCst) && request.uri().path().ends_with("/spines") {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let page = cinder_proto::rooms::SpinePage {
+                            entries: Vec::new(),
+                            next: Some(1_000),
+                        };
+                        return axum::response::IntoResponse::into_response(axum::Json(page));
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    })
+    .await;
+    let (_alice, mut bob, _carol, room, _) = team(&w).await;
+    let before = bob.rooms[&room].head_hash().clone();
+    lying.store(true, Ordering::SeqCst);
+    // WHEN Bob syncs, THEN he asks once, keeps his state and is done
+    let synced = tokio::time::timeout(std::time::Duration::from_secs(10), bob.sync(&w, room))
+        .await
+        .expect("the sync ends");
+    assert!(synced.is_ok(), "{synced:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(bob.rooms[&room].head_hash(), &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_do_not_match_the_signed_state_are_not_installed() {
     let w = world().await;
     let (mut alice, mut bob, _carol, room, _) = team(&w).await;
