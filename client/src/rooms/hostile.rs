@@ -1204,6 +1204,95 @@ async fn keys_sent_at_a_version_the_member_has_moved_past_still_install() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_earlier_versions_that_does_not_move_on_ends_the_walk_back() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    type Seen = Arc<Mutex<BTreeMap<u64, cinder_proto::rooms::SpineEntry>>>;
+    let (lying, asked, seen) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Seen::default(),
+    );
+    let (lie, count, kept) = (lying.clone(), asked.clone(), seen.clone());
+    // GIVEN a server that keeps every version it serves and, once told to, answers a read
+    // of the versions after an earlier N with version N alone and a cursor for more
+    let w = world_behind(Clock::system(), move |app| {
+        app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (lie, count, kept) = (lie.clone(), count.clone(), kept.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    if !request.uri().path().ends_with("/spines") {
+                        return next.run(request).await;
+                    }
+                    let after: u64 = request
+                        .uri()
+                        .query()
+                        .and_then(|q| q.strip_prefix("after="))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap();
+                    let newest = kept.lock().unwrap().keys().max().copied();
+                    if lie.load(Ordering::SeqCst) && newest.is_some_and(|n| after < n) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let page = cinder_proto::rooms::SpinePage {
+                            entries: kept
+                                .lock()
+                                .unwrap()
+                                .get(&after)
+                                .cloned()
+                                .into_iter()
+                                .collect(),
+                            next: Some(after + 1),
+                        };
+                        return axum::Json(page).into_response();
+                    }
+                    let (parts, body) = next.run(request).await.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+                    if let Ok(page) =
+                        serde_json::from_slice::<cinder_proto::rooms::SpinePage>(&bytes)
+                    {
+                        let mut kept = kept.lock().unwrap();
+                        for e in page.entries {
+                            kept.insert(e.version, e);
+                        }
+                    }
+                    axum::response::Response::from_parts(parts, bytes.into())
+                }
+            },
+        ))
+    })
+    .await;
+    // and keys Bob is sent at a version he moves past before he looks at his inbox
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let random = w
+        .client
+        .add_channel(&alice.me, m, ("random", false, 600), &mut alice.pins)
+        .await
+        .unwrap();
+    let m = alice.rooms.get_mut(&room).unwrap();
+    w.client
+        .rename_room(&alice.me, m, "Team, renamed", &mut alice.pins)
+        .await
+        .unwrap();
+    bob.sync(&w, room).await.unwrap();
+    assert!(seen.lock().unwrap().len() >= 3);
+    // WHEN the server lies as Bob walks back from his pin to check those keys
+    lying.store(true, Ordering::SeqCst);
+    let accepted = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        w.client.take_keys(&bob.me, &mut bob.rooms, &mut bob.pins),
+    )
+    .await
+    .expect("taking keys ends");
+    // THEN he asks once, installs nothing he could not check, and keeps his state
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert!(!bob.rooms[&room].holds_channel_key(random));
+    assert_eq!(bob.rooms[&room].spine().name, "Team, renamed");
+    assert!(accepted.is_ok(), "{accepted:?}");
+}
+
 // Media: attachments between members, and a server that lies about them.
 
 /// Writes `size` bytes of a recognisable pattern to a file under the world's folder.

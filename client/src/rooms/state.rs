@@ -706,7 +706,12 @@ impl Client {
                     .ok_or_else(|| refused("an earlier version does not open"))?;
                 found.push(opened);
             }
-            cursor = page.entries.last().map_or(cursor, |e| e.version);
+            // Each page must move the cursor on: one that does not (entries at or before it)
+            // would have this loop ask for the same page forever.
+            match page.entries.last() {
+                Some(last) if last.version > cursor => cursor = last.version,
+                _ => return Err(refused("a page of earlier versions does not move on")),
+            }
         }
         // Walk back from the pin: each version must be the one its successor names.
         let mut expected = m.head.hash.clone();
