@@ -75,6 +75,12 @@ impl Client {
             let Some(last) = page.bundles.last() else {
                 break;
             };
+            // A page that does not move on would have this loop ask for it forever.
+            if last.version <= after {
+                return Err(ClientError::Verification(
+                    "a page of the key chain does not move on".into(),
+                ));
+            }
             after = last.version;
             chain.extend(page.bundles);
             if !page.more || after >= current.version {
@@ -133,7 +139,8 @@ impl KeyCache {
             let mut chain = Vec::new();
             let mut after = 0;
             while let Ok(page) = client.chain(user, after).await {
-                let Some(last) = page.bundles.last() else {
+                // An empty page ends the walk, and so does one that does not move on.
+                let Some(last) = page.bundles.last().filter(|b| b.version > after) else {
                     break;
                 };
                 after = last.version;
@@ -181,6 +188,13 @@ mod tests {
     /// A dev server on the embedded store, and that store, to plant key versions in
     /// without the rotation limit.
     async fn directory() -> (Client, std::sync::Arc<cinder_sqlite::SqliteStore>) {
+        directory_behind(|app| app).await
+    }
+
+    /// [`directory`], its server answering through `lie` (a layer that rewrites answers).
+    async fn directory_behind(
+        lie: impl FnOnce(axum::Router) -> axum::Router,
+    ) -> (Client, std::sync::Arc<cinder_sqlite::SqliteStore>) {
         use cinder_server::Clock;
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         let store = cinder_dev::open_store(dir.path()).unwrap();
@@ -188,20 +202,31 @@ mod tests {
         let listener = cinder_dev::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let objects = cinder_dev::media_store(dir.path(), &url, Clock::system()).unwrap();
-        let app = cinder_dev::app(store.clone(), secrets, Clock::system(), objects);
+        let app = lie(cinder_dev::app(
+            store.clone(),
+            secrets,
+            Clock::system(),
+            objects,
+        ));
         tokio::spawn(cinder_dev::serve(listener, app, std::future::pending()));
         (Client::new(&url), store)
     }
 
-    /// `n` versions of one user's keys, oldest first, all stored; and the last identity.
-    async fn versions(store: &cinder_sqlite::SqliteStore, n: u64) -> (Vec<KeyBundle>, Identity) {
-        use cinder_server::store::KeyStore;
+    /// `n` versions of one user's keys, oldest first; and the last identity.
+    fn rotations(n: u64) -> (Vec<KeyBundle>, Identity) {
         let mut id = Identity::generate(Timestamp(1_000)).unwrap();
         let mut all = vec![id.bundle.clone()];
         for v in 2..=n {
             id = id.rotated(Timestamp(1_000 + v)).unwrap();
             all.push(id.bundle.clone());
         }
+        (all, id)
+    }
+
+    /// `n` versions of one user's keys, oldest first, all stored; and the last identity.
+    async fn versions(store: &cinder_sqlite::SqliteStore, n: u64) -> (Vec<KeyBundle>, Identity) {
+        use cinder_server::store::KeyStore;
+        let (all, id) = rotations(n);
         for bundle in &all {
             store.insert(bundle).await.unwrap();
         }
@@ -230,6 +255,71 @@ mod tests {
         let last = cache.key(&client, &mut pins, user, page + 2).await.unwrap();
         assert_eq!((last.key, last.superseded_at), (current.sign_key, None));
         assert_eq!(pins.get(&user), Some(current));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_of_the_chain_that_does_not_move_on_ends_the_walk() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let (all, _) = rotations(3);
+        let chain = all.clone();
+        // GIVEN a server that answers a read of the chain after version N with version N
+        // (the first after 0) and says more follow
+        let (client, store) = directory_behind(move |app| {
+            app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let (chain, count) = (chain.clone(), count.clone());
+                    async move {
+                        use axum::response::IntoResponse;
+                        let Some(after) = request
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("after="))
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .filter(|_| request.uri().path().ends_with("/chain"))
+                        else {
+                            return next.run(request).await;
+                        };
+                        count.fetch_add(1, Ordering::SeqCst);
+                        axum::Json(cinder_proto::api::ChainPage {
+                            bundles: vec![chain[after.max(1) - 1].clone()],
+                            more: true,
+                        })
+                        .into_response()
+                    }
+                },
+            ))
+        })
+        .await;
+        for bundle in &all {
+            cinder_server::store::KeyStore::insert(&*store, bundle)
+                .await
+                .unwrap();
+        }
+        let user = all[0].user_id;
+        let ends = std::time::Duration::from_secs(10);
+        // THEN a walk from a pin is refused after one page that does not move on,
+        let from_pin = tokio::time::timeout(ends, client.verified_keys(user, Some(&all[0])))
+            .await
+            .expect("the walk ends");
+        assert!(
+            matches!(&from_pin, Err(ClientError::Verification(why)) if why.contains("does not move on")),
+            "{from_pin:?}"
+        );
+        assert_eq!(asked.swap(0, Ordering::SeqCst), 1);
+        // and one from scratch after the first page and the one that repeats it;
+        let from_scratch = tokio::time::timeout(ends, client.verified_keys(user, None))
+            .await
+            .expect("the walk ends");
+        assert!(from_scratch.is_err(), "{from_scratch:?}");
+        assert_eq!(asked.swap(0, Ordering::SeqCst), 2);
+        // and the cache finds no old version it cannot walk to.
+        let (mut cache, mut pins) = (KeyCache::default(), BTreeMap::new());
+        let old = tokio::time::timeout(ends, cache.key(&client, &mut pins, user, 1))
+            .await
+            .expect("the walk ends");
+        assert_eq!(old, None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
