@@ -1293,6 +1293,68 @@ async fn a_page_of_earlier_versions_that_does_not_move_on_ends_the_walk_back() {
     assert!(accepted.is_ok(), "{accepted:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_page_served_again_and_again_ends_the_listing() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (lying, asked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let first: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
+    let (lie, count, kept) = (lying.clone(), asked.clone(), first.clone());
+    // GIVEN a server that, once told to, answers every read of an inbox with the first page
+    // it served, saying more follow after its first envelope
+    let w = world_behind(Clock::system(), move |app| {
+        app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (lie, count, kept) = (lie.clone(), count.clone(), kept.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    if !lie.load(Ordering::SeqCst)
+                        || request.method() != axum::http::Method::GET
+                        || !request.uri().path().starts_with("/inbox/")
+                    {
+                        return next.run(request).await;
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if let Some(page) = kept.lock().unwrap().clone() {
+                        return axum::Json(page).into_response();
+                    }
+                    let (parts, body) = next.run(request).await.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+                    let mut page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    if let Some(id) = page["envelopes"][0].get("id").cloned() {
+                        page["next"] = id;
+                        *kept.lock().unwrap() = Some(page.clone());
+                    }
+                    (parts, axum::Json(page)).into_response()
+                }
+            },
+        ))
+    })
+    .await;
+    let (mut alice, mut bob, _carol, room, _) = team(&w).await;
+    lying.store(true, Ordering::SeqCst);
+    // and an envelope for Bob: the key of a new channel
+    let m = alice.rooms.get_mut(&room).unwrap();
+    let random = w
+        .client
+        .add_channel(&alice.me, m, ("random", false, 600), &mut alice.pins)
+        .await
+        .unwrap();
+    // WHEN Bob takes his keys, THEN he reads the page twice, installs its key and is done
+    let taken = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        w.client.take_keys(&bob.me, &mut bob.rooms, &mut bob.pins),
+    )
+    .await
+    .expect("taking keys ends");
+    assert_eq!(taken.unwrap(), vec![room]);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(bob.rooms[&room].holds_channel_key(random));
+}
+
 // Media: attachments between members, and a server that lies about them.
 
 /// Writes `size` bytes of a recognisable pattern to a file under the world's folder.

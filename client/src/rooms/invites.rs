@@ -236,9 +236,20 @@ impl Client {
     ) -> Result<Vec<RoomId>, ClientError> {
         let mut by_room: BTreeMap<RoomId, Vec<(EnvelopeId, InviteBody)>> = BTreeMap::new();
         let mut after = None;
+        let mut taken = std::collections::BTreeSet::new();
         loop {
             let page = self.inbox(me, after, None).await?;
-            for envelope in &page.envelopes {
+            // A page with no envelope not seen before ends the listing: an inbox is bounded,
+            // so only a lying server repeats its pages, and this loop would follow it forever.
+            let mut fresh = page
+                .envelopes
+                .iter()
+                .filter(|e| taken.insert(e.id))
+                .peekable();
+            if fresh.peek().is_none() {
+                break;
+            }
+            for envelope in fresh {
                 match self
                     .open_invite(me, &envelope.sealed, envelope.sender, pins)
                     .await
