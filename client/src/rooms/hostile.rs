@@ -2717,6 +2717,113 @@ async fn an_invitation_is_from_an_admin_to_a_member_of_the_version_it_names() {
 }
 
 #[test]
+fn merging_two_copies_keeps_every_key_and_never_goes_back() {
+    use crate::rooms::messages::SentMark;
+    let room = RoomId([1; 16]);
+    let master = Secret32::from_bytes([8; 32]);
+    let (admin, old_admin) = (
+        Secret32::from_bytes([10; 32]),
+        Secret32::from_bytes([11; 32]),
+    );
+    let member = member_capability(&master, room).verifying_key().into();
+    let mut v1 = genesis_of(room, UserId([2; 16]), member);
+    v1.admin_key = admin_capability(&old_admin).verifying_key().into();
+    // Version 2 replaced the admin key.
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.admin_key = admin_capability(&admin).verifying_key().into();
+    let head = |s: &Spine, tag: u8| Head {
+        spine: s.clone(),
+        hash: cinder_proto::Blob(vec![tag; 32]),
+    };
+    let (general, random, news) = (v1.channels[0].id, ChannelId([4; 16]), ChannelId([5; 16]));
+    let mark = |seq, tag| SentMark {
+        seq,
+        hash: cinder_proto::Blob(vec![tag; 32]),
+        number: seq,
+    };
+    let key = |n| Secret32::from_bytes([n; 32]);
+    // GIVEN a device behind, at version 1 with its admin key, and one ahead at version 2
+    // with the new one; each holds keys and has sent messages the other does not know of
+    let mut behind = Membership::joined(room, head(&v1, 1), master.clone());
+    behind.admin_key = Some(old_admin.clone());
+    behind.channel_keys = BTreeMap::from([
+        (general, BTreeMap::from([(1, key(20))])),
+        (random, BTreeMap::from([(1, key(21))])),
+    ]);
+    behind.sent = BTreeMap::from([(general, mark(5, 1)), (random, mark(2, 1))]);
+    let mut ahead = Membership::joined(room, head(&v2, 2), master.clone());
+    ahead.admin_key = Some(admin.clone());
+    ahead.master_keys.insert(2, key(30));
+    ahead.channel_keys = BTreeMap::from([
+        (general, BTreeMap::from([(1, key(22)), (2, key(23))])),
+        (news, BTreeMap::from([(2, key(24))])),
+    ]);
+    ahead.sent = BTreeMap::from([
+        (general, mark(4, 2)),
+        (random, mark(3, 2)),
+        (news, mark(1, 2)),
+    ]);
+    let keys_of = |m: &Membership| {
+        let channels: Vec<_> = m
+            .channel_keys
+            .iter()
+            .flat_map(|(c, ks)| ks.iter().map(move |(e, k)| (*c, *e, *k.expose())))
+            .collect();
+        let masters: Vec<_> = m
+            .master_keys
+            .iter()
+            .map(|(e, k)| (*e, *k.expose()))
+            .collect();
+        (masters, channels)
+    };
+    // WHEN the one behind takes in the one ahead, and the one ahead the one behind
+    let mut merged_behind = behind.clone();
+    merged_behind.merge(ahead.clone());
+    let mut merged_ahead = ahead.clone();
+    merged_ahead.merge(behind.clone());
+    for m in [&merged_behind, &merged_ahead] {
+        // THEN both hold the newer head and its admin key (the old one is dropped),
+        assert_eq!(m.head_hash(), &cinder_proto::Blob(vec![2; 32]));
+        assert!(m.admin_key == Some(admin.clone()));
+        // every key either held (a key of an epoch held already is kept),
+        assert_eq!(
+            keys_of(m).0,
+            vec![(1, *master.expose()), (2, *key(30).expose())]
+        );
+        // and each channel's newer sent mark.
+        assert_eq!(m.sent[&general], mark(5, 1));
+        assert_eq!(m.sent[&random], mark(3, 2));
+        assert_eq!(m.sent[&news], mark(1, 2));
+    }
+    assert_eq!(
+        keys_of(&merged_behind).1,
+        vec![
+            (general, 1, *key(20).expose()),
+            (general, 2, *key(23).expose()),
+            (random, 1, *key(21).expose()),
+            (news, 2, *key(24).expose()),
+        ]
+    );
+    assert_eq!(keys_of(&merged_ahead).1[0], (general, 1, *key(22).expose()));
+    // A copy at the same version, or with the same count sent, replaces nothing.
+    let mut twin = Membership::joined(room, head(&v2, 9), master.clone());
+    twin.admin_key = Some(admin.clone());
+    twin.sent = BTreeMap::from([(general, mark(5, 9))]);
+    let mut kept = merged_behind.clone();
+    kept.merge(twin);
+    assert_eq!(kept.head_hash(), &cinder_proto::Blob(vec![2; 32]));
+    assert_eq!(kept.sent[&general], mark(5, 1));
+    // Taking in a copy ahead without an admin key keeps the one held if it is the room's.
+    let mut member_only = Membership::joined(room, head(&v2, 2), master.clone());
+    member_only.admin_key = None;
+    let mut with_key = Membership::joined(room, head(&v1, 1), master.clone());
+    with_key.admin_key = Some(admin.clone());
+    with_key.merge(member_only);
+    assert!(with_key.admin_key == Some(admin));
+}
+
+#[test]
 fn only_the_rooms_current_admin_key_is_installed() {
     let room = RoomId([1; 16]);
     let master = Secret32::from_bytes([8; 32]);
