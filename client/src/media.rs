@@ -668,4 +668,62 @@ mod tests {
         s.seal(vec![0; 10]).unwrap();
         assert!(s.seal(vec![]).is_err(), "nothing after the last");
     }
+
+    #[test]
+    fn the_sealed_object_is_the_documented_format() {
+        use aes_gcm::aead::Aead;
+        // Three segments, the first two the same bytes: the format of docs/API.md, opened
+        // with AES-256-GCM alone.
+        let mut data = vec![7u8; 2 * SEGMENT];
+        data.extend_from_slice(b"tail");
+        let media = MediaId([9; 16]);
+        let (a, sealed) = attachment(&data, media);
+        let cipher = Aes256Gcm::new(a.key.expose().into());
+        let mut ad = b"cinder/media/v1\0".to_vec();
+        ad.extend_from_slice(&media.0);
+        ad.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        let segments: Vec<&[u8]> = sealed.chunks(SEGMENT + TAG).collect();
+        assert_eq!(segments.len(), 3);
+        let mut opened = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            let mut n = [0u8; 12];
+            n[3..11].copy_from_slice(&(i as u64).to_be_bytes());
+            n[11] = u8::from(i == 2);
+            let plain = cipher
+                .decrypt(
+                    GcmNonce::from_slice(&n),
+                    aes_gcm::aead::Payload {
+                        msg: segment,
+                        aad: &ad,
+                    },
+                )
+                .unwrap();
+            opened.extend(plain);
+        }
+        assert_eq!(opened, data);
+        // Equal plaintext segments seal to different bytes: no nonce is used twice.
+        assert_ne!(segments[0], segments[1]);
+    }
+
+    #[test]
+    fn each_tampering_is_refused_where_it_is_first_seen() {
+        let data = file(3 * SEGMENT + 100);
+        let (a, sealed) = attachment(&data, MediaId([1; 16]));
+        let seg = SEGMENT + TAG;
+        let refusal = |bytes: &[u8]| match open(&a, bytes, 4096) {
+            Err(ClientError::Verification(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        // Segments swapped, or an earlier one served as the last, fail their own tags (the
+        // nonce names the position and whether it is the last), before any hash is checked;
+        let mut swapped = sealed.clone();
+        swapped[..seg].copy_from_slice(&sealed[seg..2 * seg]);
+        swapped[seg..2 * seg].copy_from_slice(&sealed[..seg]);
+        assert!(refusal(&swapped).contains("altered, reordered, cut or spliced"));
+        let early_last = [&sealed[..3 * seg], &sealed[..seg]].concat();
+        assert!(refusal(&early_last).contains("altered, reordered, cut or spliced"));
+        // a stream cut after a whole segment has no last one to open.
+        assert!(refusal(&sealed[..3 * seg]).contains("is truncated"));
+        assert!(refusal(&sealed[..2 * seg]).contains("is truncated"));
+    }
 }

@@ -315,6 +315,12 @@ async fn a_kick_whose_state_write_failed_removes_the_member_anew_when_run_again(
 
     kick(&client, &mut devices[0], room, bob).await.unwrap();
     everyone_but_bob_reads_the_new_epoch(&client, &mut devices, room, general, &bob_kept).await;
+    // Nothing was sent for the state that was not stored: Bob, removed, is sent nothing.
+    let bob_inbox = client
+        .inbox(&devices[1].me.contents.identity, None, None)
+        .await
+        .unwrap();
+    assert_eq!(bob_inbox.envelopes.len(), 0);
 }
 
 /// Reads the channel as `d`, checking every message and each sender's sequence: no

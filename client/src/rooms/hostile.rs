@@ -1392,7 +1392,8 @@ async fn download_bytes(
     let m = u.rooms[&room].clone();
     let message = w.client.message(&m, channel, number, &mut u.pins).await?;
     let mut out = Vec::new();
-    w.client
+    let written = w
+        .client
         .download(
             &m,
             channel,
@@ -1402,6 +1403,7 @@ async fn download_bytes(
             None,
         )
         .await?;
+    assert_eq!(written, out.len() as u64, "a download counts what it wrote");
     Ok(out)
 }
 
