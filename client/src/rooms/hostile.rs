@@ -1294,6 +1294,68 @@ async fn a_page_of_earlier_versions_that_does_not_move_on_ends_the_walk_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_old_messages_that_promises_more_neither_moves_a_reader_back_nor_on() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lying = Arc::new(AtomicBool::new(false));
+    let first: Arc<Mutex<Option<serde_json::Value>>> = Arc::default();
+    let (lie, kept) = (lying.clone(), first.clone());
+    // GIVEN a server that keeps the first page of messages it serves and, once told to,
+    // answers every read of the channel with it, saying more follow
+    let w = world_behind(Clock::system(), move |app| {
+        app.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let (lie, kept) = (lie.clone(), kept.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    let is_page = request.method() == axum::http::Method::GET
+                        && request.uri().path().starts_with("/messages/")
+                        && request
+                            .uri()
+                            .query()
+                            .is_some_and(|q| q.starts_with("after="));
+                    if !is_page {
+                        return next.run(request).await;
+                    }
+                    if lie.load(Ordering::SeqCst) {
+                        let mut page = kept.lock().unwrap().clone().unwrap();
+                        page["next"] = serde_json::json!(1_000);
+                        return axum::Json(page).into_response();
+                    }
+                    let (parts, body) = next.run(request).await.into_parts();
+                    let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+                    let page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    kept.lock().unwrap().get_or_insert(page.clone());
+                    (parts, axum::Json(page)).into_response()
+                }
+            },
+        ))
+    })
+    .await;
+    let (mut alice, mut bob, _carol, room, general) = team(&w).await;
+    for text in ["one", "two"] {
+        let m = alice.rooms.get_mut(&room).unwrap();
+        w.client
+            .send_message(&alice.me, m, general, text, 600)
+            .await
+            .unwrap();
+    }
+    let page = bob.read(&w, room, general).await;
+    assert_eq!((page.messages.len(), page.last), (2, Some(2)));
+    // WHEN Bob reads on after message 2
+    lying.store(true, Ordering::SeqCst);
+    let m = bob.rooms[&room].clone();
+    let page = w.client.read(&m, general, 2, &mut bob.pins).await.unwrap();
+    // THEN the old messages are refused, and the page neither moves his cursor (back to
+    // them) nor says to read on, so a reader that follows `last` and `more` stops
+    assert_eq!(
+        page.refused,
+        vec![(1, Refusal::OutOfOrder), (2, Refusal::OutOfOrder)]
+    );
+    assert_eq!((page.last, page.more), (None, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbox_page_served_again_and_again_ends_the_listing() {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

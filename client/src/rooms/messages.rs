@@ -336,9 +336,9 @@ pub struct Page {
     pub messages: Vec<Received>,
     /// The numbers of those that did not, and why.
     pub refused: Vec<(u64, Refusal)>,
-    /// The highest number on this page, shown or not: read on after it.
+    /// The highest number on this page past the cursor, shown or not: read on after it.
     pub last: Option<u64>,
-    /// More messages may follow.
+    /// More messages may follow (never said of a page that did not move the cursor on).
     pub more: bool,
 }
 
@@ -824,7 +824,9 @@ impl Client {
         let mut out = self
             .verified_page(m, channel, after, &page.shards, pins)
             .await;
-        out.more = page.next.is_some();
+        // More only if this page moved the cursor on: a server that says more follow
+        // after a page of nothing new would keep a reader asking forever.
+        out.more = page.next.is_some() && out.last.is_some();
         // Only where this client's next message proposes to go: no trust is placed in it.
         if let Some(last) = out.last {
             self.saw(m.room, channel, last);
@@ -1148,7 +1150,8 @@ pub fn open_page<'a>(
     OpenedPage {
         spine,
         entries,
-        last: shards.iter().map(|s| s.number).max(),
+        // Past the cursor only: a page of numbers at or before it must not move it back.
+        last: shards.iter().map(|s| s.number).filter(|n| *n > after).max(),
     }
 }
 
