@@ -128,7 +128,7 @@ async fn a_server_cannot_weaken_or_inflate_argon2id_at_login() {
 /// requests that reach each path.
 #[derive(Clone, Default)]
 struct Refusals {
-    next: Arc<Mutex<Vec<(Method, String, u16, ErrorCode)>>>,
+    next: Arc<Mutex<Vec<Refusal>>>,
     seen: Arc<Mutex<Vec<(Method, String)>>>,
 }
 
@@ -147,6 +147,9 @@ impl Refusals {
 }
 
 use axum::http::Method;
+
+/// A request to answer in place of the server: method, path, status, error code.
+type Refusal = (Method, String, u16, ErrorCode);
 
 async fn refuse(State(r): State<Refusals>, request: Request, next: Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
