@@ -162,7 +162,7 @@ fuzz: ## Run every fuzz target for FUZZ_SECS (30) seconds each; fails if one cra
 # `--package=cinder-server` adds the crate's own unit tests to the integration tests).
 MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
-mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave, room-chain and media checks
+mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave, login, room chain, message and media opening
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
@@ -194,8 +194,24 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 		-F 'state\.rs.*(check_genesis|spine_aad|open_entry|Client::verify_signed|Client::verify_successor|Client::anchor|Membership::keys_match)' \
 		-F 'state\.rs.*(burn_history_extends|ChannelInfo::burn_secs_for|Membership::install)' \
 		--test-package cinder-client -- --lib; \
-	run client-media -f client/src/media.rs -F 'media\.rs.*( aad -> |Opener::finish)' \
+	run client-media -f client/src/media.rs \
+		-F 'media\.rs.*(in |replace )( aad|Opener::finish|Opener::feed|Opener::open_segment|nonce|segments|sealed_len|crate::Client::not_burnt|crate::Client::download)( |$$)' \
 		-E 'replace \|\| with && in Opener::finish' --test-package cinder-client -- --lib; \
+	run client-messages -f client/src/rooms/messages.rs \
+		-F 'messages\.rs.*(in |replace )(Content::parse|Content::within_bounds|Continuity::observe|shard_aad|commitment|commitment_over|split_epoch|message_signed_bytes|content_hash|message_hash|check_burn|Opened::verify|open_message|place|open_with|open_page|burnt|check_shard|OpenedPage<._>::verify|OpenedPage<.*_>::signers|received|with_burn_time|verify_signatures|strict_r|Client::verified_page|Client::message|Client::read)( |$$)' \
+		-E 'replace >= with < in verify_signatures' --test-package cinder-client -- --lib; \
+	if cargo test -q -p cinder-client -p cinder-tests --lib --test faults >/dev/null 2>&1; \
+	then run client-chain -f client/src/rooms/state.rs --baseline skip \
+		-F 'state\.rs.*(in |replace )(check_successor|Client::settle|Client::ancestors|Membership::merge|Client::stored_as_created|owed|Membership::rekeyed|Spine::member|Spine::channel|Spine::is_admin|Spine::capability_keys|state_hash|Client::sync|Client::spine_page|Membership::joined|Membership::capabilities_for_state)( |$$)' \
+		-E 'replace < with <= in Client::ancestors' -E 'replace && with \|\| in Client::settle' \
+		-E 'replace match guard e.code\(\) == Some\(ErrorCode::Unauthenticated\) with true in Client::spine_page' \
+		--test-package cinder-tests -C=--package=cinder-client -C=--lib -C=--test=faults; \
+	else echo "client-chain: the unmutated tests fail"; failed="$$failed client-chain"; fi; \
+	if cargo test -q -p cinder-client -p cinder-tests --lib --test accounts_api >/dev/null 2>&1; \
+	then run client-login -f client/src/account.rs --baseline skip \
+		-F 'account\.rs.*(in |replace )(login_finish|Client::login|Client::reauthenticate|registration_finish|registration_start)( |$$)' \
+		--test-package cinder-tests -C=--package=cinder-client -C=--lib -C=--test=accounts_api; \
+	else echo "client-login: the unmutated tests fail"; failed="$$failed client-login"; fi; \
 	if [ -n "$$failed" ]; then echo "mutants: missed in:$$failed (mutants.out/<slice>/mutants.out/missed.txt)"; exit 1; fi; \
 	echo "mutants: every slice's mutants caught, unviable or listed as harmless"
 
