@@ -1526,6 +1526,19 @@ mod tests {
         }
     }
 
+    /// Message 1, written by `me` at `sent`, burning 600 s later.
+    fn sent_at(me: &Identity, m: &mut Membership, channel: ChannelId, sent: Timestamp) -> Shard {
+        let post = seal_message(me, m, channel, 1, "hi", sent, sent.plus(600)).unwrap();
+        Shard {
+            number: 1,
+            ciphertext: post.ciphertext,
+            burn_at: post.burn_at,
+            posted_at: sent,
+            delete_hash: post.delete_hash,
+            media: post.media,
+        }
+    }
+
     /// The current keys of `users`, as a reader that verified them has them.
     fn keys_of(users: &[&Identity]) -> impl Fn(UserId, u64) -> Option<SignerKey> {
         let keys: BTreeMap<_, _> = users
@@ -1853,15 +1866,7 @@ mod tests {
         let alice = Identity::generate(Timestamp::now()).unwrap();
         let (mut m, channel) = room(&[&alice]);
         let sent = Timestamp::now();
-        let post = seal_message(&alice, &mut m, channel, 1, "hi", sent, sent.plus(600)).unwrap();
-        let served = [Shard {
-            number: 1,
-            ciphertext: post.ciphertext,
-            burn_at: post.burn_at,
-            posted_at: sent,
-            delete_hash: post.delete_hash,
-            media: post.media,
-        }];
+        let served = [sent_at(&alice, &mut m, channel, sent)];
         let read_at = |now: u64| {
             let page =
                 open_page(&m, channel, 0, &served, Timestamp(now)).verify(keys_of(&[&alice]));
@@ -1887,15 +1892,7 @@ mod tests {
         let alice = Identity::generate(Timestamp::now()).unwrap();
         let (mut m, channel) = room(&[&alice]);
         let sent = Timestamp::now();
-        let post = seal_message(&alice, &mut m, channel, 1, "hi", sent, sent.plus(600)).unwrap();
-        let served = [Shard {
-            number: 1,
-            ciphertext: post.ciphertext,
-            burn_at: post.burn_at,
-            posted_at: sent,
-            delete_hash: post.delete_hash,
-            media: post.media,
-        }];
+        let served = [sent_at(&alice, &mut m, channel, sent)];
         // Alice's key as the directory shows it, replaced `before` seconds before she wrote.
         let read_with_key_replaced = |before: u64| {
             let page = open_page(&m, channel, 0, &served, sent).verify(|_, _| {
