@@ -168,6 +168,10 @@ mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, cal
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
 	run limits -f shared/server/src/limits.rs --test-package cinder-server \
 		-E 'impl fmt::Debug for (Rate|Limiter)>::fmt|with_source_addr|Limits::from_env' -- --lib; \
+	if cargo test -q -p cinder-keys --test lambda >/dev/null 2>&1; \
+	then run limits-lambda -f shared/server/src/limits.rs --baseline skip \
+		-F 'with_source_addr|Limits::from_env' --test-package cinder-keys -- --test lambda; \
+	else echo "limits-lambda: the unmutated tests fail"; failed="$$failed limits-lambda"; fi; \
 	run auth -f shared/server/src/auth.rs -f shared/server/src/extract.rs --test-package cinder-server -- --lib; \
 	if cargo test -q -p cinder-server -p cinder-tests --lib --test rooms_api --test rooms_capabilities >/dev/null 2>&1; \
 	then run rooms -f shared/server/src/spine/domain.rs -f shared/server/src/shards/domain.rs --baseline skip \
