@@ -164,6 +164,7 @@ MUTANTS_ARGS ?=
 MUTANTS := cargo mutants --in-place --no-shuffle --timeout 300 $(MUTANTS_ARGS)
 mutants: test-deps ## Mutation-test auth, extractors, limits, room, message, call, key, account and media rules, the client's key directory, enclave, login, room chain, message and media opening
 	@command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
+	@mkdir -p mutants.out
 	@failed=""; run() { slice=$$1; shift; echo "== mutants: $$slice"; \
 		$(MUTANTS) -o mutants.out/$$slice "$$@" || failed="$$failed $$slice"; }; \
 	run limits -f shared/server/src/limits.rs --test-package cinder-server \
